@@ -1,0 +1,192 @@
+//! Where the store's writes go: sled on disk, or nowhere (memory).
+//!
+//! A backend keeps records by revision. The engine appends each write,
+//! asks for everything appended to be made durable (one call serves many
+//! writes: group commit), and removes the records compaction no longer needs.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, StoreError};
+use crate::record::Record;
+
+/// A durable home for records.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// The revision up to which history was compacted (0 for a new store).
+    fn compacted(&self) -> Result<u64>;
+    /// Calls `visit` with every kept record in revision order.
+    fn for_each(&self, visit: &mut dyn FnMut(u64, Record) -> Result<()>) -> Result<()>;
+    /// Appends the record of `revision`; not yet durable.
+    fn append(&self, revision: u64, record: &Record) -> Result<()>;
+    /// Makes every appended record durable.
+    fn sync(&self) -> Result<()>;
+    /// Records that history is compacted up to `compacted` and removes the
+    /// records of `removed`, atomically; durable with the next `sync`.
+    fn compact(&self, compacted: u64, removed: &[u64]) -> Result<()>;
+}
+
+/// Keeps nothing: for tests and throw-away clusters.
+pub(crate) struct MemoryBackend;
+
+impl Backend for MemoryBackend {
+    fn compacted(&self) -> Result<u64> {
+        Ok(0)
+    }
+    fn for_each(&self, _: &mut dyn FnMut(u64, Record) -> Result<()>) -> Result<()> {
+        Ok(())
+    }
+    fn append(&self, _: u64, _: &Record) -> Result<()> {
+        Ok(())
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+    fn compact(&self, _: u64, _: &[u64]) -> Result<()> {
+        Ok(())
+    }
+}
+
+const COMPACTED_KEY: &[u8] = b"skiff/compacted";
+const FORMAT_KEY: &[u8] = b"skiff/format";
+const FORMAT: &[u8] = b"1";
+/// Written beside sled's files once the store exists, so that a data
+/// directory whose sled files were lost or emptied is reported, not reopened
+/// as a silently empty store.
+const MARKER_FILE: &str = "skiff-store";
+
+/// One sled tree in a data directory.
+pub(crate) struct SledBackend {
+    path: PathBuf,
+    db: sled::Db,
+}
+
+impl SledBackend {
+    /// Opens (or creates) the store in `path`. Fails, naming the path, when
+    /// the directory is unusable, corrupt, or open in another process.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+        let backend_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Backend {
+            path: path.to_owned(),
+            source,
+        };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        if path.exists() && !path.is_dir() {
+            return Err(backend_error("exists and is not a directory".into()));
+        }
+        let marker = path.join(MARKER_FILE);
+        let existed = marker.exists();
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput);
+        // sled panics on some damaged files instead of answering an error.
+        let db = match catch_unwind(AssertUnwindSafe(|| config.open())) {
+            Ok(Ok(db)) => db,
+            Ok(Err(sled::Error::Corruption { at, .. })) => {
+                return Err(corrupt(format!("sled found corruption at {at:?}")))
+            }
+            Ok(Err(sled::Error::Io(e))) => return Err(backend_error(Box::new(e))),
+            Ok(Err(e)) => return Err(corrupt(e.to_string())),
+            Err(panic) => return Err(corrupt(format!("sled failed to open it: {}", panic_message(&panic)))),
+        };
+        let format = db.get(FORMAT_KEY).map_err(|e| corrupt(e.to_string()))?;
+        match format {
+            Some(f) if f.as_ref() == FORMAT => {}
+            Some(f) => return Err(corrupt(format!("unknown store format {:?}", String::from_utf8_lossy(&f)))),
+            None if existed => {
+                return Err(corrupt(format!(
+                    "{MARKER_FILE} says a store was here but sled holds none of its data"
+                )))
+            }
+            None => {
+                db.insert(FORMAT_KEY, FORMAT).map_err(|e| corrupt(e.to_string()))?;
+                db.flush().map_err(|e| backend_error(Box::new(e)))?;
+                std::fs::write(&marker, b"skiff store format 1\n").map_err(|e| backend_error(Box::new(e)))?;
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            db,
+        })
+    }
+
+    fn error(&self, e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("sled found corruption at {at:?}"),
+            },
+            other => StoreError::Backend {
+                path: self.path.clone(),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    fn corrupt(&self, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+impl Backend for SledBackend {
+    fn compacted(&self) -> Result<u64> {
+        match self.db.get(COMPACTED_KEY).map_err(|e| self.error(e))? {
+            None => Ok(0),
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| self.corrupt("compacted revision is not 8 bytes".into())),
+        }
+    }
+
+    fn for_each(&self, visit: &mut dyn FnMut(u64, Record) -> Result<()>) -> Result<()> {
+        // Records are the only 8-byte keys; the metadata keys are longer.
+        for item in self.db.iter() {
+            let (key, value) = item.map_err(|e| self.error(e))?;
+            let Ok(revision) = <[u8; 8]>::try_from(key.as_ref()) else {
+                continue;
+            };
+            let revision = u64::from_be_bytes(revision);
+            let record = Record::decode(&value)
+                .map_err(|reason| self.corrupt(format!("record at revision {revision}: {reason}")))?;
+            visit(revision, record)?;
+        }
+        Ok(())
+    }
+
+    fn append(&self, revision: u64, record: &Record) -> Result<()> {
+        self.db
+            .insert(revision.to_be_bytes(), record.encode())
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush().map(drop).map_err(|e| self.error(e))
+    }
+
+    fn compact(&self, compacted: u64, removed: &[u64]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(COMPACTED_KEY, &compacted.to_be_bytes());
+        for revision in removed {
+            batch.remove(&revision.to_be_bytes());
+        }
+        self.db.apply_batch(batch).map_err(|e| self.error(e))
+    }
+}
