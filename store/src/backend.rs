@@ -24,6 +24,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Records that history is compacted up to `compacted` and removes the
     /// records of `removed`, atomically; durable with the next `sync`.
     fn compact(&self, compacted: u64, removed: &[u64]) -> Result<()>;
+    /// Records, durably and apart from the data, that every revision up to
+    /// `revision` is durable, so that data lost later is detected at open.
+    fn checkpoint(&self, revision: u64) -> Result<()>;
+    /// The last checkpointed revision.
+    fn checkpointed(&self) -> u64;
 }
 
 /// Keeps nothing: for tests and throw-away clusters.
@@ -45,20 +50,30 @@ impl Backend for MemoryBackend {
     fn compact(&self, _: u64, _: &[u64]) -> Result<()> {
         Ok(())
     }
+    fn checkpoint(&self, _: u64) -> Result<()> {
+        Ok(())
+    }
+    fn checkpointed(&self) -> u64 {
+        0
+    }
 }
 
 const COMPACTED_KEY: &[u8] = b"skiff/compacted";
 const FORMAT_KEY: &[u8] = b"skiff/format";
 const FORMAT: &[u8] = b"1";
-/// Written beside sled's files once the store exists, so that a data
-/// directory whose sled files were lost or emptied is reported, not reopened
-/// as a silently empty store.
+/// Written beside sled's files once the store exists and rewritten at every
+/// checkpoint with the last durable revision, so that a data directory whose
+/// sled files were lost, emptied or cut short is reported, not reopened as a
+/// silently smaller store. (sled recovers a damaged log by dropping its tail,
+/// as it would after a crash.)
 const MARKER_FILE: &str = "skiff-store";
+const MARKER_HEADER: &str = "skiff store format 1";
 
 /// One sled tree in a data directory.
 pub(crate) struct SledBackend {
     path: PathBuf,
     db: sled::Db,
+    checkpointed: u64,
 }
 
 impl SledBackend {
@@ -77,7 +92,7 @@ impl SledBackend {
             return Err(backend_error("exists and is not a directory".into()));
         }
         let marker = path.join(MARKER_FILE);
-        let existed = marker.exists();
+        let checkpointed = read_marker(&marker).map_err(corrupt)?;
         let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -97,7 +112,7 @@ impl SledBackend {
         match format {
             Some(f) if f.as_ref() == FORMAT => {}
             Some(f) => return Err(corrupt(format!("unknown store format {:?}", String::from_utf8_lossy(&f)))),
-            None if existed => {
+            None if checkpointed.is_some() => {
                 return Err(corrupt(format!(
                     "{MARKER_FILE} says a store was here but sled holds none of its data"
                 )))
@@ -105,13 +120,17 @@ impl SledBackend {
             None => {
                 db.insert(FORMAT_KEY, FORMAT).map_err(|e| corrupt(e.to_string()))?;
                 db.flush().map_err(|e| backend_error(Box::new(e)))?;
-                std::fs::write(&marker, b"skiff store format 1\n").map_err(|e| backend_error(Box::new(e)))?;
             }
         }
-        Ok(Self {
+        let backend = Self {
             path: path.to_owned(),
             db,
-        })
+            checkpointed: checkpointed.unwrap_or(0),
+        };
+        if checkpointed.is_none() {
+            backend.checkpoint(0)?;
+        }
+        Ok(backend)
     }
 
     fn error(&self, e: sled::Error) -> StoreError {
@@ -133,6 +152,23 @@ impl SledBackend {
             reason,
         }
     }
+}
+
+/// The revision a marker file records; `None` when there is no marker.
+fn read_marker(marker: &Path) -> std::result::Result<Option<u64>, String> {
+    let text = match std::fs::read_to_string(marker) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", marker.display())),
+    };
+    let mut lines = text.lines();
+    let revision = match (lines.next(), lines.next()) {
+        (Some(MARKER_HEADER), Some(line)) => line.strip_prefix("revision ").and_then(|r| r.parse().ok()),
+        _ => None,
+    };
+    revision
+        .map(Some)
+        .ok_or_else(|| format!("{} is not a Skiff store marker", marker.display()))
 }
 
 fn panic_message(panic: &Box<dyn Any + Send>) -> String {
@@ -188,5 +224,24 @@ impl Backend for SledBackend {
             batch.remove(&revision.to_be_bytes());
         }
         self.db.apply_batch(batch).map_err(|e| self.error(e))
+    }
+
+    fn checkpoint(&self, revision: u64) -> Result<()> {
+        let io = |e: std::io::Error| StoreError::Backend {
+            path: self.path.clone(),
+            source: Box::new(e),
+        };
+        let marker = self.path.join(MARKER_FILE);
+        let fresh = self.path.join(format!("{MARKER_FILE}.new"));
+        let mut file = std::fs::File::create(&fresh).map_err(io)?;
+        std::io::Write::write_all(&mut file, format!("{MARKER_HEADER}\nrevision {revision}\n").as_bytes())
+            .map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&fresh, &marker).map_err(io)?;
+        std::fs::File::open(&self.path).and_then(|d| d.sync_all()).map_err(io)
+    }
+
+    fn checkpointed(&self) -> u64 {
+        self.checkpointed
     }
 }

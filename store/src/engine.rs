@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// How often the background thread looks for history to compact when no
-/// writes arrive.
+/// writes arrive, and at most how often it checkpoints the durable revision.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Batches of events the watch channel holds before a slow watcher lags (it
 /// then catches up from the history, so this bounds memory, not correctness).
@@ -257,6 +257,7 @@ impl Shared {
     /// publishes them, and compacts history past its limits.
     fn run_commits(&self) {
         let mut durable = self.state.read().expect("state lock").durable;
+        let mut checkpoint = (durable, Instant::now());
         loop {
             let (target, shutdown) = {
                 let mut queue = self.queue.lock().expect("queue lock");
@@ -275,7 +276,14 @@ impl Shared {
             if let Err(e) = self.compact_by_limits() {
                 return self.fail(e);
             }
-            if shutdown && target == durable {
+            let done = shutdown && target == durable;
+            if durable > checkpoint.0 && (done || checkpoint.1.elapsed() >= IDLE_TICK) {
+                if let Err(e) = self.backend.checkpoint(durable) {
+                    return self.fail(e);
+                }
+                checkpoint = (durable, Instant::now());
+            }
+            if done {
                 return;
             }
         }
@@ -437,6 +445,16 @@ fn recover(backend: &dyn Backend, path: &Path) -> Result<State> {
         state.apply(revision, record, opened);
         Ok(())
     })?;
+    let checkpointed = backend.checkpointed();
+    if state.current < checkpointed {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: format!(
+                "revisions up to {checkpointed} were made durable but only {} remain",
+                state.current
+            ),
+        });
+    }
     state.durable = state.current;
     if !garbage.is_empty() {
         backend.compact(compacted, &garbage)?;
@@ -734,7 +752,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_corrupt_directory_fails_at_open_naming_the_path() {
-        for damage in ["garbage", "truncate", "remove"] {
+        for damage in ["garbage", "flip", "truncate", "remove", "marker"] {
             let dir = tempfile::tempdir().unwrap();
             {
                 let store = MvccStore::open(dir.path(), HistoryLimits::default()).unwrap();
@@ -751,14 +769,22 @@ mod tests {
                     }
                     std::fs::write(&db, bytes).unwrap();
                 }
+                "flip" => {
+                    let mut bytes = std::fs::read(&db).unwrap();
+                    let middle = bytes.len() / 2;
+                    for b in &mut bytes[middle..middle + 64] {
+                        *b ^= 0x5a;
+                    }
+                    std::fs::write(&db, bytes).unwrap();
+                }
                 "truncate" => std::fs::write(&db, b"").unwrap(),
+                "marker" => std::fs::write(dir.path().join("skiff-store"), b"hello").unwrap(),
                 _ => std::fs::remove_file(&db).unwrap(),
             }
             let Err(error) = MvccStore::open(dir.path(), HistoryLimits::default()) else {
                 panic!("{damage}: a damaged store opened");
             };
             let message = error.to_string();
-            eprintln!("DAMAGE {damage}: {message}");
             assert!(message.contains(&dir.path().display().to_string()), "{damage}: {message}");
         }
     }
