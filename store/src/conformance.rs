@@ -36,7 +36,11 @@ fn at(revision: u64) -> Preconditions {
     }
 }
 
-async fn list_all<S: Store>(store: &S, prefix: &str, revision: Option<u64>) -> BTreeMap<String, Object> {
+async fn list_all<S: Store>(
+    store: &S,
+    prefix: &str,
+    revision: Option<u64>,
+) -> BTreeMap<String, Object> {
     let options = ListOptions {
         revision,
         ..ListOptions::default()
@@ -66,7 +70,11 @@ pub(crate) async fn create_get_update_delete<S: Store>(store: S) {
 
     // Writing back the same bytes takes no revision.
     let same = store
-        .guaranteed_update("/t/a", Preconditions::default(), Box::new(|c| Ok(c.value.clone())))
+        .guaranteed_update(
+            "/t/a",
+            Preconditions::default(),
+            Box::new(|c| Ok(c.value.clone())),
+        )
         .await
         .unwrap();
     assert_eq!(same, updated);
@@ -74,17 +82,29 @@ pub(crate) async fn create_get_update_delete<S: Store>(store: S) {
 
     // The update function's own error comes back unchanged.
     let refused = store
-        .guaranteed_update("/t/a", Preconditions::default(), Box::new(|_| Err(StoreError::Rejected("no".into()))))
+        .guaranteed_update(
+            "/t/a",
+            Preconditions::default(),
+            Box::new(|_| Err(StoreError::Rejected("no".into()))),
+        )
         .await;
     assert!(matches!(refused, Err(StoreError::Rejected(_))));
     assert!(matches!(
-        store.guaranteed_update("/t/missing", Preconditions::default(), increment()).await,
+        store
+            .guaranteed_update("/t/missing", Preconditions::default(), increment())
+            .await,
         Err(StoreError::NotFound { .. })
     ));
 
-    let deleted = store.delete("/t/a", Preconditions::default()).await.unwrap();
+    let deleted = store
+        .delete("/t/a", Preconditions::default())
+        .await
+        .unwrap();
     assert_eq!(deleted, updated);
-    assert!(matches!(store.get("/t/a").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get("/t/a").await,
+        Err(StoreError::NotFound { .. })
+    ));
     assert!(matches!(
         store.delete("/t/a", Preconditions::default()).await,
         Err(StoreError::NotFound { .. })
@@ -102,16 +122,25 @@ pub(crate) async fn deletes_honour_preconditions<S: Store>(store: S) {
         uid: Some("uid-2".into()),
         resource_version: None,
     };
-    assert!(matches!(store.delete("/t/a", wrong_uid).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        store.delete("/t/a", wrong_uid).await,
+        Err(StoreError::Conflict { .. })
+    ));
     let stale = at(created.mod_revision - 1);
-    assert!(matches!(store.delete("/t/a", stale).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        store.delete("/t/a", stale).await,
+        Err(StoreError::Conflict { .. })
+    ));
     assert_eq!(store.get("/t/a").await.unwrap(), created);
     let right = Preconditions {
         uid: Some("uid-1".into()),
         resource_version: Some(created.mod_revision),
     };
     assert_eq!(store.delete("/t/a", right).await.unwrap(), created);
-    assert!(matches!(store.get("/t/a").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get("/t/a").await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 pub(crate) async fn concurrent_updates_conflict_exactly_and_lose_nothing<S: Store>(store: S) {
@@ -174,10 +203,16 @@ async fn churn<S: Store>(store: &Arc<S>, prefix: &str, writers: u64, count: u64)
                     let key = format!("{prefix}{w}-{}", i % 7);
                     match store.get(&key).await {
                         Err(_) => drop(store.create(&key, json(i)).await.unwrap()),
-                        Ok(_) if i % 5 == 0 => drop(store.delete(&key, Preconditions::default()).await.unwrap()),
+                        Ok(_) if i % 5 == 0 => {
+                            drop(store.delete(&key, Preconditions::default()).await.unwrap())
+                        }
                         Ok(_) => {
                             store
-                                .guaranteed_update(&key, Preconditions::default(), Box::new(move |_| Ok(json(i))))
+                                .guaranteed_update(
+                                    &key,
+                                    Preconditions::default(),
+                                    Box::new(move |_| Ok(json(i))),
+                                )
                                 .await
                                 .unwrap();
                         }
@@ -194,7 +229,9 @@ async fn churn<S: Store>(store: &Arc<S>, prefix: &str, writers: u64, count: u64)
 pub(crate) async fn every_watcher_sees_every_event_in_order<S: Store>(store: S) {
     let store = Arc::new(store);
     let from = store.current_revision();
-    let mut watches: Vec<_> = (0..8).map(|_| store.watch("/w/", Some(from)).unwrap()).collect();
+    let mut watches: Vec<_> = (0..8)
+        .map(|_| store.watch("/w/", Some(from)).unwrap())
+        .collect();
     churn(&store, "/w/", 4, 100).await;
     let total = store.current_revision() - from;
     assert_eq!(total, 400);
@@ -202,7 +239,11 @@ pub(crate) async fn every_watcher_sees_every_event_in_order<S: Store>(store: S) 
     for watch in &mut watches {
         let mut revisions = Vec::new();
         while (revisions.len() as u64) < total {
-            let event = tokio::time::timeout(DEADLINE, watch.next()).await.unwrap().unwrap().unwrap();
+            let event = tokio::time::timeout(DEADLINE, watch.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             revisions.push(event.revision);
         }
         assert_eq!(revisions, (from + 1..=from + total).collect::<Vec<_>>());
@@ -219,7 +260,11 @@ pub(crate) async fn every_watcher_sees_every_event_in_order<S: Store>(store: S) 
     drop(first);
     let mut resumed = store.watch("/w/", revisions.last().copied()).unwrap();
     while (revisions.len() as u64) < total {
-        let event = tokio::time::timeout(DEADLINE, resumed.next()).await.unwrap().unwrap().unwrap();
+        let event = tokio::time::timeout(DEADLINE, resumed.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         revisions.push(event.revision);
     }
     assert_eq!(revisions, seen[0]);
@@ -234,18 +279,28 @@ pub(crate) async fn list_then_watch_sees_exactly_later_writes<S: Store>(store: S
     };
     tokio::time::sleep(Duration::from_millis(5)).await;
     let listed = store.list("/l/", ListOptions::default()).await.unwrap();
-    let mut state: BTreeMap<_, _> = listed.items.into_iter().map(|o| (o.key.clone(), o)).collect();
+    let mut state: BTreeMap<_, _> = listed
+        .items
+        .into_iter()
+        .map(|o| (o.key.clone(), o))
+        .collect();
     let mut watch = store.watch("/l/", Some(listed.revision)).unwrap();
     writing.await.unwrap();
     let end = store.current_revision();
     let mut last = listed.revision;
     while last < end {
-        let event = tokio::time::timeout(DEADLINE, watch.next()).await.unwrap().unwrap().unwrap();
+        let event = tokio::time::timeout(DEADLINE, watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(event.revision, last + 1, "no gap, no duplicate");
         last = event.revision;
         match event.kind {
             EventKind::Deleted => assert!(state.remove(&event.object.key).is_some()),
-            EventKind::Added => assert!(state.insert(event.object.key.clone(), event.object.clone()).is_none()),
+            EventKind::Added => assert!(state
+                .insert(event.object.key.clone(), event.object.clone())
+                .is_none()),
             EventKind::Modified => {
                 assert_eq!(state.get(&event.object.key), event.prev.as_ref());
                 state.insert(event.object.key.clone(), event.object.clone());
@@ -289,16 +344,25 @@ pub(crate) async fn pagination_reads_one_revision_while_writes_go_on<S: Store>(s
     sorted.sort();
     sorted.dedup();
     assert_eq!(keys, sorted, "in key order, none twice");
-    let whole: Vec<Object> = list_all(&*store, "/p/", Some(revision)).await.into_values().collect();
+    let whole: Vec<Object> = list_all(&*store, "/p/", Some(revision))
+        .await
+        .into_values()
+        .collect();
     assert_eq!(paged, whole);
-    assert!(store.current_revision() > revision, "writes went on meanwhile");
+    assert!(
+        store.current_revision() > revision,
+        "writes went on meanwhile"
+    );
 }
 
 pub(crate) async fn compacted_revisions_are_gone<S: Store>(store: S) {
     store.create("/c/a", json(1)).await.unwrap();
     store.create("/c/b", json(2)).await.unwrap();
     let before = store.current_revision();
-    store.delete("/c/b", Preconditions::default()).await.unwrap();
+    store
+        .delete("/c/b", Preconditions::default())
+        .await
+        .unwrap();
     store
         .guaranteed_update("/c/a", Preconditions::default(), increment())
         .await
@@ -314,8 +378,14 @@ pub(crate) async fn compacted_revisions_are_gone<S: Store>(store: S) {
         revision: Some(compact_at - 1),
         ..ListOptions::default()
     };
-    assert!(matches!(store.list("/c/", old).await, Err(StoreError::Gone { .. })));
-    assert!(matches!(store.watch("/c/", Some(compact_at - 1)), Err(StoreError::Gone { .. })));
+    assert!(matches!(
+        store.list("/c/", old).await,
+        Err(StoreError::Gone { .. })
+    ));
+    assert!(matches!(
+        store.watch("/c/", Some(compact_at - 1)),
+        Err(StoreError::Gone { .. })
+    ));
 
     // The compacted revision itself and everything after it remain.
     let at_compaction = list_all(&store, "/c/", Some(compact_at)).await;
@@ -323,7 +393,10 @@ pub(crate) async fn compacted_revisions_are_gone<S: Store>(store: S) {
     assert_eq!(counter(&at_compaction["/c/a"]), 2);
     let mut watch = store.watch("/c/", Some(compact_at)).unwrap();
     let event = watch.next().await.unwrap().unwrap();
-    assert_eq!((event.kind, event.object.key.as_str()), (EventKind::Added, "/c/c"));
+    assert_eq!(
+        (event.kind, event.object.key.as_str()),
+        (EventKind::Added, "/c/c")
+    );
     assert_eq!(list_all(&store, "/c/", None).await.len(), 2);
 
     // Compacting again, or to an older revision, changes nothing; the
@@ -331,7 +404,10 @@ pub(crate) async fn compacted_revisions_are_gone<S: Store>(store: S) {
     store.compact(compact_at - 1).await.unwrap();
     assert_eq!(store.compacted_revision(), compact_at);
     let future = store.current_revision() + 1;
-    assert!(matches!(store.compact(future).await, Err(StoreError::FutureRevision { .. })));
+    assert!(matches!(
+        store.compact(future).await,
+        Err(StoreError::FutureRevision { .. })
+    ));
 }
 
 pub(crate) async fn prefixes_are_isolated<S: Store>(store: S) {
@@ -348,7 +424,11 @@ pub(crate) async fn prefixes_are_isolated<S: Store>(store: S) {
     }
     assert_eq!(watched, ["/a/1", "/a/b/2"]);
     // Nothing else arrives for this prefix.
-    assert!(tokio::time::timeout(Duration::from_millis(50), watch.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), watch.next())
+            .await
+            .is_err()
+    );
 }
 
 pub(crate) async fn bad_revisions_and_tokens_are_refused<S: Store>(store: S) {
@@ -357,13 +437,19 @@ pub(crate) async fn bad_revisions_and_tokens_are_refused<S: Store>(store: S) {
         revision: Some(store.current_revision() + 1),
         ..ListOptions::default()
     };
-    assert!(matches!(store.list("/r/", future).await, Err(StoreError::FutureRevision { .. })));
+    assert!(matches!(
+        store.list("/r/", future).await,
+        Err(StoreError::FutureRevision { .. })
+    ));
     for token in ["garbage", "x:/r/a", "1:/other/a"] {
         let options = ListOptions {
             continue_token: Some(token.into()),
             ..ListOptions::default()
         };
-        assert!(matches!(store.list("/r/", options).await, Err(StoreError::InvalidContinue(_))));
+        assert!(matches!(
+            store.list("/r/", options).await,
+            Err(StoreError::InvalidContinue(_))
+        ));
     }
 }
 
@@ -375,10 +461,16 @@ pub(crate) async fn history_is_compacted_in_the_background<S: Store>(store: S) {
     let current = store.current_revision();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while store.compacted_revision() < current - 100 {
-        assert!(tokio::time::Instant::now() < deadline, "history never compacted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history never compacted"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(matches!(store.watch("/h/", Some(1)), Err(StoreError::Gone { .. })));
+    assert!(matches!(
+        store.watch("/h/", Some(1)),
+        Err(StoreError::Gone { .. })
+    ));
     assert_eq!(list_all(&store, "/h/", None).await.len(), 300);
 }
 
@@ -390,7 +482,11 @@ pub(crate) async fn a_slow_watcher_catches_up_from_history<S: Store>(store: S) {
         store.create(&format!("/s/{i}"), json(i)).await.unwrap();
     }
     for expected in from + 1..=from + 1500 {
-        let event = tokio::time::timeout(DEADLINE, watch.next()).await.unwrap().unwrap().unwrap();
+        let event = tokio::time::timeout(DEADLINE, watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(event.revision, expected);
     }
 }
@@ -404,7 +500,10 @@ pub(crate) async fn a_watcher_behind_compacted_history_is_gone<S: Store>(store: 
     }
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while store.compacted_revision() < from + 1400 {
-        assert!(tokio::time::Instant::now() < deadline, "history never compacted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history never compacted"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut seen = HashSet::new();

@@ -138,7 +138,10 @@ impl State {
     fn compact(&mut self, revision: u64) -> Vec<u64> {
         let mut removed = Vec::new();
         while self.compacted < revision {
-            let (event, _) = self.log.pop_front().expect("history holds every uncompacted event");
+            let (event, _) = self
+                .log
+                .pop_front()
+                .expect("history holds every uncompacted event");
             self.compacted = event.revision;
             let key = &event.object.key;
             let versions = self.keys.get_mut(key).expect("an event's key is indexed");
@@ -176,8 +179,14 @@ impl State {
 /// What the background thread has to do.
 #[derive(Default)]
 struct CommitQueue {
+    /// The last revision appended to the backend.
     appended: u64,
+    /// The last revision the flush stage wrote out.
+    flushed: u64,
+    /// Set when the store is dropped: finish what was appended, then stop.
     shutdown: bool,
+    /// Cleared when the flush stage has stopped.
+    flushing: bool,
 }
 
 /// The durable revision, or why no more writes will become durable.
@@ -191,25 +200,41 @@ pub(crate) struct Shared {
     state: RwLock<State>,
     backend: Box<dyn Backend>,
     queue: Mutex<CommitQueue>,
-    wake: Condvar,
+    wake_flush: Condvar,
+    wake_sync: Condvar,
     durable: watch::Sender<Durable>,
     events: Mutex<Option<broadcast::Sender<Batch>>>,
     compaction: Mutex<()>,
     limits: HistoryLimits,
 }
 
+/// Where a watch starts: the history it missed and the live channel.
+pub(crate) struct Subscription {
+    /// The durable events after the watch's revision, under its prefix.
+    pub backlog: VecDeque<Arc<Event>>,
+    /// Every later batch; `None` once the store is closed.
+    pub receiver: Option<broadcast::Receiver<Batch>>,
+    /// The last revision the backlog covers.
+    pub last: u64,
+}
+
 impl Shared {
     /// The durable events after `after` under `prefix` and a receiver for
     /// every later batch, taken under one lock so nothing falls between.
-    pub(crate) fn subscribe(
-        &self,
-        prefix: &str,
-        after: u64,
-    ) -> Result<(VecDeque<Arc<Event>>, Option<broadcast::Receiver<Batch>>, u64)> {
+    pub(crate) fn subscribe(&self, prefix: &str, after: u64) -> Result<Subscription> {
         let state = self.state.read().expect("state lock");
         let backlog = state.events_after(prefix, after)?;
-        let receiver = self.events.lock().expect("events lock").as_ref().map(|s| s.subscribe());
-        Ok((backlog, receiver, after.max(state.durable)))
+        let receiver = self
+            .events
+            .lock()
+            .expect("events lock")
+            .as_ref()
+            .map(|s| s.subscribe());
+        Ok(Subscription {
+            backlog,
+            receiver,
+            last: after.max(state.durable),
+        })
     }
 
     /// Appends one write under the state lock and hands it to the commit
@@ -235,7 +260,7 @@ impl Shared {
         self.backend.append(revision, &record)?;
         let event = state.apply(revision, record, Instant::now());
         self.queue.lock().expect("queue lock").appended = revision;
-        self.wake.notify_one();
+        self.wake_flush.notify_one();
         Ok(event)
     }
 
@@ -253,18 +278,54 @@ impl Shared {
         }
     }
 
-    /// The background thread: makes appended writes durable in groups,
-    /// publishes them, and compacts history past its limits.
-    fn run_commits(&self) {
-        let mut durable = self.state.read().expect("state lock").durable;
-        let mut checkpoint = (durable, Instant::now());
+    /// The first stage of group commit: writes everything appended so far
+    /// out of the backend's buffers (enough to survive a killed process),
+    /// then hands it to the sync stage. While the sync stage waits for the
+    /// disk, this one already writes out the next group.
+    fn run_flushes(&self) {
+        let mut flushed = self.state.read().expect("state lock").durable;
         loop {
             let (target, shutdown) = {
                 let mut queue = self.queue.lock().expect("queue lock");
-                if queue.appended == durable && !queue.shutdown {
-                    queue = self.wake.wait_timeout(queue, IDLE_TICK).expect("queue lock").0;
+                while queue.appended == flushed && !queue.shutdown {
+                    queue = self.wake_flush.wait(queue).expect("queue lock");
                 }
                 (queue.appended, queue.shutdown)
+            };
+            if target > flushed {
+                if let Err(e) = self.backend.flush() {
+                    self.fail(e);
+                    break;
+                }
+                flushed = target;
+                self.queue.lock().expect("queue lock").flushed = target;
+                self.wake_sync.notify_one();
+            }
+            if shutdown && target == flushed {
+                break;
+            }
+        }
+        self.queue.lock().expect("queue lock").flushing = false;
+        self.wake_sync.notify_one();
+    }
+
+    /// The second stage: makes the flushed writes durable with one sync,
+    /// publishes them to watchers and wakes their writers; compacts history
+    /// past its limits and checkpoints the durable revision.
+    fn run_syncs(&self) {
+        let mut durable = self.state.read().expect("state lock").durable;
+        let mut checkpoint = (durable, Instant::now());
+        loop {
+            let (target, flushing) = {
+                let mut queue = self.queue.lock().expect("queue lock");
+                if queue.flushed == durable && queue.flushing {
+                    queue = self
+                        .wake_sync
+                        .wait_timeout(queue, IDLE_TICK)
+                        .expect("queue lock")
+                        .0;
+                }
+                (queue.flushed, queue.flushing)
             };
             if target > durable {
                 if let Err(e) = self.backend.sync() {
@@ -276,7 +337,7 @@ impl Shared {
             if let Err(e) = self.compact_by_limits() {
                 return self.fail(e);
             }
-            let done = shutdown && target == durable;
+            let done = !flushing && target == durable;
             if durable > checkpoint.0 && (done || checkpoint.1.elapsed() >= IDLE_TICK) {
                 if let Err(e) = self.backend.checkpoint(durable) {
                     return self.fail(e);
@@ -301,7 +362,11 @@ impl Shared {
         let mut state = self.state.write().expect("state lock");
         let start = (state.durable - state.compacted) as usize;
         let end = (target - state.compacted) as usize;
-        let batch: Batch = state.log.range(start..end).map(|(e, _)| e.clone()).collect();
+        let batch: Batch = state
+            .log
+            .range(start..end)
+            .map(|(e, _)| e.clone())
+            .collect();
         state.durable = target;
         if let Some(sender) = self.events.lock().expect("events lock").as_ref() {
             // No receivers is not an error: nobody is watching.
@@ -337,7 +402,7 @@ impl Shared {
 /// The store: a multi-version index in memory over a durable backend.
 pub struct MvccStore {
     shared: Arc<Shared>,
-    committer: Option<JoinHandle<()>>,
+    committers: Vec<JoinHandle<()>>,
 }
 
 impl MvccStore {
@@ -360,11 +425,14 @@ impl MvccStore {
         let shared = Arc::new(Shared {
             queue: Mutex::new(CommitQueue {
                 appended: revision,
+                flushed: revision,
                 shutdown: false,
+                flushing: true,
             }),
             state: RwLock::new(state),
             backend,
-            wake: Condvar::new(),
+            wake_flush: Condvar::new(),
+            wake_sync: Condvar::new(),
             durable: watch::channel(Durable {
                 revision,
                 failed: None,
@@ -374,15 +442,18 @@ impl MvccStore {
             compaction: Mutex::new(()),
             limits,
         });
-        let thread_shared = shared.clone();
-        let committer = std::thread::Builder::new()
-            .name("skiff-store-commit".into())
-            .spawn(move || thread_shared.run_commits())
-            .expect("spawn the commit thread");
-        Self {
-            shared,
-            committer: Some(committer),
-        }
+        let stage = |name: &str, run: fn(&Shared)| {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || run(&shared))
+                .expect("spawn a commit thread")
+        };
+        let committers = vec![
+            stage("skiff-store-flush", Shared::run_flushes),
+            stage("skiff-store-sync", Shared::run_syncs),
+        ];
+        Self { shared, committers }
     }
 
     fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -393,8 +464,8 @@ impl MvccStore {
 impl Drop for MvccStore {
     fn drop(&mut self) {
         self.shared.queue.lock().expect("queue lock").shutdown = true;
-        self.shared.wake.notify_one();
-        if let Some(committer) = self.committer.take() {
+        self.shared.wake_flush.notify_one();
+        for committer in self.committers.drain(..) {
             let _ = committer.join();
         }
         // Ends every watch stream.
@@ -516,9 +587,12 @@ impl Store for MvccStore {
         let event = {
             let mut state = self.shared.state.write().expect("state lock");
             if state.latest(key).is_some() {
-                return Err(StoreError::AlreadyExists { key: key.to_owned() });
+                return Err(StoreError::AlreadyExists {
+                    key: key.to_owned(),
+                });
             }
-            self.shared.write(&mut state, EventKind::Added, key, None, value)?
+            self.shared
+                .write(&mut state, EventKind::Added, key, None, value)?
         };
         self.shared.durable(event.revision).await?;
         Ok(event.object.clone())
@@ -528,7 +602,9 @@ impl Store for MvccStore {
         let state = self.state();
         state
             .version_at(key, state.durable)
-            .ok_or_else(|| StoreError::NotFound { key: key.to_owned() })
+            .ok_or_else(|| StoreError::NotFound {
+                key: key.to_owned(),
+            })
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult> {
@@ -556,7 +632,11 @@ impl Store for MvccStore {
             Some(key) => Bound::Excluded(key.as_str()),
             None => Bound::Included(prefix),
         };
-        let limit = if options.limit == 0 { usize::MAX } else { options.limit };
+        let limit = if options.limit == 0 {
+            usize::MAX
+        } else {
+            options.limit
+        };
         let mut items = Vec::new();
         let mut continue_token = None;
         let matching = state
@@ -592,7 +672,9 @@ impl Store for MvccStore {
                 .read()
                 .expect("state lock")
                 .latest(key)
-                .ok_or_else(|| StoreError::NotFound { key: key.to_owned() })?;
+                .ok_or_else(|| StoreError::NotFound {
+                    key: key.to_owned(),
+                })?;
             check(&preconditions, &current)?;
             let value = update(&current)?;
             if value == current.value {
@@ -610,7 +692,8 @@ impl Store for MvccStore {
                     continue;
                 }
                 let create = Some(current.create_revision);
-                self.shared.write(&mut state, EventKind::Modified, key, create, value)?
+                self.shared
+                    .write(&mut state, EventKind::Modified, key, create, value)?
             };
             self.shared.durable(event.revision).await?;
             return Ok(event.object.clone());
@@ -620,12 +703,14 @@ impl Store for MvccStore {
     async fn delete(&self, key: &str, preconditions: Preconditions) -> Result<Object> {
         let (event, prev) = {
             let mut state = self.shared.state.write().expect("state lock");
-            let current = state
-                .latest(key)
-                .ok_or_else(|| StoreError::NotFound { key: key.to_owned() })?;
+            let current = state.latest(key).ok_or_else(|| StoreError::NotFound {
+                key: key.to_owned(),
+            })?;
             check(&preconditions, &current)?;
             let create = Some(current.create_revision);
-            let event = self.shared.write(&mut state, EventKind::Deleted, key, create, Bytes::new())?;
+            let event =
+                self.shared
+                    .write(&mut state, EventKind::Deleted, key, create, Bytes::new())?;
             (event, current)
         };
         self.shared.durable(event.revision).await?;
@@ -684,20 +769,41 @@ mod tests {
         let (listed, revision) = {
             let store = MvccStore::open(dir.path(), HistoryLimits::default()).unwrap();
             for i in 0..20u64 {
-                store.create(&format!("/k/{i:02}"), Bytes::from(format!("v{i}"))).await.unwrap();
+                store
+                    .create(&format!("/k/{i:02}"), Bytes::from(format!("v{i}")))
+                    .await
+                    .unwrap();
             }
-            store.delete("/k/03", Preconditions::default()).await.unwrap();
+            store
+                .delete("/k/03", Preconditions::default())
+                .await
+                .unwrap();
             let update: UpdateFn = Box::new(|_| Ok(Bytes::from_static(b"changed")));
-            store.guaranteed_update("/k/04", Preconditions::default(), update).await.unwrap();
+            store
+                .guaranteed_update("/k/04", Preconditions::default(), update)
+                .await
+                .unwrap();
             store.compact(10).await.unwrap();
-            store.create("/k/20", Bytes::from_static(b"v20")).await.unwrap();
-            (store.list("/k/", ListOptions::default()).await.unwrap(), store.current_revision())
+            store
+                .create("/k/20", Bytes::from_static(b"v20"))
+                .await
+                .unwrap();
+            (
+                store.list("/k/", ListOptions::default()).await.unwrap(),
+                store.current_revision(),
+            )
         };
         let store = MvccStore::open(dir.path(), HistoryLimits::default()).unwrap();
         assert_eq!(store.current_revision(), revision);
         assert_eq!(store.compacted_revision(), 10);
-        assert_eq!(store.list("/k/", ListOptions::default()).await.unwrap(), listed);
-        assert!(matches!(store.watch("/k/", Some(9)), Err(StoreError::Gone { .. })));
+        assert_eq!(
+            store.list("/k/", ListOptions::default()).await.unwrap(),
+            listed
+        );
+        assert!(matches!(
+            store.watch("/k/", Some(9)),
+            Err(StoreError::Gone { .. })
+        ));
         let history: Vec<u64> = store
             .watch("/k/", Some(10))
             .unwrap()
@@ -707,7 +813,10 @@ mod tests {
             .await;
         assert_eq!(history, (11..=revision).collect::<Vec<_>>());
         // New writes carry on from the recovered revision.
-        let next = store.create("/k/21", Bytes::from_static(b"v21")).await.unwrap();
+        let next = store
+            .create("/k/21", Bytes::from_static(b"v21"))
+            .await
+            .unwrap();
         assert_eq!(next.mod_revision, revision + 1);
     }
 
@@ -716,14 +825,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = MvccStore::open(dir.path(), HistoryLimits::default()).unwrap();
-            store.create("/k/a", Bytes::from_static(b"a")).await.unwrap();
-            store.delete("/k/a", Preconditions::default()).await.unwrap();
+            store
+                .create("/k/a", Bytes::from_static(b"a"))
+                .await
+                .unwrap();
+            store
+                .delete("/k/a", Preconditions::default())
+                .await
+                .unwrap();
             store.compact(2).await.unwrap();
         }
         let store = MvccStore::open(dir.path(), HistoryLimits::default()).unwrap();
         assert_eq!(store.current_revision(), 2);
-        assert!(store.list("/k/", ListOptions::default()).await.unwrap().items.is_empty());
-        assert_eq!(store.create("/k/a", Bytes::new()).await.unwrap().mod_revision, 3);
+        assert!(store
+            .list("/k/", ListOptions::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty());
+        assert_eq!(
+            store
+                .create("/k/a", Bytes::new())
+                .await
+                .unwrap()
+                .mod_revision,
+            3
+        );
     }
 
     #[test]
@@ -734,7 +861,10 @@ mod tests {
             panic!("a second open succeeded");
         };
         let message = error.to_string();
-        assert!(message.contains(&dir.path().display().to_string()), "{message}");
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
         assert!(message.contains("lock"), "{message}");
     }
 
@@ -757,7 +887,10 @@ mod tests {
             {
                 let store = MvccStore::open(dir.path(), HistoryLimits::default()).unwrap();
                 for i in 0..200u64 {
-                    store.create(&format!("/k/{i}"), Bytes::from(vec![b'x'; 512])).await.unwrap();
+                    store
+                        .create(&format!("/k/{i}"), Bytes::from(vec![b'x'; 512]))
+                        .await
+                        .unwrap();
                 }
             }
             let db = dir.path().join("db");
@@ -785,7 +918,10 @@ mod tests {
                 panic!("{damage}: a damaged store opened");
             };
             let message = error.to_string();
-            assert!(message.contains(&dir.path().display().to_string()), "{damage}: {message}");
+            assert!(
+                message.contains(&dir.path().display().to_string()),
+                "{damage}: {message}"
+            );
         }
     }
 

@@ -15,9 +15,11 @@
 //! suite runs against both.
 //!
 //! A write returns only once it is durable: writers append to the backend and
-//! wait while one background thread makes everything appended so far durable
-//! with a single flush (group commit), then publishes the events to watchers
-//! and wakes the writers. Readers and watchers only ever see durable writes.
+//! wait while two background threads make everything appended so far durable
+//! as one group (group commit): one writes the group out of sled's buffers,
+//! the other syncs it to the disk (`fdatasync`), publishes its events to
+//! watchers and wakes its writers, while the first already writes out the
+//! next group. Readers and watchers only ever see durable writes.
 
 mod backend;
 mod engine;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
-use crate::engine::Shared;
+use crate::engine::{Shared, Subscription};
 use crate::error::Result;
 use crate::Event;
 
@@ -44,10 +44,10 @@ impl Watcher {
 
     /// Catches up from the history after falling behind the channel.
     fn resubscribe(&mut self) -> Result<()> {
-        let (backlog, receiver, last) = self.shared.subscribe(&self.prefix, self.last)?;
-        self.backlog.extend(backlog);
-        self.receiver = receiver;
-        self.last = last;
+        let subscription = self.shared.subscribe(&self.prefix, self.last)?;
+        self.backlog.extend(subscription.backlog);
+        self.receiver = subscription.receiver;
+        self.last = subscription.last;
         Ok(())
     }
 
@@ -72,7 +72,11 @@ impl Watcher {
 
 /// Starts a watch of `prefix` after revision `from`.
 pub(crate) fn stream(shared: Arc<Shared>, prefix: String, from: u64) -> Result<WatchStream> {
-    let (backlog, receiver, last) = shared.subscribe(&prefix, from)?;
+    let Subscription {
+        backlog,
+        receiver,
+        last,
+    } = shared.subscribe(&prefix, from)?;
     let watcher = Watcher {
         shared,
         prefix,

@@ -20,7 +20,9 @@ const WRITERS: u64 = 8;
 /// varies with the key, so that a torn or mixed-up value cannot pass.
 fn value_of(key: &str, version: u64) -> Bytes {
     let pad = "x".repeat(key.len() * 37 % 900);
-    Bytes::from(format!(r#"{{"key":"{key}","version":{version},"pad":"{pad}"}}"#))
+    Bytes::from(format!(
+        r#"{{"key":"{key}","version":{version},"pad":"{pad}"}}"#
+    ))
 }
 
 fn version_of(value: &[u8]) -> u64 {
@@ -70,7 +72,10 @@ fn crash_writer_child() {
                             let update = Box::new(|current: &skiff_store::Object| {
                                 Ok(value_of(&current.key, version_of(&current.value) + 1))
                             });
-                            let updated = store.guaranteed_update(&key, Preconditions::default(), update).await.unwrap();
+                            let updated = store
+                                .guaranteed_update(&key, Preconditions::default(), update)
+                                .await
+                                .unwrap();
                             say(&format!("{key} {}", version_of(&updated.value)));
                         }
                     }
@@ -83,7 +88,11 @@ fn crash_writer_child() {
     });
 }
 
-fn acknowledged_by_killed_child(dir: &Path, round: usize, delay: Duration) -> BTreeMap<String, u64> {
+fn acknowledged_by_killed_child(
+    dir: &Path,
+    round: usize,
+    delay: Duration,
+) -> BTreeMap<String, u64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["crash_writer_child", "--exact", "--test-threads=1"])
         .env(CHILD_DIR, dir)
@@ -131,21 +140,34 @@ async fn a_killed_writer_loses_no_acknowledged_write() {
         let store = MvccStore::open(dir.path(), HistoryLimits::default())
             .unwrap_or_else(|e| panic!("round {round}: reopen after kill -9 failed: {e}"));
         for (key, version) in &acknowledged {
-            let object = store
-                .get(key)
-                .await
-                .unwrap_or_else(|e| panic!("round {round}: acknowledged {key} v{version} lost: {e}"));
+            let object = store.get(key).await.unwrap_or_else(|e| {
+                panic!("round {round}: acknowledged {key} v{version} lost: {e}")
+            });
             let stored = version_of(&object.value);
-            assert!(stored >= *version, "round {round}: {key} went back from v{version} to v{stored}");
+            assert!(
+                stored >= *version,
+                "round {round}: {key} went back from v{version} to v{stored}"
+            );
         }
         // Every object in the store is whole: exactly the bytes of its version.
         let all = store.list("/crash/", ListOptions::default()).await.unwrap();
         for object in &all.items {
-            assert_eq!(object.value, value_of(&object.key, version_of(&object.value)), "torn {}", object.key);
+            assert_eq!(
+                object.value,
+                value_of(&object.key, version_of(&object.value)),
+                "torn {}",
+                object.key
+            );
         }
-        assert!(all.items.len() >= total, "round {round}: fewer objects than acknowledged");
+        assert!(
+            all.items.len() >= total,
+            "round {round}: fewer objects than acknowledged"
+        );
     }
-    assert!(total > 1000, "the children acknowledged only {total} writes in 20 rounds");
+    assert!(
+        total > 1000,
+        "the children acknowledged only {total} writes in 20 rounds"
+    );
 }
 
 fn directory_size(path: &Path) -> u64 {
@@ -180,7 +202,12 @@ async fn constant_churn_keeps_the_data_directory_bounded() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MvccStore::open(dir.path(), limits.clone()).unwrap());
-    let value = |key: &str, n: u64| Bytes::from(format!(r#"{{"key":"{key}","n":{n},"pad":"{}"}}"#, "p".repeat(1000)));
+    let value = |key: &str, n: u64| {
+        Bytes::from(format!(
+            r#"{{"key":"{key}","n":{n},"pad":"{}"}}"#,
+            "p".repeat(1000)
+        ))
+    };
     for k in 0..KEYS {
         let key = format!("/churn/{k}");
         store.create(&key, value(&key, 0)).await.unwrap();
@@ -194,8 +221,13 @@ async fn constant_churn_keeps_the_data_directory_bounded() {
                 for n in 0..UPDATES / WRITERS {
                     // Each writer owns 20 keys, so updates rarely conflict.
                     let key = format!("/churn/{}", w * (KEYS / WRITERS) + n % (KEYS / WRITERS));
-                    let update = Box::new(move |current: &skiff_store::Object| Ok(value(&current.key, n + 1)));
-                    store.guaranteed_update(&key, Preconditions::default(), update).await.unwrap();
+                    let update = Box::new(move |current: &skiff_store::Object| {
+                        Ok(value(&current.key, n + 1))
+                    });
+                    store
+                        .guaranteed_update(&key, Preconditions::default(), update)
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -220,7 +252,11 @@ async fn constant_churn_keeps_the_data_directory_bounded() {
         after >> 10,
         bound >> 10
     );
-    assert!(peak.max(after) <= bound, "data directory grew to {} bytes (bound {bound})", peak.max(after));
+    assert!(
+        peak.max(after) <= bound,
+        "data directory grew to {} bytes (bound {bound})",
+        peak.max(after)
+    );
 
     // And it reopens with every key at its last value.
     let store = MvccStore::open(dir.path(), limits).unwrap();
