@@ -75,14 +75,8 @@ impl Etcd {
 
 impl Target for Client {
     async fn create(&self, key: &str, value: bytes::Bytes) -> Result<u64, String> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        self.kv_client()
-            .txn(txn)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(revision)
+        let absent = Compare::create_revision(key, CompareOp::Equal, 0);
+        put_if(self, absent, key, value).await
     }
 
     async fn update(
@@ -91,19 +85,27 @@ impl Target for Client {
         value: bytes::Bytes,
         revision_now: u64,
     ) -> Result<u64, String> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key,
-                CompareOp::Equal,
-                revision_now as i64,
-            )])
-            .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        self.kv_client()
-            .txn(txn)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(revision)
+        let unchanged = Compare::mod_revision(key, CompareOp::Equal, revision_now as i64);
+        put_if(self, unchanged, key, value).await
     }
+}
+
+/// Puts `key` in one transaction if `condition` holds; the new revision.
+async fn put_if(
+    client: &Client,
+    condition: Compare,
+    key: &str,
+    value: bytes::Bytes,
+) -> Result<u64, String> {
+    let txn = Txn::new()
+        .when([condition])
+        .and_then([TxnOp::put(key, value.to_vec(), None)]);
+    let response = client
+        .kv_client()
+        .txn(txn)
+        .await
+        .map_err(|e| e.to_string())?;
+    revision(response)
 }
 
 fn revision(response: etcd_client::TxnResponse) -> Result<u64, String> {
