@@ -1,0 +1,11 @@
+//! Skiff's API core, without I/O: which resources exist and how they are
+//! named, addressed and stored ([`registry`]); label and field selectors
+//! ([`labels`], [`fields`]); and the name rules objects must follow
+//! ([`validation`]). Everything here is pure and tested without a runtime.
+
+pub mod fields;
+pub mod labels;
+pub mod registry;
+pub mod validation;
+
+pub use registry::{NameRule, Registry, ResourceType, Subresource};
