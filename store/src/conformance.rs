@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{EventKind, ListOptions, Object, Preconditions, Store, StoreError, UpdateFn};
+use crate::{EventKind, Filter, ListOptions, Object, Preconditions, Store, StoreError, UpdateFn};
 
 /// How long a case waits for something that should happen at once.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -353,6 +353,27 @@ pub(crate) async fn pagination_reads_one_revision_while_writes_go_on<S: Store>(s
         store.current_revision() > revision,
         "writes went on meanwhile"
     );
+
+    // A filtered list fills each page with matching objects only.
+    let odd = Filter(Arc::new(|o: &Object| counter(o) % 2 == 1));
+    let mut options = ListOptions {
+        limit: 10,
+        revision: Some(revision),
+        filter: Some(odd.clone()),
+        ..ListOptions::default()
+    };
+    let mut filtered = Vec::new();
+    loop {
+        let page = store.list("/p/", options.clone()).await.unwrap();
+        assert!(page.items.len() == 10 || page.continue_token.is_none());
+        filtered.extend(page.items);
+        match page.continue_token {
+            Some(token) => options.continue_token = Some(token),
+            None => break,
+        }
+    }
+    let expected: Vec<Object> = whole.into_iter().filter(|o| odd.matches(o)).collect();
+    assert_eq!(filtered, expected);
 }
 
 pub(crate) async fn compacted_revisions_are_gone<S: Store>(store: S) {

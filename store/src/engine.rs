@@ -643,7 +643,8 @@ impl Store for MvccStore {
             .keys
             .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
-            .filter_map(|(key, versions)| at_revision(key, versions, revision));
+            .filter_map(|(key, versions)| at_revision(key, versions, revision))
+            .filter(|object| options.filter.as_ref().is_none_or(|f| f.matches(object)));
         for object in matching {
             if items.len() == limit {
                 let last: &Object = items.last().expect("limit is at least one");

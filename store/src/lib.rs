@@ -87,8 +87,27 @@ pub struct Preconditions {
     pub resource_version: Option<u64>,
 }
 
+/// A predicate a list applies before it counts its limit, so that a page of
+/// a filtered list holds `limit` matching objects (as Kubernetes' storage
+/// applies its selection predicate).
+#[derive(Clone)]
+pub struct Filter(pub std::sync::Arc<dyn Fn(&Object) -> bool + Send + Sync>);
+
+impl Filter {
+    /// Whether `object` is selected.
+    pub fn matches(&self, object: &Object) -> bool {
+        (self.0)(object)
+    }
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Filter(..)")
+    }
+}
+
 /// How to list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ListOptions {
     /// Read the state as of this revision instead of the latest one.
     /// Revisions older than the compacted one answer [`StoreError::Gone`].
@@ -98,6 +117,8 @@ pub struct ListOptions {
     pub limit: usize,
     /// A token from a previous page: carries on at that page's revision.
     pub continue_token: Option<String>,
+    /// Only objects this selects are returned (and counted for `limit`).
+    pub filter: Option<Filter>,
 }
 
 /// One page of a list.
