@@ -1,0 +1,97 @@
+//! Skiff's apiserver: the Kubernetes REST API over the store.
+//!
+//! [`router`] builds the whole API as an axum `Router`: discovery, the REST
+//! verbs of every kind in the registry (one set of handlers, driven by the
+//! registry's data), watch streams, and Kubernetes `Status` errors.
+
+mod discovery;
+mod error;
+mod object;
+mod path;
+mod rest;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use skiff_api::Registry;
+use skiff_store::Store;
+
+pub use error::{ApiError, Cause};
+
+/// Bodies over this many bytes are refused with 413, as upstream does.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where objects live.
+    pub store: Arc<dyn Store>,
+    /// The kinds served.
+    pub registry: Arc<Registry>,
+}
+
+impl AppState {
+    /// State over `store` serving the built-in kinds.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            registry: Arc::new(Registry::builtin()),
+        }
+    }
+}
+
+/// The namespaces every cluster has from its first start.
+pub const DEFAULT_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the default namespaces that do not exist yet.
+pub async fn bootstrap(state: &AppState) -> Result<(), ApiError> {
+    let namespaces = state
+        .registry
+        .by_plural("", "v1", "namespaces")
+        .expect("namespaces are served");
+    for name in DEFAULT_NAMESPACES {
+        let namespace = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": object::now(),
+                "labels": { "kubernetes.io/metadata.name": name },
+            },
+            "spec": { "finalizers": ["kubernetes"] },
+            "status": { "phase": "Active" },
+        });
+        match state
+            .store
+            .create(&namespaces.key(None, name), object::to_stored(&namespace))
+            .await
+        {
+            Ok(_) | Err(skiff_store::StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(ApiError::from_store(e, namespaces, name)),
+        }
+    }
+    Ok(())
+}
+
+/// The apiserver's routes: discovery and health at fixed paths, every
+/// resource path through one handler that reads the registry.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/version", get(discovery::version))
+        .route("/healthz", get(discovery::healthy))
+        .route("/livez", get(discovery::healthy))
+        .route("/readyz", get(discovery::healthy))
+        .route("/api", get(discovery::core_versions))
+        .route("/apis", get(discovery::groups))
+        .route("/api/{version}", get(discovery::core_resources))
+        .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .fallback(rest::handle)
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;

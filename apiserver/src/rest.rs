@@ -1,0 +1,721 @@
+//! The REST verbs of every kind: one handler that finds the resource in the
+//! registry from the path and carries out get, list, watch, create, update,
+//! patch, delete and deletecollection against the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use skiff_api::fields::FieldSelector;
+use skiff_api::labels::Selector;
+use skiff_api::validation::{
+    label_1035_error, label_error, label_value_error, qualified_name_error, subdomain_error,
+};
+use skiff_api::{NameRule, ResourceType};
+use skiff_store::{Filter, ListOptions, Preconditions};
+
+use crate::error::{ApiError, Cause};
+use crate::object::{
+    from_stored, generated_name, label, meta_mut, meta_str, now, spec_changed, to_stored,
+};
+use crate::path::{parse, Target};
+use crate::{AppState, MAX_BODY_BYTES};
+
+/// A change to an object: the patch a request applies to the current one.
+type Change = Box<dyn Fn(&Value) -> Result<Value, ApiError> + Send + Sync>;
+
+/// Query parameters, by name.
+pub type Query = HashMap<String, String>;
+
+/// Routes a resource request to its verb.
+pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    match dispatch(state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let registry = state.registry.clone();
+    let target = parse(&registry, parts.uri.path()).ok_or_else(ApiError::no_route)?;
+    let query: Query = parts
+        .uri
+        .query()
+        .map(|q| {
+            url_decode_pairs(q).map_err(|e| ApiError::bad_request(format!("malformed query: {e}")))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+    let api = Api {
+        state: &state,
+        target: &target,
+        query: &query,
+        headers: &parts.headers,
+    };
+    if target.subresource.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the {} subresource is not served yet",
+            target.subresource.map(|s| s.name()).unwrap_or_default()
+        )));
+    }
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match (&parts.method, target.name.as_deref()) {
+        (&Method::GET, None) if watching => crate::watch::serve(&api).await,
+        (&Method::GET, None) => api.list().await,
+        (&Method::GET, Some(name)) => api.get(name).await,
+        (&Method::POST, None) => api.create(&body).await,
+        (&Method::PUT, Some(name)) => api.update(name, &body).await,
+        (&Method::PATCH, Some(name)) => api.patch(name, &body).await,
+        (&Method::DELETE, Some(name)) => api.delete(name, &body).await,
+        (&Method::DELETE, None) => api.delete_collection().await,
+        (method, _) => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on {}",
+            parts.uri.path()
+        ))),
+    }
+}
+
+fn url_decode_pairs(query: &str) -> Result<Query, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "query is not UTF-8".into())
+}
+
+/// One request against one resource.
+pub struct Api<'a> {
+    pub state: &'a AppState,
+    pub target: &'a Target<'a>,
+    pub query: &'a Query,
+    pub headers: &'a HeaderMap,
+}
+
+fn json_response(code: StatusCode, value: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// Parses a request body as JSON (or YAML, when it says so).
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if content_type.contains("yaml") {
+        return Err(ApiError::unsupported_media(format!(
+            "the body of content type {content_type} is not supported; send JSON"
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+impl Api<'_> {
+    fn resource(&self) -> &ResourceType {
+        self.target.resource
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        self.target.namespace.as_deref()
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.resource().key(self.namespace(), name)
+    }
+
+    /// The label and field selectors of the query, as one store filter.
+    pub fn filter(&self) -> Result<Option<Filter>, ApiError> {
+        let labels = match self.query.get("labelSelector") {
+            Some(s) => Selector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+            None => Selector::default(),
+        };
+        let fields = match self.query.get("fieldSelector") {
+            Some(s) => FieldSelector::parse(s, self.resource())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            None => FieldSelector::default(),
+        };
+        if labels.is_empty() && fields.terms.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Filter(Arc::new(move |object| {
+            serde_json::from_slice::<Value>(&object.value)
+                .is_ok_and(|v| labels.matches(|k| label(&v, k)) && fields.matches(&v))
+        }))))
+    }
+
+    async fn get(&self, name: &str) -> Result<Response, ApiError> {
+        let object = self
+            .state
+            .store
+            .get(&self.key(name))
+            .await
+            .map_err(|e| ApiError::from_store(e, self.resource(), name))?;
+        Ok(json_response(StatusCode::OK, &from_stored(&object)?))
+    }
+
+    async fn list(&self) -> Result<Response, ApiError> {
+        let limit = match self.query.get("limit") {
+            Some(l) => l
+                .parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+            None => 0,
+        };
+        let continue_token = match self.query.get("continue").filter(|c| !c.is_empty()) {
+            Some(token) => Some(decode_continue(token)?),
+            None => None,
+        };
+        let revision = match self.query.get("resourceVersion").map(String::as_str) {
+            None | Some("") | Some("0") => None,
+            Some(rv) => {
+                let rv = parse_revision(rv)?;
+                let exact = self
+                    .query
+                    .get("resourceVersionMatch")
+                    .is_some_and(|m| m == "Exact");
+                // NotOlderThan (the default): the latest state is never older.
+                if rv > self.state.store.current_revision() || exact {
+                    Some(rv)
+                } else {
+                    None
+                }
+            }
+        };
+        let options = ListOptions {
+            revision,
+            limit,
+            continue_token,
+            filter: self.filter()?,
+        };
+        let prefix = self.resource().prefix(self.namespace());
+        let list = self
+            .state
+            .store
+            .list(&prefix, options)
+            .await
+            .map_err(|e| ApiError::from_store(e, self.resource(), ""))?;
+        let items = list
+            .items
+            .iter()
+            .map(from_stored)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut metadata = json!({ "resourceVersion": list.revision.to_string() });
+        if let Some(token) = &list.continue_token {
+            metadata["continue"] = json!(base64::engine::general_purpose::STANDARD.encode(token));
+        }
+        let body = json!({
+            "kind": self.resource().list_kind,
+            "apiVersion": self.resource().api_version(),
+            "metadata": metadata,
+            "items": items,
+        });
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    /// Checks `apiVersion` and `kind` (filling them in when absent) and the
+    /// namespace of a body against the request.
+    fn check_identity(&self, object: &mut Value) -> Result<(), ApiError> {
+        let resource = self.resource();
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        let api_version = resource.api_version();
+        match object.get("apiVersion").and_then(Value::as_str) {
+            None => object["apiVersion"] = json!(api_version),
+            Some(v) if v == api_version => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({api_version})"
+                )))
+            }
+        }
+        match object.get("kind").and_then(Value::as_str) {
+            None => object["kind"] = json!(resource.kind),
+            Some(k) if k == resource.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    resource.kind
+                )))
+            }
+        }
+        let namespace = self.namespace().map(str::to_owned);
+        let meta = meta_mut(object);
+        match (namespace, meta.get("namespace").and_then(Value::as_str)) {
+            (Some(ns), Some(body)) if body != ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ))
+            }
+            (Some(ns), _) => {
+                meta.insert("namespace".into(), json!(ns));
+            }
+            (None, _) => {
+                meta.remove("namespace");
+            }
+        }
+        Ok(())
+    }
+
+    /// Name, labels and annotations by upstream's rules; 422 with causes.
+    fn validate_meta(&self, object: &Value) -> Result<(), ApiError> {
+        let resource = self.resource();
+        let name = meta_str(object, "name").unwrap_or_default();
+        let mut causes = Vec::new();
+        let name_error = match resource.names {
+            NameRule::Subdomain => subdomain_error(name),
+            NameRule::Label => label_error(name),
+            NameRule::Label1035 => label_1035_error(name),
+        };
+        if name.is_empty() {
+            causes.push(Cause {
+                reason: "FieldValueRequired",
+                field: "metadata.name".into(),
+                message: "Required value: name or generateName is required".into(),
+            });
+        } else if let Some(e) = name_error {
+            causes.push(Cause {
+                reason: "FieldValueInvalid",
+                field: "metadata.name".into(),
+                message: format!("Invalid value: \"{name}\": {e}"),
+            });
+        }
+        let meta = object.get("metadata");
+        for (field, check_values) in [("labels", true), ("annotations", false)] {
+            let Some(map) = meta.and_then(|m| m.get(field)).and_then(Value::as_object) else {
+                continue;
+            };
+            for (key, value) in map {
+                if let Some(e) = qualified_name_error(key) {
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid",
+                        field: format!("metadata.{field}"),
+                        message: format!("Invalid value: \"{key}\": {e}"),
+                    });
+                }
+                let text = value.as_str();
+                if text.is_none() {
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid",
+                        field: format!("metadata.{field}"),
+                        message: format!("Invalid value: {value}: must be a string"),
+                    });
+                } else if let Some(e) = text.filter(|_| check_values).and_then(label_value_error) {
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid",
+                        field: format!("metadata.{field}"),
+                        message: format!("Invalid value: \"{}\": {e}", text.unwrap_or_default()),
+                    });
+                }
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(resource, name, causes))
+        }
+    }
+
+    /// Refuses objects in a namespace that does not exist (404) or is
+    /// being deleted (403), as upstream's NamespaceLifecycle admission does.
+    async fn admit_namespace(&self) -> Result<(), ApiError> {
+        let Some(namespace) = self.namespace() else {
+            return Ok(());
+        };
+        let namespaces = self
+            .state
+            .registry
+            .by_plural("", "v1", "namespaces")
+            .expect("namespaces are served");
+        let found = self
+            .state
+            .store
+            .get(&namespaces.key(None, namespace))
+            .await
+            .map_err(|e| ApiError::from_store(e, namespaces, namespace))?;
+        let found = from_stored(&found)?;
+        if meta_str(&found, "deletionTimestamp").is_some() {
+            return Err(ApiError::forbidden(format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                self.resource().qualified(),
+                meta_str(&found, "name").unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, body: &[u8]) -> Result<Response, ApiError> {
+        let resource = self.resource();
+        if resource.namespaced && self.namespace().is_none() {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} must be created in a namespace: POST to /namespaces/NAMESPACE/{}",
+                resource.plural, resource.plural
+            )));
+        }
+        let mut object = parse_body(self.headers, body)?;
+        self.check_identity(&mut object)?;
+        let meta = meta_mut(&mut object);
+        let name = match (
+            meta.get("name").and_then(Value::as_str),
+            meta.get("generateName").and_then(Value::as_str),
+        ) {
+            (Some(name), _) if !name.is_empty() => name.to_owned(),
+            (_, Some(prefix)) if !prefix.is_empty() => generated_name(prefix),
+            _ => String::new(),
+        };
+        meta.insert("name".into(), json!(name));
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now()));
+        meta.insert("generation".into(), json!(1));
+        for stale in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(stale);
+        }
+        if resource.kind == "Namespace" {
+            object["status"] = json!({ "phase": "Active" });
+            object["spec"] = json!({ "finalizers": ["kubernetes"] });
+        }
+        self.validate_meta(&object)?;
+        self.admit_namespace().await?;
+        let created = self
+            .state
+            .store
+            .create(&self.key(&name), to_stored(&object))
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, &name))?;
+        Ok(json_response(StatusCode::CREATED, &from_stored(&created)?))
+    }
+
+    /// Writes `change(current)` over the stored object with optimistic
+    /// concurrency: `expected` (the body's resourceVersion) must match when
+    /// given. Identity and bookkeeping fields stay the server's.
+    async fn write(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        change: impl Fn(&Value) -> Result<Value, ApiError> + Send + Sync,
+    ) -> Result<Value, ApiError> {
+        let resource = self.resource();
+        let preconditions = Preconditions {
+            resource_version: expected,
+            uid: None,
+        };
+        let update = |current: &skiff_store::Object| -> skiff_store::Result<bytes::Bytes> {
+            let current = from_stored(current)?;
+            let mut next = change(&current)?;
+            self.check_identity(&mut next)?;
+            let old_meta = current["metadata"].as_object().cloned().unwrap_or_default();
+            if let Some(uid) = meta_str(&next, "uid") {
+                if Some(uid) != meta_str(&current, "uid") {
+                    return Err(ApiError::conflict(
+                        resource,
+                        name,
+                        "Precondition failed: UID in object meta does not match",
+                    )
+                    .into());
+                }
+            }
+            if meta_str(&next, "name").is_some_and(|n| n != name) {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta_str(&next, "name").unwrap_or_default()
+                ))
+                .into());
+            }
+            let generation = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let bumped = if spec_changed(&current, &next) {
+                generation + 1
+            } else {
+                generation
+            };
+            if resource
+                .subresources
+                .contains(&skiff_api::Subresource::Status)
+            {
+                // The status is written through /status alone.
+                match current.get("status") {
+                    Some(status) => next["status"] = status.clone(),
+                    None => drop(next.as_object_mut().and_then(|o| o.remove("status"))),
+                }
+            }
+            let meta = meta_mut(&mut next);
+            meta.insert("name".into(), json!(name));
+            for kept in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
+                match old_meta.get(kept) {
+                    Some(v) => meta.insert(kept.into(), v.clone()),
+                    None => meta.remove(kept),
+                };
+            }
+            meta.insert("generation".into(), json!(bumped));
+            meta.remove("resourceVersion");
+            self.validate_meta(&next)?;
+            Ok(to_stored(&next))
+        };
+        let updated = self
+            .state
+            .store
+            .guaranteed_update(&self.key(name), preconditions, Box::new(update))
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, name))?;
+        let updated_value = from_stored(&updated)?;
+        self.finish_if_finalized(name, &updated_value).await
+    }
+
+    /// An object being deleted goes once its last finalizer is removed.
+    async fn finish_if_finalized(&self, name: &str, object: &Value) -> Result<Value, ApiError> {
+        let terminating = meta_str(object, "deletionTimestamp").is_some();
+        let finalizers = object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if !terminating || finalizers {
+            return Ok(object.clone());
+        }
+        let preconditions = Preconditions {
+            resource_version: meta_str(object, "resourceVersion").and_then(|rv| rv.parse().ok()),
+            uid: None,
+        };
+        match self
+            .state
+            .store
+            .delete(&self.key(name), preconditions)
+            .await
+        {
+            Ok(_) | Err(skiff_store::StoreError::NotFound { .. }) => Ok(object.clone()),
+            Err(e) => Err(ApiError::from_store(e, self.resource(), name)),
+        }
+    }
+
+    async fn update(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let object = parse_body(self.headers, body)?;
+        let expected = match meta_str(&object, "resourceVersion") {
+            Some(rv) if !rv.is_empty() => Some(parse_revision(rv)?),
+            _ => None,
+        };
+        let updated = self.write(name, expected, |_| Ok(object.clone())).await?;
+        Ok(json_response(StatusCode::OK, &updated))
+    }
+
+    async fn patch(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let content_type = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+        let apply: Change = match content_type.as_str() {
+            "application/merge-patch+json" => Box::new(move |current| {
+                let mut next = current.clone();
+                json_patch::merge(&mut next, &patch);
+                Ok(next)
+            }),
+            "application/json-patch+json" => {
+                let operations: json_patch::Patch = serde_json::from_value(patch)
+                    .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
+                Box::new(move |current| {
+                    let mut next = current.clone();
+                    json_patch::patch(&mut next, &operations)
+                        .map_err(|e| ApiError::unprocessable(format!("the JSON patch does not apply: {e}")))?;
+                    Ok(next)
+                })
+            }
+            other => {
+                return Err(ApiError::unsupported_media(format!(
+                    "the patch type {other:?} is not supported; use application/merge-patch+json or application/json-patch+json"
+                )))
+            }
+        };
+        // A patch applies to whatever is current; a resourceVersion inside
+        // it is a precondition, as upstream treats it.
+        let updated = self
+            .write(name, None, |current| {
+                let next = apply(current)?;
+                match (meta_str(&next, "resourceVersion"), meta_str(current, "resourceVersion")) {
+                    (Some(wanted), Some(now)) if wanted != now => Err(ApiError::conflict(
+                        self.resource(),
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    )),
+                    _ => Ok(next),
+                }
+            })
+            .await?;
+        Ok(json_response(StatusCode::OK, &updated))
+    }
+
+    async fn delete(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let options: Value = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("the DeleteOptions are not valid JSON: {e}"))
+            })?
+        };
+        let preconditions = Preconditions {
+            uid: options["preconditions"]["uid"].as_str().map(str::to_owned),
+            resource_version: match options["preconditions"]["resourceVersion"].as_str() {
+                Some(rv) => Some(parse_revision(rv)?),
+                None => None,
+            },
+        };
+        let resource = self.resource();
+        let key = self.key(name);
+        let current = self
+            .state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, name))?;
+        let current = from_stored(&current)?;
+        if meta_str(&current, "deletionTimestamp").is_some() {
+            // Already being deleted: nothing more to do until it goes.
+            return Ok(json_response(StatusCode::OK, &current));
+        }
+        let finalizers = current["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if finalizers {
+            // It stays, marked for deletion, until its finalizers are removed.
+            let marked = self.mark_deleted(name, preconditions).await?;
+            return Ok(json_response(StatusCode::OK, &marked));
+        }
+        let deleted = self
+            .state
+            .store
+            .delete(&key, preconditions)
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, name))?;
+        Ok(json_response(StatusCode::OK, &from_stored(&deleted)?))
+    }
+
+    /// Sets `deletionTimestamp` on an object with finalizers.
+    async fn mark_deleted(
+        &self,
+        name: &str,
+        preconditions: Preconditions,
+    ) -> Result<Value, ApiError> {
+        let resource = self.resource();
+        let update = |current: &skiff_store::Object| -> skiff_store::Result<bytes::Bytes> {
+            let mut next = from_stored(current)?;
+            let meta = meta_mut(&mut next);
+            meta.entry("deletionTimestamp")
+                .or_insert_with(|| json!(now()));
+            meta.entry("deletionGracePeriodSeconds").or_insert(json!(0));
+            Ok(to_stored(&next))
+        };
+        let marked = self
+            .state
+            .store
+            .guaranteed_update(&self.key(name), preconditions, Box::new(update))
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, name))?;
+        from_stored(&marked)
+    }
+
+    async fn delete_collection(&self) -> Result<Response, ApiError> {
+        let options = ListOptions {
+            filter: self.filter()?,
+            ..ListOptions::default()
+        };
+        let prefix = self.resource().prefix(self.namespace());
+        let list = self
+            .state
+            .store
+            .list(&prefix, options)
+            .await
+            .map_err(|e| ApiError::from_store(e, self.resource(), ""))?;
+        let mut deleted = Vec::new();
+        for object in &list.items {
+            let value = from_stored(object)?;
+            let name = meta_str(&value, "name").unwrap_or_default().to_owned();
+            let api = Api {
+                target: &Target {
+                    namespace: meta_str(&value, "namespace").map(str::to_owned),
+                    name: Some(name.clone()),
+                    ..self.target.clone()
+                },
+                ..*self
+            };
+            match api.delete(&name, b"").await {
+                Ok(_) => deleted.push(value),
+                Err(e) if e.code == StatusCode::NOT_FOUND => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let body = json!({
+            "kind": self.resource().list_kind,
+            "apiVersion": self.resource().api_version(),
+            "metadata": { "resourceVersion": self.state.store.current_revision().to_string() },
+            "items": deleted,
+        });
+        Ok(json_response(StatusCode::OK, &body))
+    }
+}
+
+/// A resourceVersion from a request: a decimal revision, else 400.
+pub fn parse_revision(rv: &str) -> Result<u64, ApiError> {
+    rv.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))
+}
+
+fn decode_continue(token: &str) -> Result<String, ApiError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| ApiError::bad_request(format!("invalid continue token {token:?}")))?;
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request(format!("invalid continue token {token:?}")))
+}

@@ -1,0 +1,522 @@
+//! Router tests: every verb and every error through `oneshot` requests.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use skiff_store::{HistoryLimits, MvccStore, Store};
+use tower::ServiceExt;
+
+use crate::{bootstrap, router, AppState};
+
+struct Api {
+    state: AppState,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let store: Arc<dyn Store> = Arc::new(MvccStore::memory(HistoryLimits::default()));
+        let state = AppState::new(store);
+        bootstrap(&state).await.unwrap();
+        Self { state }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    async fn send(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        self.call(method, uri, "application/json", bytes).await
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, uri, Value::Null).await
+    }
+}
+
+fn config_map(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})
+}
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+#[tokio::test]
+async fn discovery_lists_groups_resources_and_subresources() {
+    let api = Api::new().await;
+    let (code, core) = api.get("/api/v1").await;
+    assert_eq!(code, StatusCode::OK);
+    let names: Vec<&str> = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "pods",
+        "pods/status",
+        "pods/binding",
+        "pods/log",
+        "services",
+        "namespaces",
+        "nodes/status",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let pods = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods")
+        .unwrap();
+    assert_eq!(pods["shortNames"], json!(["po"]));
+    assert_eq!(pods["categories"], json!(["all"]));
+    let (_, apps) = api.get("/apis/apps/v1").await;
+    let scale = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "deployments/scale")
+        .unwrap();
+    assert_eq!(
+        (
+            scale["group"].as_str(),
+            scale["version"].as_str(),
+            scale["kind"].as_str()
+        ),
+        (Some("autoscaling"), Some("v1"), Some("Scale"))
+    );
+    let (_, groups) = api.get("/apis").await;
+    assert_eq!(groups["groups"][0]["name"], "apps");
+    assert_eq!(api.get("/apis/nope/v1").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api.get("/version").await.1["major"], "1");
+}
+
+#[tokio::test]
+async fn create_get_update_patch_delete() {
+    let api = Api::new().await;
+    let (code, created) = api
+        .send(Method::POST, CMS, config_map("app", json!({"a": "1"})))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let meta = &created["metadata"];
+    assert_eq!(meta["namespace"], "default");
+    assert_eq!(meta["generation"], 1);
+    assert!(meta["uid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(meta["creationTimestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    let rv = meta["resourceVersion"].as_str().unwrap().to_owned();
+
+    let (code, got) = api.get(&format!("{CMS}/app")).await;
+    assert_eq!((code, &got), (StatusCode::OK, &created));
+
+    // Update with the current resourceVersion, then a stale one: 409.
+    let mut changed = got.clone();
+    changed["data"]["k"] = json!("w");
+    let (code, updated) = api
+        .send(Method::PUT, &format!("{CMS}/app"), changed.clone())
+        .await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert_eq!(
+        updated["metadata"]["generation"], 2,
+        "a data change counts as a spec change"
+    );
+    assert_ne!(updated["metadata"]["resourceVersion"], json!(rv));
+    let (code, stale) = api.send(Method::PUT, &format!("{CMS}/app"), changed).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(stale["reason"], "Conflict");
+    assert!(stale["message"]
+        .as_str()
+        .unwrap()
+        .contains("the object has been modified"));
+
+    // A label change is no spec change.
+    let patch = json!({"metadata": {"labels": {"b": "2"}}})
+        .to_string()
+        .into_bytes();
+    let (code, patched) = api
+        .call(
+            Method::PATCH,
+            &format!("{CMS}/app"),
+            "application/merge-patch+json",
+            patch,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+    assert_eq!(patched["metadata"]["generation"], 2);
+    let ops = json!([{"op": "replace", "path": "/data/k", "value": "x"}])
+        .to_string()
+        .into_bytes();
+    let (code, patched) = api
+        .call(
+            Method::PATCH,
+            &format!("{CMS}/app"),
+            "application/json-patch+json",
+            ops,
+        )
+        .await;
+    assert_eq!((code, &patched["data"]["k"]), (StatusCode::OK, &json!("x")));
+
+    let (code, deleted) = api
+        .send(Method::DELETE, &format!("{CMS}/app"), Value::Null)
+        .await;
+    assert_eq!(
+        (code, &deleted["metadata"]["name"]),
+        (StatusCode::OK, &json!("app"))
+    );
+    let (code, gone) = api.get(&format!("{CMS}/app")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(gone["message"], "configmaps \"app\" not found");
+    assert_eq!(
+        gone["details"],
+        json!({"name": "app", "group": "", "kind": "configmaps"})
+    );
+}
+
+#[tokio::test]
+async fn generate_name_and_identity_checks() {
+    let api = Api::new().await;
+    let body = json!({"metadata": {"generateName": "web-"}, "data": {}});
+    let (code, created) = api.send(Method::POST, CMS, body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert!(created["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("web-"));
+    assert_eq!(
+        (created["kind"].as_str(), created["apiVersion"].as_str()),
+        (Some("ConfigMap"), Some("v1"))
+    );
+    let wrong_kind = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}});
+    assert_eq!(
+        api.send(Method::POST, CMS, wrong_kind).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let wrong_ns = json!({"metadata": {"name": "x", "namespace": "kube-system"}});
+    assert_eq!(
+        api.send(Method::POST, CMS, wrong_ns).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (code, _) = api
+        .send(
+            Method::POST,
+            "/api/v1/namespaces/missing/configmaps",
+            config_map("x", json!({})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_input_answers_status_objects_with_the_right_code() {
+    let api = Api::new().await;
+    let (code, status) = api
+        .call(Method::POST, CMS, "application/json", b"{not json".to_vec())
+        .await;
+    assert_eq!(
+        (code, status["kind"].as_str(), status["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Status"), Some("BadRequest"))
+    );
+
+    let (code, invalid) = api
+        .send(
+            Method::POST,
+            CMS,
+            config_map("Bad_Name", json!({"-x": "y"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(invalid["reason"], "Invalid");
+    let fields: Vec<&str> = invalid["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["metadata.name", "metadata.labels"]);
+    assert!(invalid["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ConfigMap \"Bad_Name\" is invalid: ["));
+
+    api.send(Method::POST, CMS, config_map("dup", json!({})))
+        .await;
+    let (code, exists) = api
+        .send(Method::POST, CMS, config_map("dup", json!({})))
+        .await;
+    assert_eq!(
+        (code, exists["reason"].as_str()),
+        (StatusCode::CONFLICT, Some("AlreadyExists"))
+    );
+
+    let huge = vec![b' '; crate::MAX_BODY_BYTES + 1];
+    let (code, too_large) = api.call(Method::POST, CMS, "application/json", huge).await;
+    assert_eq!(
+        (code, too_large["reason"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("RequestEntityTooLarge"))
+    );
+
+    let (code, unsupported) = api
+        .call(
+            Method::PATCH,
+            &format!("{CMS}/dup"),
+            "text/plain",
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (code, unsupported["reason"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("UnsupportedMediaType")
+        )
+    );
+
+    assert_eq!(
+        api.send(Method::PUT, CMS, json!({})).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(api.get("/api/v1/widgets").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get(&format!("{CMS}?labelSelector=a%20in%20(")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get(&format!("{CMS}?fieldSelector=spec.nope%3D1"))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get(&format!("{CMS}?limit=abc")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get(&format!("{CMS}?continue=%21%21")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    // Nothing was half-written by any of it.
+    let (_, list) = api.get(CMS).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn lists_page_and_select() {
+    let api = Api::new().await;
+    for i in 0..25 {
+        let tier = if i % 2 == 0 { "front" } else { "back" };
+        api.send(
+            Method::POST,
+            CMS,
+            config_map(&format!("cm-{i:02}"), json!({"tier": tier})),
+        )
+        .await;
+    }
+    let (_, first) = api.get(&format!("{CMS}?limit=10")).await;
+    assert_eq!(first["kind"], "ConfigMapList");
+    assert_eq!(first["items"].as_array().unwrap().len(), 10);
+    let revision = first["metadata"]["resourceVersion"].clone();
+    let mut names: Vec<String> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    let mut token = first["metadata"]["continue"].as_str().map(str::to_owned);
+    while let Some(t) = token {
+        api.send(
+            Method::POST,
+            CMS,
+            config_map(&format!("late-{}", names.len()), json!({"late": "yes"})),
+        )
+        .await;
+        let (_, page) = api
+            .get(&format!(
+                "{CMS}?limit=10&continue={}",
+                t.replace('=', "%3D")
+                    .replace('+', "%2B")
+                    .replace('/', "%2F")
+            ))
+            .await;
+        assert_eq!(
+            page["metadata"]["resourceVersion"], revision,
+            "every page at one revision"
+        );
+        names.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned()),
+        );
+        token = page["metadata"]["continue"].as_str().map(str::to_owned);
+    }
+    assert_eq!(names.len(), 25);
+    let (_, front) = api.get(&format!("{CMS}?labelSelector=tier%3Dfront")).await;
+    assert_eq!(front["items"].as_array().unwrap().len(), 13);
+    let (_, not_front) = api
+        .get(&format!("{CMS}?labelSelector=tier%20notin%20(front),!late"))
+        .await;
+    assert_eq!(not_front["items"].as_array().unwrap().len(), 12);
+    let (_, named) = api
+        .get(&format!("{CMS}?fieldSelector=metadata.name%3Dcm-03"))
+        .await;
+    assert_eq!(named["items"][0]["metadata"]["name"], "cm-03");
+    let (_, all) = api.get("/api/v1/configmaps").await;
+    assert!(all["items"].as_array().unwrap().len() >= 25);
+}
+
+#[tokio::test]
+async fn finalizers_hold_an_object_until_removed() {
+    let api = Api::new().await;
+    let mut held = config_map("held", json!({}));
+    held["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    api.send(Method::POST, CMS, held).await;
+    let (code, marked) = api
+        .send(Method::DELETE, &format!("{CMS}/held"), Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(api.get(&format!("{CMS}/held")).await.0, StatusCode::OK);
+    let patch = json!({"metadata": {"finalizers": null}})
+        .to_string()
+        .into_bytes();
+    let (code, _) = api
+        .call(
+            Method::PATCH,
+            &format!("{CMS}/held"),
+            "application/merge-patch+json",
+            patch,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("{CMS}/held")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn watch_lines(api: &Api, uri: &str, count: usize) -> Vec<Value> {
+    let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let response = router(api.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body().into_data_stream();
+    let mut buffer = Vec::new();
+    let mut lines = Vec::new();
+    while lines.len() < count {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream goes on")
+            .unwrap();
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            lines.push(serde_json::from_slice(&line).unwrap());
+        }
+    }
+    lines
+}
+
+#[tokio::test]
+async fn watches_replay_filter_and_expire() {
+    let api = Api::new().await;
+    let (_, created) = api
+        .send(
+            Method::POST,
+            CMS,
+            config_map("w1", json!({"tier": "front"})),
+        )
+        .await;
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.send(Method::POST, CMS, config_map("w2", json!({"tier": "back"})))
+        .await;
+    let relabel = json!({"metadata": {"labels": {"tier": "back"}}})
+        .to_string()
+        .into_bytes();
+    api.call(
+        Method::PATCH,
+        &format!("{CMS}/w1"),
+        "application/merge-patch+json",
+        relabel,
+    )
+    .await;
+
+    // From a resourceVersion: only later events.
+    let events = watch_lines(&api, &format!("{CMS}?watch=1&resourceVersion={rv}"), 2).await;
+    assert_eq!(
+        (
+            events[0]["type"].as_str(),
+            events[0]["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("w2"))
+    );
+    assert_eq!(events[1]["type"], "MODIFIED");
+
+    // Filtered: w1 leaving the selection reads as DELETED.
+    let uri = format!("{CMS}?watch=1&resourceVersion={rv}&labelSelector=tier%3Dfront");
+    let events = watch_lines(&api, &uri, 1).await;
+    assert_eq!(
+        (
+            events[0]["type"].as_str(),
+            events[0]["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("DELETED"), Some("w1"))
+    );
+
+    // Without a resourceVersion: the current state first.
+    let events = watch_lines(&api, &format!("{CMS}?watch=1"), 2).await;
+    assert!(events.iter().all(|e| e["type"] == "ADDED"));
+
+    // sendInitialEvents ends the initial state with a bookmark.
+    let uri = format!("{CMS}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true");
+    let events = watch_lines(&api, &uri, 3).await;
+    assert_eq!(events[2]["type"], "BOOKMARK");
+    assert_eq!(
+        events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // A compacted resourceVersion: 200 with an ERROR event holding a 410.
+    let current = api.state.store.current_revision();
+    api.state.store.compact(current).await.unwrap();
+    let events = watch_lines(&api, &format!("{CMS}?watch=1&resourceVersion=1"), 1).await;
+    assert_eq!(events[0]["type"], "ERROR");
+    assert_eq!(
+        (
+            events[0]["object"]["code"].as_u64(),
+            events[0]["object"]["reason"].as_str()
+        ),
+        (Some(410), Some("Expired"))
+    );
+}
