@@ -4,6 +4,7 @@
 //! verbs of every kind in the registry (one set of handlers, driven by the
 //! registry's data), watch streams, and Kubernetes `Status` errors.
 
+mod auth;
 mod discovery;
 mod error;
 mod object;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The kinds served.
     pub registry: Arc<Registry>,
+    /// The admin bearer token; `None` serves everyone (tests, embedding).
+    pub token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -38,6 +41,16 @@ impl AppState {
         Self {
             store,
             registry: Arc::new(Registry::builtin()),
+            token: None,
+        }
+    }
+
+    /// Requires `Authorization: Bearer TOKEN` on every request but health
+    /// and version.
+    pub fn with_token(self, token: &str) -> Self {
+        Self {
+            token: Some(token.into()),
+            ..self
         }
     }
 }
@@ -90,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{version}", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
         .fallback(rest::handle)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
 }
 

@@ -139,9 +139,10 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    if content_type.contains("yaml") {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if !matches!(media, "application/json" | "*/*" | "") {
         return Err(ApiError::unsupported_media(format!(
-            "the body of content type {content_type} is not supported; send JSON"
+            "the body's content type {media:?} is not supported; send application/json"
         )));
     }
     serde_json::from_slice(body)

@@ -67,6 +67,41 @@ fn config_map(name: &str, labels: Value) -> Value {
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
 #[tokio::test]
+async fn requests_without_the_token_get_401_but_health_answers() {
+    let api = Api::new().await;
+    let state = api.state.clone().with_token("s3cret");
+    let call = |uri: &'static str, token: Option<&'static str>| {
+        let state = state.clone();
+        async move {
+            let mut request = Request::builder().uri(uri);
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let response = router(state)
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            response.status()
+        }
+    };
+    assert_eq!(
+        call("/api/v1/namespaces", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("/api/v1/namespaces", Some("wrong")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("/api/v1/namespaces", Some("s3cret")).await,
+        StatusCode::OK
+    );
+    for open in ["/healthz", "/livez", "/readyz", "/version"] {
+        assert_eq!(call(open, None).await, StatusCode::OK, "{open}");
+    }
+}
+
+#[tokio::test]
 async fn discovery_lists_groups_resources_and_subresources() {
     let api = Api::new().await;
     let (code, core) = api.get("/api/v1").await;

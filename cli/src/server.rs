@@ -1,0 +1,107 @@
+//! `skiff server`: opens the store, makes sure the cluster's credentials and
+//! default namespaces exist, serves the API over HTTPS, and shuts down
+//! cleanly on SIGINT or SIGTERM with everything flushed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum_server::tls_rustls::RustlsConfig;
+use skiff_apiserver::{bootstrap, router, AppState};
+use skiff_store::{HistoryLimits, MvccStore, Store};
+
+use crate::pki;
+
+/// Options of `skiff server`.
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Where the store, the credentials and the kubeconfig live
+    /// [default: $XDG_DATA_HOME/skiff, else ~/.local/share/skiff]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The address to serve HTTPS on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+}
+
+/// The default data directory.
+pub fn default_data_dir() -> Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("skiff"));
+    }
+    let home = std::env::var_os("HOME")
+        .context("neither XDG_DATA_HOME nor HOME is set; pass --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/skiff"))
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match terminate.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    let started = Instant::now();
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let store = Arc::new(MvccStore::open(
+        &data_dir.join("store"),
+        HistoryLimits::default(),
+    )?);
+    let credentials = pki::load_or_create(&data_dir.join("pki"), args.listen.ip())?;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = RustlsConfig::from_pem(
+        credentials.cert_pem.clone().into_bytes(),
+        credentials.key_pem.clone().into_bytes(),
+    )
+    .await
+    .context("cannot load the serving certificate")?;
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let host = if address.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        address.ip().to_string()
+    };
+    let url = format!("https://{host}:{}", address.port());
+    let kubeconfig = pki::write_kubeconfig(&data_dir, &url, &credentials)?;
+
+    let shared: Arc<dyn Store> = store.clone();
+    let state = AppState::new(shared).with_token(&credentials.token);
+    bootstrap(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the default namespaces: {e}"))?;
+
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, tls)
+        .handle(handle.clone())
+        .serve(router(state).into_make_service());
+    println!(
+        "skiff server ready at {url} in {} ms; kubeconfig: {}",
+        started.elapsed().as_millis(),
+        kubeconfig.display()
+    );
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        // Watches are long requests: give the rest a moment, then close.
+        stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    server.await.context("the HTTPS server failed")?;
+    // The last reference: dropping it flushes and checkpoints the store.
+    drop(store);
+    eprintln!("skiff server stopped; the store is flushed");
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Starting and stopping `skiff server`, and finding the real clients.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `skiff server`; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on a free port with its data in `data_dir`, and waits
+    /// (up to 20 s) for its ready line.
+    pub fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start skiff server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let line = receiver
+            .recv_timeout(Duration::from_secs(20))
+            .expect("skiff server printed its ready line");
+        // "skiff server ready at URL in N ms; kubeconfig: PATH"
+        let url = line.split_whitespace().nth(4).expect("a URL").to_owned();
+        let kubeconfig = PathBuf::from(
+            line.rsplit("kubeconfig: ")
+                .next()
+                .expect("a kubeconfig path"),
+        );
+        Server {
+            child,
+            url,
+            kubeconfig,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "skiff server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs kubectl against this server.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// Runs kubectl and returns its standard output, failing on an error.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether `tool` is on PATH. Without it the calling test is skipped with
+/// a reason, except in CI (`CI=true`), where a missing tool is a failure.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg(if tool == "kubectl" {
+            "version"
+        } else {
+            "--version"
+        })
+        .arg(if tool == "kubectl" { "--client" } else { "" })
+        .output()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is required in CI but was not found"
+        );
+        eprintln!("SKIPPED: {tool} is not on PATH");
+    }
+    found
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: a real `skiff server` on a free loopback port in a
+//! temporary directory, driven by real clients (kubectl).
+
+mod harness;
+mod server;
