@@ -5,7 +5,9 @@
 
 pub mod fields;
 pub mod labels;
+pub mod openapi;
 pub mod registry;
+pub mod strategic;
 pub mod validation;
 
 pub use registry::{NameRule, Registry, ResourceType, Subresource};

@@ -41,7 +41,7 @@ impl Subresource {
 }
 
 /// One kind of resource, and everything needed to serve it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ResourceType {
     /// The API group; empty for the core group.
     pub group: &'static str,
@@ -66,6 +66,11 @@ pub struct ResourceType {
     /// The field selectors it supports besides `metadata.name` and
     /// `metadata.namespace`.
     pub fields: &'static [&'static str],
+    /// The OpenAPI definition name of its type (`io.k8s.api.core.v1.Pod`).
+    pub schema_name: String,
+    /// Adds its type's schema (and every schema it refers to) to a
+    /// generator; returns the reference.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 /// Whether a `k8s-openapi` scope is namespaced.
@@ -99,7 +104,7 @@ const PLAIN: Extra = Extra {
 
 fn entry<K>(extra: Extra) -> ResourceType
 where
-    K: Resource + ListableResource,
+    K: Resource + ListableResource + schemars::JsonSchema,
     K::Scope: Scope,
 {
     ResourceType {
@@ -114,6 +119,8 @@ where
         subresources: extra.subresources,
         names: extra.names,
         fields: extra.fields,
+        schema_name: K::schema_name().into_owned(),
+        schema: |generator| generator.subschema_for::<K>(),
     }
 }
 

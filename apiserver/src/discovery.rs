@@ -131,3 +131,19 @@ pub async fn group_resources(
 ) -> Result<Json<Value>, ApiError> {
     resource_list(&state, &group, &version)
 }
+
+pub async fn openapi_index(State(state): State<AppState>) -> Json<Value> {
+    Json(state.openapi().index())
+}
+
+pub async fn openapi_document(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .openapi()
+        .document(&path)
+        .cloned()
+        .map(Json)
+        .ok_or_else(ApiError::no_route)
+}

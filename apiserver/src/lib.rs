@@ -12,10 +12,11 @@ mod path;
 mod rest;
 mod watch;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::routing::get;
 use axum::Router;
+use skiff_api::openapi::OpenApi;
 use skiff_api::Registry;
 use skiff_store::Store;
 
@@ -33,6 +34,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The admin bearer token; `None` serves everyone (tests, embedding).
     pub token: Option<Arc<str>>,
+    /// The OpenAPI documents, generated on first use (they are only needed
+    /// by clients that validate, and generating them costs milliseconds).
+    openapi: Arc<OnceLock<OpenApi>>,
 }
 
 impl AppState {
@@ -42,7 +46,13 @@ impl AppState {
             store,
             registry: Arc::new(Registry::builtin()),
             token: None,
+            openapi: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The OpenAPI documents of the served kinds.
+    pub fn openapi(&self) -> &OpenApi {
+        self.openapi.get_or_init(|| OpenApi::build(&self.registry))
     }
 
     /// Requires `Authorization: Bearer TOKEN` on every request but health
@@ -102,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .route("/apis", get(discovery::groups))
         .route("/api/{version}", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route("/openapi/v3", get(discovery::openapi_index))
+        .route("/openapi/v3/{*path}", get(discovery::openapi_document))
         .fallback(rest::handle)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -3,7 +3,7 @@
 use skiff_api::{Registry, ResourceType, Subresource};
 
 /// What a resource path addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Target<'r> {
     /// The kind.
     pub resource: &'r ResourceType,

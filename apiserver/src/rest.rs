@@ -130,6 +130,17 @@ fn json_response(code: StatusCode, value: &Value) -> Response {
         .into_response()
 }
 
+/// Adds a `Warning` header per warning, as upstream reports them.
+fn warned(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let text = format!("299 - \"{}\"", warning.replace('"', "'"));
+        if let Ok(value) = header::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
 /// Parses a request body as JSON (or YAML, when it says so).
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
@@ -295,6 +306,39 @@ impl Api<'_> {
         Ok(())
     }
 
+    /// Checks `object` for fields its schema does not know, as the request's
+    /// `fieldValidation` asks: `Strict` refuses them (400), `Warn` (the
+    /// default) returns them as warnings, `Ignore` does not look.
+    fn field_validation(&self, object: &Value) -> Result<Vec<String>, ApiError> {
+        let mode = self
+            .query
+            .get("fieldValidation")
+            .map(String::as_str)
+            .unwrap_or("Warn");
+        if !matches!(mode, "Strict" | "Warn" | "Ignore") {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Ignore, Warn or Strict, not {mode:?}"
+            )));
+        }
+        if mode == "Ignore" {
+            return Ok(Vec::new());
+        }
+        let unknown: Vec<String> = self
+            .state
+            .openapi()
+            .unknown_fields(&self.resource().schema_name, object)
+            .into_iter()
+            .map(|field| format!("unknown field \"{field}\""))
+            .collect();
+        if mode == "Strict" && !unknown.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                unknown.join(", ")
+            )));
+        }
+        Ok(unknown)
+    }
+
     /// Name, labels and annotations by upstream's rules; 422 with causes.
     fn validate_meta(&self, object: &Value) -> Result<(), ApiError> {
         let resource = self.resource();
@@ -392,6 +436,7 @@ impl Api<'_> {
         }
         let mut object = parse_body(self.headers, body)?;
         self.check_identity(&mut object)?;
+        let warnings = self.field_validation(&object)?;
         let meta = meta_mut(&mut object);
         let name = match (
             meta.get("name").and_then(Value::as_str),
@@ -425,7 +470,10 @@ impl Api<'_> {
             .create(&self.key(&name), to_stored(&object))
             .await
             .map_err(|e| ApiError::from_store(e, resource, &name))?;
-        Ok(json_response(StatusCode::CREATED, &from_stored(&created)?))
+        Ok(warned(
+            json_response(StatusCode::CREATED, &from_stored(&created)?),
+            &warnings,
+        ))
     }
 
     /// Writes `change(current)` over the stored object with optimistic
@@ -537,12 +585,13 @@ impl Api<'_> {
 
     async fn update(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
         let object = parse_body(self.headers, body)?;
+        let warnings = self.field_validation(&object)?;
         let expected = match meta_str(&object, "resourceVersion") {
             Some(rv) if !rv.is_empty() => Some(parse_revision(rv)?),
             _ => None,
         };
         let updated = self.write(name, expected, |_| Ok(object.clone())).await?;
-        Ok(json_response(StatusCode::OK, &updated))
+        Ok(warned(json_response(StatusCode::OK, &updated), &warnings))
     }
 
     async fn patch(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
@@ -574,17 +623,27 @@ impl Api<'_> {
                     Ok(next)
                 })
             }
+            "application/strategic-merge-patch+json" => {
+                let state = self.state.clone();
+                let schema = self.resource().schema_name.clone();
+                Box::new(move |current| {
+                    skiff_api::strategic::apply(state.openapi(), &schema, current, &patch)
+                        .map_err(|e| ApiError::bad_request(format!("the strategic merge patch does not apply: {e}")))
+                })
+            }
             other => {
                 return Err(ApiError::unsupported_media(format!(
-                    "the patch type {other:?} is not supported; use application/merge-patch+json or application/json-patch+json"
+                    "the patch type {other:?} is not supported; use application/strategic-merge-patch+json, application/merge-patch+json or application/json-patch+json (server-side apply is not served yet)"
                 )))
             }
         };
         // A patch applies to whatever is current; a resourceVersion inside
         // it is a precondition, as upstream treats it.
+        let warnings = std::sync::Mutex::new(Vec::new());
         let updated = self
             .write(name, None, |current| {
                 let next = apply(current)?;
+                *warnings.lock().expect("warnings lock") = self.field_validation(&next)?;
                 match (meta_str(&next, "resourceVersion"), meta_str(current, "resourceVersion")) {
                     (Some(wanted), Some(now)) if wanted != now => Err(ApiError::conflict(
                         self.resource(),
@@ -595,7 +654,8 @@ impl Api<'_> {
                 }
             })
             .await?;
-        Ok(json_response(StatusCode::OK, &updated))
+        let warnings = warnings.into_inner().expect("warnings lock");
+        Ok(warned(json_response(StatusCode::OK, &updated), &warnings))
     }
 
     async fn delete(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {

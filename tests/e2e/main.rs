@@ -2,4 +2,5 @@
 //! temporary directory, driven by real clients (kubectl).
 
 mod harness;
+mod kubectl;
 mod server;

@@ -1,0 +1,136 @@
+//! The real kubectl with its default flags (strict validation through
+//! /openapi/v3, strategic merge patches on re-apply).
+
+use crate::harness::{have, Server};
+
+const MANIFEST: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  namespace: shop
+data:
+  greeting: hello
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+      - name: sidecar
+        image: busybox
+";
+
+#[test]
+fn apply_edit_reapply_get_explain_and_delete() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let manifest = dir.path().join("shop.yaml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let path = manifest.to_str().unwrap();
+
+    let created = server.kubectl_ok(&["apply", "-f", path]);
+    for line in [
+        "namespace/shop created",
+        "configmap/web-config created",
+        "deployment.apps/web created",
+    ] {
+        assert!(created.contains(line), "{created}");
+    }
+    assert!(server
+        .kubectl_ok(&["apply", "-f", path])
+        .contains("deployment.apps/web unchanged"));
+
+    // An edit re-applied is a strategic merge patch: the image changes, the
+    // containers keep their order and nothing else is lost.
+    std::fs::write(
+        &manifest,
+        MANIFEST
+            .replace("nginx:1.27", "nginx:1.28")
+            .replace("replicas: 2", "replicas: 3"),
+    )
+    .unwrap();
+    assert!(server
+        .kubectl_ok(&["apply", "-f", path])
+        .contains("deployment.apps/web configured"));
+    let images = server.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].image}",
+    ]);
+    assert_eq!(images, "nginx:1.28 busybox");
+    let generation = server.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    assert_eq!(generation, "2");
+
+    // Every output format.
+    let json = server.kubectl_ok(&["get", "configmap", "web-config", "-n", "shop", "-o", "json"]);
+    assert!(json.contains("\"greeting\": \"hello\""), "{json}");
+    let yaml = server.kubectl_ok(&["get", "cm", "-n", "shop", "-o", "yaml"]);
+    assert!(yaml.contains("greeting: hello"), "{yaml}");
+    assert_eq!(
+        server
+            .kubectl_ok(&["get", "cm", "-n", "shop", "-o", "name"])
+            .trim(),
+        "configmap/web-config"
+    );
+
+    // Strict validation refuses an unknown field, naming it.
+    std::fs::write(
+        &manifest,
+        MANIFEST.replace("  greeting: hello", "  greeting: hello\nbogus: 1"),
+    )
+    .unwrap();
+    let refused = server.kubectl(&["apply", "-f", path]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("unknown field \"bogus\""), "{stderr}");
+
+    let explained = server.kubectl_ok(&["explain", "pods.spec.containers"]);
+    assert!(
+        explained.contains("FIELD: containers <[]Container>"),
+        "{explained}"
+    );
+
+    assert!(server
+        .kubectl_ok(&["delete", "configmap", "web-config", "-n", "shop"])
+        .contains("deleted"));
+    let missing = server.kubectl(&["get", "configmap", "web-config", "-n", "shop"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+}
