@@ -8,6 +8,7 @@ pub mod labels;
 pub mod openapi;
 pub mod registry;
 pub mod strategic;
+pub mod table;
 pub mod validation;
 
 pub use registry::{NameRule, Registry, ResourceType, Subresource};

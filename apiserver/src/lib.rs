@@ -10,6 +10,7 @@ mod error;
 mod object;
 mod path;
 mod rest;
+mod table;
 mod watch;
 
 use std::sync::{Arc, OnceLock};

@@ -200,7 +200,18 @@ impl Api<'_> {
             .get(&self.key(name))
             .await
             .map_err(|e| ApiError::from_store(e, self.resource(), name))?;
-        Ok(json_response(StatusCode::OK, &from_stored(&object)?))
+        let object = from_stored(&object)?;
+        if crate::table::wanted(self.headers) {
+            let metadata = json!({ "resourceVersion": object["metadata"]["resourceVersion"] });
+            let table = crate::table::render(
+                self.resource(),
+                &[object],
+                metadata,
+                crate::table::include(self.query)?,
+            );
+            return Ok(json_response(StatusCode::OK, &table));
+        }
+        Ok(json_response(StatusCode::OK, &object))
     }
 
     async fn list(&self) -> Result<Response, ApiError> {
@@ -251,6 +262,15 @@ impl Api<'_> {
         let mut metadata = json!({ "resourceVersion": list.revision.to_string() });
         if let Some(token) = &list.continue_token {
             metadata["continue"] = json!(base64::engine::general_purpose::STANDARD.encode(token));
+        }
+        if crate::table::wanted(self.headers) {
+            let table = crate::table::render(
+                self.resource(),
+                &items,
+                metadata,
+                crate::table::include(self.query)?,
+            );
+            return Ok(json_response(StatusCode::OK, &table));
         }
         let body = json!({
             "kind": self.resource().list_kind,

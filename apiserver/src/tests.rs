@@ -555,3 +555,34 @@ async fn watches_replay_filter_and_expire() {
         (Some(410), Some("Expired"))
     );
 }
+
+#[tokio::test]
+async fn tables_answer_kubectl_get() {
+    let api = Api::new().await;
+    api.send(Method::POST, CMS, config_map("t1", json!({})))
+        .await;
+    let request = Request::builder()
+        .uri(CMS)
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let response = router(api.state.clone()).oneshot(request).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let table: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(table["kind"], "Table");
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Name", "Data", "Age"]);
+    assert_eq!(table["rows"][0]["cells"][0], "t1");
+    assert_eq!(table["rows"][0]["cells"][1], 1);
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+}

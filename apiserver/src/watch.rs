@@ -13,6 +13,7 @@ use skiff_store::{EventKind, Filter, ListOptions, Object, StoreError};
 use crate::error::ApiError;
 use crate::object::from_stored;
 use crate::rest::{parse_revision, Api};
+use crate::table::Include;
 
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
@@ -59,6 +60,19 @@ struct Live {
     last: u64,
     ticks: tokio::time::Interval,
     bookmarks: bool,
+    /// Objects go out as one-row Tables (`kubectl get -w`).
+    table: Option<Include>,
+}
+
+/// An event's object as the watcher asked for it: itself, or a Table row.
+fn shaped(resource: &skiff_api::ResourceType, object: Value, table: Option<Include>) -> Value {
+    match table {
+        None => object,
+        Some(include) => {
+            let metadata = json!({ "resourceVersion": object["metadata"]["resourceVersion"] });
+            crate::table::render(resource, &[object], metadata, include)
+        }
+    }
 }
 
 impl Live {
@@ -71,7 +85,7 @@ impl Live {
                         self.last = event.revision;
                         if let Some((kind, object)) = translate(&event, self.filter.as_ref()) {
                             return Some(match from_stored(object) {
-                                Ok(value) => line(kind, &value),
+                                Ok(value) => line(kind, &shaped(&self.resource, value, self.table)),
                                 Err(e) => error_line(&e),
                             });
                         }
@@ -148,6 +162,10 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
         None | Some("") | Some("0") => None,
         Some(rv) => Some(parse_revision(rv)?),
     };
+    let table = match crate::table::wanted(api.headers) {
+        true => Some(crate::table::include(api.query)?),
+        false => None,
+    };
     let prefix = resource.prefix(api.target.namespace.as_deref());
     let store = api.state.store.clone();
 
@@ -164,7 +182,10 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
             .await
             .map_err(|e| ApiError::from_store(e, resource, ""))?;
         for object in &list.items {
-            initial.push(line("ADDED", &from_stored(object)?));
+            initial.push(line(
+                "ADDED",
+                &shaped(resource, from_stored(object)?, table),
+            ));
         }
         list.revision
     } else {
@@ -199,6 +220,7 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
                     BOOKMARK_EVERY,
                 ),
                 bookmarks,
+                table,
             };
             let live = stream::unfold(state, |mut live| async move {
                 let line = live.next().await?;

@@ -99,6 +99,48 @@ fn apply_edit_reapply_get_explain_and_delete() {
     ]);
     assert_eq!(generation, "2");
 
+    // Server-side Tables: the columns a real cluster prints.
+    let namespaces = server.kubectl_ok(&["get", "namespaces"]);
+    let header: Vec<&str> = namespaces
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "STATUS", "AGE"]);
+    assert!(
+        namespaces
+            .lines()
+            .any(|l| l.starts_with("shop") && l.contains("Active")),
+        "{namespaces}"
+    );
+    let deployments = server.kubectl_ok(&["get", "deployments", "-n", "shop", "-o", "wide"]);
+    let header: Vec<&str> = deployments
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert!(
+        deployments.contains("web,sidecar")
+            && deployments.contains("nginx:1.28,busybox")
+            && deployments.contains("app=web"),
+        "{deployments}"
+    );
+
     // Every output format.
     let json = server.kubectl_ok(&["get", "configmap", "web-config", "-n", "shop", "-o", "json"]);
     assert!(json.contains("\"greeting\": \"hello\""), "{json}");
