@@ -15,7 +15,7 @@ use skiff_api::labels::Selector;
 use skiff_api::validation::{
     label_1035_error, label_error, label_value_error, qualified_name_error, subdomain_error,
 };
-use skiff_api::{NameRule, ResourceType};
+use skiff_api::{NameRule, ResourceType, Subresource};
 use skiff_store::{Filter, ListOptions, Preconditions};
 
 use crate::error::{ApiError, Cause};
@@ -60,11 +60,29 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiErro
         query: &query,
         headers: &parts.headers,
     };
-    if target.subresource.is_some() {
-        return Err(ApiError::method_not_allowed(format!(
-            "the {} subresource is not served yet",
-            target.subresource.map(|s| s.name()).unwrap_or_default()
-        )));
+    match (target.subresource, &parts.method) {
+        (None, _) => {}
+        (Some(Subresource::Status), &Method::GET | &Method::PUT | &Method::PATCH) => {}
+        (Some(Subresource::Scale), _) => {
+            return api
+                .scale(
+                    target.name.as_deref().unwrap_or_default(),
+                    &parts.method,
+                    &body,
+                )
+                .await
+        }
+        (Some(Subresource::Binding), &Method::POST) => {
+            return api
+                .bind(target.name.as_deref().unwrap_or_default(), &body)
+                .await
+        }
+        (Some(sub), method) => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{method} is not supported on the {} subresource",
+                sub.name()
+            )))
+        }
     }
     let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     match (&parts.method, target.name.as_deref()) {
@@ -532,6 +550,21 @@ impl Api<'_> {
                 ))
                 .into());
             }
+            if self.target.subresource == Some(Subresource::Status) {
+                // Through /status only the status changes.
+                let mut only = current.clone();
+                match next.get("status") {
+                    Some(status) => only["status"] = status.clone(),
+                    None => drop(only.as_object_mut().and_then(|o| o.remove("status"))),
+                }
+                next = only;
+            } else if resource.has(Subresource::Status) {
+                // The status is written through /status alone.
+                match current.get("status") {
+                    Some(status) => next["status"] = status.clone(),
+                    None => drop(next.as_object_mut().and_then(|o| o.remove("status"))),
+                }
+            }
             let generation = old_meta
                 .get("generation")
                 .and_then(Value::as_i64)
@@ -541,16 +574,6 @@ impl Api<'_> {
             } else {
                 generation
             };
-            if resource
-                .subresources
-                .contains(&skiff_api::Subresource::Status)
-            {
-                // The status is written through /status alone.
-                match current.get("status") {
-                    Some(status) => next["status"] = status.clone(),
-                    None => drop(next.as_object_mut().and_then(|o| o.remove("status"))),
-                }
-            }
             let meta = meta_mut(&mut next);
             meta.insert("name".into(), json!(name));
             for kept in [
@@ -615,6 +638,30 @@ impl Api<'_> {
     }
 
     async fn patch(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let apply = self.patcher(body)?;
+        // A patch applies to whatever is current; a resourceVersion inside
+        // it is a precondition, as upstream treats it.
+        let warnings = std::sync::Mutex::new(Vec::new());
+        let updated = self
+            .write(name, None, |current| {
+                let next = apply(current)?;
+                *warnings.lock().expect("warnings lock") = self.field_validation(&next)?;
+                match (meta_str(&next, "resourceVersion"), meta_str(current, "resourceVersion")) {
+                    (Some(wanted), Some(now)) if wanted != now => Err(ApiError::conflict(
+                        self.resource(),
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    )),
+                    _ => Ok(next),
+                }
+            })
+            .await?;
+        let warnings = warnings.into_inner().expect("warnings lock");
+        Ok(warned(json_response(StatusCode::OK, &updated), &warnings))
+    }
+
+    /// The function that applies the request's patch, by its content type.
+    fn patcher(&self, body: &[u8]) -> Result<Change, ApiError> {
         let content_type = self
             .headers
             .get(header::CONTENT_TYPE)
@@ -657,25 +704,171 @@ impl Api<'_> {
                 )))
             }
         };
-        // A patch applies to whatever is current; a resourceVersion inside
-        // it is a precondition, as upstream treats it.
-        let warnings = std::sync::Mutex::new(Vec::new());
-        let updated = self
-            .write(name, None, |current| {
-                let next = apply(current)?;
-                *warnings.lock().expect("warnings lock") = self.field_validation(&next)?;
-                match (meta_str(&next, "resourceVersion"), meta_str(current, "resourceVersion")) {
-                    (Some(wanted), Some(now)) if wanted != now => Err(ApiError::conflict(
-                        self.resource(),
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    )),
-                    _ => Ok(next),
-                }
+        Ok(apply)
+    }
+
+    /// The `autoscaling/v1` Scale view of a workload.
+    fn scale_of(&self, object: &Value) -> Value {
+        let selector = &object["spec"]["selector"];
+        let labels = if self.resource().kind == "ReplicationController" {
+            selector
+        } else {
+            &selector["matchLabels"]
+        };
+        let mut parts: Vec<String> = labels
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect()
             })
-            .await?;
-        let warnings = warnings.into_inner().expect("warnings lock");
-        Ok(warned(json_response(StatusCode::OK, &updated), &warnings))
+            .unwrap_or_default();
+        for expression in selector["matchExpressions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let key = expression["key"].as_str().unwrap_or_default();
+            let values: Vec<&str> = expression["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            parts.push(match expression["operator"].as_str().unwrap_or_default() {
+                "In" => format!("{key} in ({})", values.join(",")),
+                "NotIn" => format!("{key} notin ({})", values.join(",")),
+                "Exists" => key.to_owned(),
+                _ => format!("!{key}"),
+            });
+        }
+        let meta = &object["metadata"];
+        json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+            },
+            "spec": { "replicas": object["spec"]["replicas"].as_i64().unwrap_or(1) },
+            "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": parts.join(",") },
+        })
+    }
+
+    /// `/scale`: reads or sets a workload's replicas.
+    async fn scale(&self, name: &str, method: &Method, body: &[u8]) -> Result<Response, ApiError> {
+        let resource = self.resource();
+        let replicas_of = |scale: &Value| -> Result<i64, ApiError> {
+            match scale["spec"]["replicas"].as_i64() {
+                Some(n) if n >= 0 => Ok(n),
+                _ => Err(ApiError::invalid(
+                    resource,
+                    name,
+                    vec![Cause {
+                        reason: "FieldValueInvalid",
+                        field: "spec.replicas".into(),
+                        message: format!(
+                            "Invalid value: {}: must be greater than or equal to 0",
+                            scale["spec"]["replicas"]
+                        ),
+                    }],
+                )),
+            }
+        };
+        let updated = match *method {
+            Method::GET => {
+                let object = self
+                    .state
+                    .store
+                    .get(&self.key(name))
+                    .await
+                    .map_err(|e| ApiError::from_store(e, resource, name))?;
+                from_stored(&object)?
+            }
+            Method::PUT => {
+                let scale = parse_body(self.headers, body)?;
+                let replicas = replicas_of(&scale)?;
+                let expected = match meta_str(&scale, "resourceVersion") {
+                    Some(rv) if !rv.is_empty() => Some(parse_revision(rv)?),
+                    _ => None,
+                };
+                self.write(name, expected, |current| {
+                    let mut next = current.clone();
+                    next["spec"]["replicas"] = json!(replicas);
+                    Ok(next)
+                })
+                .await?
+            }
+            Method::PATCH => {
+                let apply = self.patcher(body)?;
+                self.write(name, None, |current| {
+                    let replicas = replicas_of(&apply(&self.scale_of(current))?)?;
+                    let mut next = current.clone();
+                    next["spec"]["replicas"] = json!(replicas);
+                    Ok(next)
+                })
+                .await?
+            }
+            _ => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "{method} is not supported on the scale subresource"
+                )))
+            }
+        };
+        Ok(json_response(StatusCode::OK, &self.scale_of(&updated)))
+    }
+
+    /// `pods/NAME/binding`: the scheduler's assignment of a pod to a node.
+    async fn bind(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let resource = self.resource();
+        let binding = parse_body(self.headers, body)?;
+        let node = binding["target"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned);
+        let Some(node) = node else {
+            return Err(ApiError::invalid(
+                resource,
+                name,
+                vec![Cause {
+                    reason: "FieldValueRequired",
+                    field: "target.name".into(),
+                    message: "Required value".into(),
+                }],
+            ));
+        };
+        let update = |current: &skiff_store::Object| -> skiff_store::Result<bytes::Bytes> {
+            let mut pod = from_stored(current)?;
+            if meta_str(&pod, "deletionTimestamp").is_some() {
+                return Err(ApiError::conflict(resource, name, "the pod is being deleted").into());
+            }
+            if let Some(bound) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(ApiError::conflict(
+                    resource,
+                    name,
+                    &format!("pod {name} is already assigned to node \"{bound}\""),
+                )
+                .into());
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            let condition = json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now() });
+            let conditions = pod["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut conditions: Vec<Value> = conditions
+                .into_iter()
+                .filter(|c| c["type"] != "PodScheduled")
+                .collect();
+            conditions.push(condition);
+            pod["status"]["conditions"] = json!(conditions);
+            Ok(to_stored(&pod))
+        };
+        self.state
+            .store
+            .guaranteed_update(&self.key(name), Preconditions::default(), Box::new(update))
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, name))?;
+        let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
+        Ok(json_response(StatusCode::CREATED, &status))
     }
 
     async fn delete(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {

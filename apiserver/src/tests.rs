@@ -586,3 +586,153 @@ async fn tables_answer_kubectl_get() {
     assert_eq!(table["rows"][0]["cells"][1], 1);
     assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
 }
+
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+fn deployment(replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}})
+}
+
+#[tokio::test]
+async fn status_is_written_through_status_alone() {
+    let api = Api::new().await;
+    let (code, created) = api.send(Method::POST, DEPLOYS, deployment(2)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    // A status in the main resource's body is ignored...
+    let mut with_status = created.clone();
+    with_status["status"] = json!({"replicas": 9});
+    let (_, updated) = api
+        .send(Method::PUT, &format!("{DEPLOYS}/web"), with_status)
+        .await;
+    assert!(updated["status"].is_null());
+    // ...and a spec in the status subresource's body too.
+    let mut status_write = updated.clone();
+    status_write["status"] = json!({"replicas": 2, "readyReplicas": 1});
+    status_write["spec"]["replicas"] = json!(7);
+    let (code, written) = api
+        .send(Method::PUT, &format!("{DEPLOYS}/web/status"), status_write)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{written}");
+    assert_eq!(
+        (
+            written["status"]["readyReplicas"].as_i64(),
+            written["spec"]["replicas"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        written["metadata"]["generation"], 1,
+        "a status write is no spec change"
+    );
+    let patch = json!({"status": {"readyReplicas": 2}})
+        .to_string()
+        .into_bytes();
+    let (code, patched) = api
+        .call(
+            Method::PATCH,
+            &format!("{DEPLOYS}/web/status"),
+            "application/merge-patch+json",
+            patch,
+        )
+        .await;
+    assert_eq!(
+        (code, patched["status"]["readyReplicas"].as_i64()),
+        (StatusCode::OK, Some(2))
+    );
+}
+
+#[tokio::test]
+async fn scale_reads_and_sets_replicas() {
+    let api = Api::new().await;
+    api.send(Method::POST, DEPLOYS, deployment(2)).await;
+    let (code, scale) = api.get(&format!("{DEPLOYS}/web/scale")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        (scale["kind"].as_str(), scale["apiVersion"].as_str()),
+        (Some("Scale"), Some("autoscaling/v1"))
+    );
+    assert_eq!(
+        (
+            scale["spec"]["replicas"].as_i64(),
+            scale["status"]["selector"].as_str()
+        ),
+        (Some(2), Some("app=web"))
+    );
+    let mut bigger = scale.clone();
+    bigger["spec"]["replicas"] = json!(5);
+    let (code, scaled) = api
+        .send(Method::PUT, &format!("{DEPLOYS}/web/scale"), bigger.clone())
+        .await;
+    assert_eq!(
+        (code, scaled["spec"]["replicas"].as_i64()),
+        (StatusCode::OK, Some(5))
+    );
+    // The stale resourceVersion of the first read conflicts.
+    assert_eq!(
+        api.send(Method::PUT, &format!("{DEPLOYS}/web/scale"), bigger)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    let patch = json!({"spec": {"replicas": 1}}).to_string().into_bytes();
+    let (code, patched) = api
+        .call(
+            Method::PATCH,
+            &format!("{DEPLOYS}/web/scale"),
+            "application/merge-patch+json",
+            patch,
+        )
+        .await;
+    assert_eq!(
+        (code, patched["spec"]["replicas"].as_i64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (_, deployment) = api.get(&format!("{DEPLOYS}/web")).await;
+    assert_eq!(
+        (
+            deployment["spec"]["replicas"].as_i64(),
+            deployment["metadata"]["generation"].as_i64()
+        ),
+        (Some(1), Some(3))
+    );
+    let negative = json!({"spec": {"replicas": -1}}).to_string().into_bytes();
+    let (code, _) = api
+        .call(
+            Method::PATCH,
+            &format!("{DEPLOYS}/web/scale"),
+            "application/merge-patch+json",
+            negative,
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn binding_assigns_a_pod_once() {
+    let api = Api::new().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod =
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    api.send(Method::POST, pods, pod).await;
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "skiff-node-1"}});
+    let (code, status) = api
+        .send(Method::POST, &format!("{pods}/p/binding"), binding.clone())
+        .await;
+    assert_eq!(
+        (code, status["status"].as_str()),
+        (StatusCode::CREATED, Some("Success"))
+    );
+    let (_, bound) = api.get(&format!("{pods}/p")).await;
+    assert_eq!(bound["spec"]["nodeName"], "skiff-node-1");
+    assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+    let (code, again) = api
+        .send(Method::POST, &format!("{pods}/p/binding"), binding)
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(again["message"]
+        .as_str()
+        .unwrap()
+        .contains("already assigned to node \"skiff-node-1\""));
+}
