@@ -3,7 +3,9 @@
 //! ([`labels`], [`fields`]); and the name rules objects must follow
 //! ([`validation`]). Everything here is pure and tested without a runtime.
 
+pub mod defaults;
 pub mod fields;
+pub mod immutable;
 pub mod labels;
 pub mod openapi;
 pub mod registry;

@@ -155,6 +155,7 @@ impl OpenApi {
                     schema.insert("x-kubernetes-group-version-kind".into(), gvk);
                 }
             }
+            annotate_patch_strategies(&mut schemas);
             definitions.extend(schemas.clone());
             let document = json!({
                 "openapi": "3.0.0",
@@ -273,6 +274,39 @@ impl OpenApi {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Marks the fields that merge (and their keys) as upstream's documents do.
+fn annotate_patch_strategies(schemas: &mut Map<String, Value>) {
+    fn property<'a>(
+        schemas: &'a mut Map<String, Value>,
+        schema: &str,
+        field: &str,
+    ) -> Option<&'a mut Map<String, Value>> {
+        schemas
+            .get_mut(schema)?
+            .get_mut("properties")?
+            .get_mut(field)?
+            .as_object_mut()
+    }
+    for (schema, field, key) in crate::strategic::merging_lists() {
+        if let Some(property) = property(schemas, schema, field) {
+            let strategy = if schema.ends_with("PodSpec") && field == "volumes" {
+                "merge,retainKeys"
+            } else {
+                "merge"
+            };
+            property.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+            if let Some(key) = key {
+                property.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+            }
+        }
+    }
+    for (schema, field) in crate::strategic::RETAIN_KEYS {
+        if let Some(property) = property(schemas, schema, field) {
+            property.insert("x-kubernetes-patch-strategy".into(), json!("retainKeys"));
         }
     }
 }

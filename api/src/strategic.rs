@@ -122,6 +122,26 @@ const MERGING_LISTS: &[(&str, &str, Strategy)] = {
     ]
 };
 
+/// The (schema, field, merge key) of every list that merges, for the
+/// OpenAPI documents' `x-kubernetes-patch-*` extensions (kubectl computes
+/// its three-way patches from them); the key is `None` for primitive lists.
+pub(crate) fn merging_lists(
+) -> impl Iterator<Item = (&'static str, &'static str, Option<&'static str>)> {
+    MERGING_LISTS.iter().map(|(schema, field, strategy)| {
+        let key = match strategy {
+            Strategy::Key(key) => Some(*key),
+            Strategy::Primitives => None,
+        };
+        (*schema, *field, key)
+    })
+}
+
+/// Fields whose patches carry `$retainKeys` (union types).
+pub(crate) const RETAIN_KEYS: &[(&str, &str)] = &[
+    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy"),
+    ("io.k8s.api.apps.v1.DaemonSetSpec", "updateStrategy"),
+];
+
 const SET_ORDER: &str = "$setElementOrder/";
 const DELETE_PRIMITIVES: &str = "$deleteFromPrimitiveList/";
 

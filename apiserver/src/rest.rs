@@ -475,6 +475,7 @@ impl Api<'_> {
         let mut object = parse_body(self.headers, body)?;
         self.check_identity(&mut object)?;
         let warnings = self.field_validation(&object)?;
+        skiff_api::defaults::apply(resource.kind, &mut object);
         let meta = meta_mut(&mut object);
         let name = match (
             meta.get("name").and_then(Value::as_str),
@@ -589,6 +590,19 @@ impl Api<'_> {
             }
             meta.insert("generation".into(), json!(bumped));
             meta.remove("resourceVersion");
+            skiff_api::defaults::apply(resource.kind, &mut next);
+            let causes: Vec<Cause> =
+                skiff_api::immutable::violations(resource.kind, &current, &next)
+                    .into_iter()
+                    .map(|(field, message)| Cause {
+                        reason: "FieldValueInvalid",
+                        field,
+                        message,
+                    })
+                    .collect();
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(resource, name, causes).into());
+            }
             self.validate_meta(&next)?;
             Ok(to_stored(&next))
         };
