@@ -12,16 +12,14 @@ const POD_UPDATE_MESSAGE: &str = "pod updates may not change fields other than `
 pub fn violations(kind: &str, old: &Value, new: &Value) -> Vec<Violation> {
     let mut found = Vec::new();
     match kind {
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" => {
-            if old["spec"]["selector"] != new["spec"]["selector"] {
-                found.push((
-                    "spec.selector".into(),
-                    format!(
-                        "Invalid value: {}: field is immutable",
-                        new["spec"]["selector"]
-                    ),
-                ));
-            }
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
+            if old["spec"]["selector"] != new["spec"]["selector"] =>
+        {
+            let message = format!(
+                "Invalid value: {}: field is immutable",
+                new["spec"]["selector"]
+            );
+            found.push(("spec.selector".into(), message));
         }
         "Pod" => {
             let mutable_removed = |spec: &Value| {
