@@ -24,6 +24,13 @@ pub struct ServerArgs {
     /// The address to serve HTTPS on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// Watch history kept: at most this many events...
+    #[arg(long, default_value_t = 100_000)]
+    history_max_events: usize,
+    /// ...and none older than this many seconds. A watch from a
+    /// resourceVersion older than the history answers 410 Gone.
+    #[arg(long, default_value_t = 300)]
+    history_max_age_seconds: u64,
 }
 
 /// The default data directory.
@@ -53,10 +60,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = Arc::new(MvccStore::open(
-        &data_dir.join("store"),
-        HistoryLimits::default(),
-    )?);
+    let limits = HistoryLimits {
+        max_events: args.history_max_events,
+        max_age: Duration::from_secs(args.history_max_age_seconds),
+    };
+    let store = Arc::new(MvccStore::open(&data_dir.join("store"), limits)?);
     let credentials = pki::load_or_create(&data_dir.join("pki"), args.listen.ip())?;
 
     let _ = rustls::crypto::ring::default_provider().install_default();

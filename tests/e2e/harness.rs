@@ -17,9 +17,15 @@ impl Server {
     /// Starts a server on a free port with its data in `data_dir`, and waits
     /// (up to 20 s) for its ready line.
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts a server with extra `skiff server` flags.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -98,6 +104,25 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether the Python `kubernetes` package imports. Without it the calling
+/// test is skipped with a reason, except in CI, where that is a failure.
+pub fn have_python_client() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import kubernetes"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Python kubernetes package is required in CI"
+        );
+        eprintln!(
+            "SKIPPED: the Python kubernetes package is not installed (pip install kubernetes)"
+        );
+    }
+    found
 }
 
 /// Whether `tool` is on PATH. Without it the calling test is skipped with

@@ -3,4 +3,5 @@
 
 mod harness;
 mod kubectl;
+mod python;
 mod server;
