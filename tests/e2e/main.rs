@@ -2,6 +2,7 @@
 //! temporary directory, driven by real clients (kubectl).
 
 mod harness;
+mod kube_rs;
 mod kubectl;
 mod python;
 mod server;
