@@ -3,6 +3,7 @@
 //! error). Run them with `cargo run --release -p skiff-bench -- SCENARIO`.
 
 mod etcd;
+mod server;
 mod stats;
 mod store;
 
@@ -18,6 +19,11 @@ SCENARIOS:
              etcd (the `etcd` binary from Debian's etcd-server, started on
              loopback in a temporary directory, driven over gRPC); watch
              fan-out to 1,000 watchers; opening a store of 100,000 objects
+    startup  the real `skiff server` (cargo build --release -p skiff first):
+             exec to /readyz 200 on an existing data directory, median of 10
+             cold starts; resident memory after 10 s idle
+    api      durable creates over HTTPS with keep-alive from 16 and 64
+             clients against the real `skiff server`: p50/p99 and creates/s
 
 OPTIONS:
     --seconds N    how long each write phase runs (default 5)
@@ -40,6 +46,8 @@ fn main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = match args[0].as_str() {
         "store" => runtime.block_on(store::run(std::time::Duration::from_secs(seconds))),
+        "startup" => runtime.block_on(server::startup()),
+        "api" => runtime.block_on(server::api(std::time::Duration::from_secs(seconds))),
         other => return fail(&format!("unknown scenario {other:?}; see --help")),
     };
     match result {
