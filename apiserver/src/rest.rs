@@ -607,13 +607,9 @@ impl Api<'_> {
             Ok(to_stored(&next))
         };
         let updated = self
-            .state
-            .store
-            .guaranteed_update(&self.key(name), preconditions, Box::new(update))
-            .await
-            .map_err(|e| ApiError::from_store(e, resource, name))?;
-        let updated_value = from_stored(&updated)?;
-        self.finish_if_finalized(name, &updated_value).await
+            .update_stored(name, preconditions, Box::new(update))
+            .await?;
+        self.finish_if_finalized(name, &updated).await
     }
 
     /// An object being deleted goes once its last finalizer is removed.
@@ -876,11 +872,8 @@ impl Api<'_> {
             pod["status"]["conditions"] = json!(conditions);
             Ok(to_stored(&pod))
         };
-        self.state
-            .store
-            .guaranteed_update(&self.key(name), Preconditions::default(), Box::new(update))
-            .await
-            .map_err(|e| ApiError::from_store(e, resource, name))?;
+        self.update_stored(name, Preconditions::default(), Box::new(update))
+            .await?;
         let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
         Ok(json_response(StatusCode::CREATED, &status))
     }
@@ -936,7 +929,6 @@ impl Api<'_> {
         name: &str,
         preconditions: Preconditions,
     ) -> Result<Value, ApiError> {
-        let resource = self.resource();
         let update = |current: &skiff_store::Object| -> skiff_store::Result<bytes::Bytes> {
             let mut next = from_stored(current)?;
             let meta = meta_mut(&mut next);
@@ -945,13 +937,25 @@ impl Api<'_> {
             meta.entry("deletionGracePeriodSeconds").or_insert(json!(0));
             Ok(to_stored(&next))
         };
-        let marked = self
+        self.update_stored(name, preconditions, Box::new(update))
+            .await
+    }
+
+    /// One `guaranteed_update` of the named object, answered as the API's
+    /// view of the result.
+    async fn update_stored(
+        &self,
+        name: &str,
+        preconditions: Preconditions,
+        update: skiff_store::UpdateFn<'_>,
+    ) -> Result<Value, ApiError> {
+        let updated = self
             .state
             .store
-            .guaranteed_update(&self.key(name), preconditions, Box::new(update))
+            .guaranteed_update(&self.key(name), preconditions, update)
             .await
-            .map_err(|e| ApiError::from_store(e, resource, name))?;
-        from_stored(&marked)
+            .map_err(|e| ApiError::from_store(e, self.resource(), name))?;
+        from_stored(&updated)
     }
 
     async fn delete_collection(&self) -> Result<Response, ApiError> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::stats::{round3, summary};
+use crate::stats::{collect, round3, summary};
 
 const STARTS: usize = 10;
 const IDLE: Duration = Duration::from_secs(10);
@@ -165,14 +165,7 @@ pub async fn api(duration: Duration) -> Result<Value, String> {
                 })
             })
             .collect();
-        let mut latencies = Vec::new();
-        for task in tasks {
-            latencies.extend(task.await.map_err(|e| e.to_string())??);
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let mut figures = summary(latencies);
-        let count = figures["count"].as_u64().unwrap_or(0);
-        figures["creates_per_s"] = json!(round3(count as f64 / elapsed));
+        let figures = collect(tasks, started, "creates_per_s").await?;
         results.insert(clients.to_string(), figures);
     }
     Ok(

@@ -17,6 +17,24 @@ pub fn summary(mut samples: Vec<Duration>) -> Value {
     json!({ "count": samples.len(), "p50_ms": pick(0.50), "p99_ms": pick(0.99) })
 }
 
+/// Waits for writer tasks and sums up their latencies with the rate
+/// (operations per second since `started`) under `rate_name`.
+pub async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<Result<Vec<Duration>, String>>>,
+    started: std::time::Instant,
+    rate_name: &str,
+) -> Result<Value, String> {
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut figures = summary(latencies);
+    let count = figures["count"].as_u64().unwrap_or(0);
+    figures[rate_name] = json!(round3(count as f64 / elapsed));
+    Ok(figures)
+}
+
 /// Rounds to three decimals, for readable figures.
 pub fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3

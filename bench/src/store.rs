@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use skiff_store::{HistoryLimits, MvccStore, Preconditions, Store};
 
 use crate::etcd::Etcd;
-use crate::stats::{round3, summary};
+use crate::stats::{collect, round3, summary};
 
 const WRITER_COUNTS: [usize; 3] = [1, 16, 64];
 const WATCHERS: usize = 1_000;
@@ -103,15 +103,7 @@ async fn write_load<T: Target>(
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.map_err(|e| e.to_string())??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut figures = summary(latencies);
-    let writes = figures["count"].as_u64().unwrap_or(0);
-    figures["writes_per_s"] = json!(round3(writes as f64 / elapsed));
-    Ok(figures)
+    collect(tasks, started, "writes_per_s").await
 }
 
 /// One watch per watcher on a prefix; sequential writes; how long after
