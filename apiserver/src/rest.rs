@@ -169,13 +169,15 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let media = content_type.split(';').next().unwrap_or_default().trim();
-    if !matches!(media, "application/json" | "*/*" | "") {
-        return Err(ApiError::unsupported_media(format!(
-            "the body's content type {media:?} is not supported; send application/json"
-        )));
+    match media {
+        "application/json" | "*/*" | "" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
+        "application/yaml" => serde_saphyr::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}"))),
+        other => Err(ApiError::unsupported_media(format!(
+            "the body's content type {other:?} is not supported; send application/json or application/yaml"
+        ))),
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }
 
 impl Api<'_> {

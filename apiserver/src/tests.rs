@@ -280,6 +280,36 @@ async fn bad_input_answers_status_objects_with_the_right_code() {
         (StatusCode::BAD_REQUEST, Some("Status"), Some("BadRequest"))
     );
 
+    let yaml = b"metadata:\n  name: from-yaml\ndata:\n  k: v\n".to_vec();
+    let (code, created) = api.call(Method::POST, CMS, "application/yaml", yaml).await;
+    assert_eq!(
+        (code, created["data"]["k"].as_str()),
+        (StatusCode::CREATED, Some("v")),
+        "{created}"
+    );
+    let (code, status) = api
+        .call(
+            Method::POST,
+            CMS,
+            "application/yaml",
+            b"metadata: [unclosed\n".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("BadRequest")),
+        "{status}"
+    );
+    let (code, _) = api
+        .call(
+            Method::POST,
+            CMS,
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0".to_vec(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
     let (code, invalid) = api
         .send(
             Method::POST,
@@ -359,7 +389,11 @@ async fn bad_input_answers_status_objects_with_the_right_code() {
     );
     // Nothing was half-written by any of it.
     let (_, list) = api.get(CMS).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2,
+        "dup and from-yaml"
+    );
 }
 
 #[tokio::test]
