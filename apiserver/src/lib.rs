@@ -7,6 +7,7 @@
 mod auth;
 mod discovery;
 mod error;
+mod metrics;
 mod object;
 mod path;
 mod rest;
@@ -38,6 +39,8 @@ pub struct AppState {
     /// The OpenAPI documents, generated on first use (they are only needed
     /// by clients that validate, and generating them costs milliseconds).
     openapi: Arc<OnceLock<OpenApi>>,
+    /// Request counts, latencies and open watches, for /metrics.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             registry: Arc::new(Registry::builtin()),
             token: None,
             openapi: Arc::new(OnceLock::new()),
+            metrics: Arc::default(),
         }
     }
 
@@ -113,12 +117,17 @@ pub fn router(state: AppState) -> Router {
         .route("/apis", get(discovery::groups))
         .route("/api/{version}", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route("/metrics", get(metrics::serve))
         .route("/openapi/v3", get(discovery::openapi_index))
         .route("/openapi/v3/{*path}", get(discovery::openapi_document))
         .fallback(rest::handle)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .with_state(state)
 }

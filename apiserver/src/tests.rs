@@ -770,3 +770,36 @@ async fn binding_assigns_a_pod_once() {
         .unwrap()
         .contains("already assigned to node \"skiff-node-1\""));
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_verb_resource_and_code() {
+    let api = Api::new().await;
+    api.send(Method::POST, CMS, config_map("m", json!({})))
+        .await;
+    api.get(&format!("{CMS}/missing")).await;
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let response = router(api.state.clone()).oneshot(request).await.unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(
+            "apiserver_request_total{verb=\"create\",resource=\"configmaps\",code=\"201\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "apiserver_request_total{verb=\"get\",resource=\"configmaps\",code=\"404\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("skiff_store_revision "), "{text}");
+}

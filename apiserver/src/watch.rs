@@ -60,6 +60,8 @@ struct Live {
     last: u64,
     ticks: tokio::time::Interval,
     bookmarks: bool,
+    /// Counts this watch as open while it is served.
+    _open: crate::metrics::WatchGuard,
     /// Objects go out as one-row Tables (`kubectl get -w`).
     table: Option<Include>,
 }
@@ -221,6 +223,7 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
                 ),
                 bookmarks,
                 table,
+                _open: crate::metrics::WatchGuard::new(api.state.metrics.clone()),
             };
             let live = stream::unfold(state, |mut live| async move {
                 let line = live.next().await?;
