@@ -225,11 +225,22 @@ impl From<ApiError> for StoreError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.status().to_string();
-        (
+        let mut response = (
             self.code,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        // The audit trail names the object a refused write was about.
+        let name = self
+            .details
+            .as_ref()
+            .and_then(|d| d["name"].as_str())
+            .filter(|n| !n.is_empty());
+        response.extensions_mut().insert(crate::audit::Written {
+            name: name.map(str::to_owned),
+            ..Default::default()
+        });
+        response
     }
 }

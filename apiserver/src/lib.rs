@@ -4,6 +4,7 @@
 //! verbs of every kind in the registry (one set of handlers, driven by the
 //! registry's data), watch streams, and Kubernetes `Status` errors.
 
+mod audit;
 mod auth;
 mod discovery;
 mod error;
@@ -41,6 +42,8 @@ pub struct AppState {
     openapi: Arc<OnceLock<OpenApi>>,
     /// Request counts, latencies and open watches, for /metrics.
     metrics: Arc<metrics::Metrics>,
+    /// The audit trail of mutating requests.
+    audit: Arc<audit::AuditLog>,
 }
 
 impl AppState {
@@ -52,6 +55,7 @@ impl AppState {
             token: None,
             openapi: Arc::new(OnceLock::new()),
             metrics: Arc::default(),
+            audit: Arc::default(),
         }
     }
 
@@ -118,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{version}", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
         .route("/metrics", get(metrics::serve))
+        .route("/skiff/v1/audit", get(audit::serve))
         .route("/openapi/v3", get(discovery::openapi_index))
         .route("/openapi/v3/{*path}", get(discovery::openapi_document))
         .fallback(rest::handle)

@@ -153,19 +153,52 @@ impl Metrics {
     }
 }
 
-/// Counts every request once its response is ready.
+/// Counts every request once its response is ready, and adds mutating ones
+/// to the audit trail.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let time = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
     let (verb, resource) = classify(
         request.method(),
         request.uri().path(),
         request.uri().query().unwrap_or_default(),
         &state.registry,
     );
+    let target = crate::path::parse(&state.registry, request.uri().path())
+        .map(|t| (t.namespace, t.name))
+        .unwrap_or_default();
+    let user = crate::auth::user(&state, request.headers());
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let response = next.run(request).await;
-    state
-        .metrics
-        .record(verb, resource, response.status().as_u16(), started);
+    let code = response.status().as_u16();
+    if crate::audit::mutating(verb) {
+        let written = response
+            .extensions()
+            .get::<crate::audit::Written>()
+            .cloned()
+            .unwrap_or_default();
+        state.audit.push(crate::audit::Record {
+            seq: 0,
+            time,
+            user: user.to_owned(),
+            user_agent,
+            verb: verb.to_owned(),
+            resource: resource.clone(),
+            namespace: target.0.or(written.namespace),
+            name: target.1.or(written.name),
+            code,
+            resource_version: written.resource_version.filter(|_| code < 300),
+            latency_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        });
+    }
+    state.metrics.record(verb, resource, code, started);
     response
 }
 

@@ -140,12 +140,16 @@ pub struct Api<'a> {
 }
 
 fn json_response(code: StatusCode, value: &Value) -> Response {
-    (
+    let mut response = (
         code,
         [(header::CONTENT_TYPE, "application/json")],
         value.to_string(),
     )
-        .into_response()
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(crate::audit::Written::of(value));
+    response
 }
 
 /// Adds a `Warning` header per warning, as upstream reports them.

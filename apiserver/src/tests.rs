@@ -803,3 +803,61 @@ async fn metrics_count_requests_by_verb_resource_and_code() {
     );
     assert!(text.contains("skiff_store_revision "), "{text}");
 }
+
+#[tokio::test]
+async fn the_audit_trail_records_mutations_in_order_with_their_versions() {
+    let api = Api::new().await;
+    let (_, created) = api
+        .send(Method::POST, CMS, config_map("a1", json!({})))
+        .await;
+    api.get(&format!("{CMS}/a1")).await;
+    let patch = json!({"data": {"x": "y"}}).to_string().into_bytes();
+    let (_, patched) = api
+        .call(
+            Method::PATCH,
+            &format!("{CMS}/a1"),
+            "application/merge-patch+json",
+            patch,
+        )
+        .await;
+    api.send(Method::POST, CMS, config_map("a1", json!({})))
+        .await;
+    let (code, trail) = api.get("/skiff/v1/audit?since=0").await;
+    assert_eq!(code, StatusCode::OK);
+    let items = trail["items"].as_array().unwrap();
+    let summary: Vec<(&str, &str, u64, Option<&str>)> = items
+        .iter()
+        .map(|r| {
+            (
+                r["verb"].as_str().unwrap(),
+                r["name"].as_str().unwrap(),
+                r["code"].as_u64().unwrap(),
+                r["resourceVersion"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "create",
+                "a1",
+                201,
+                created["metadata"]["resourceVersion"].as_str()
+            ),
+            (
+                "patch",
+                "a1",
+                200,
+                patched["metadata"]["resourceVersion"].as_str()
+            ),
+            ("create", "a1", 409, None),
+        ]
+    );
+    assert_eq!(items[0]["namespace"], "default");
+    assert_eq!(items[0]["user"], "skiff-admin");
+    let (_, later) = api
+        .get(&format!("/skiff/v1/audit?since={}", items[1]["seq"]))
+        .await;
+    assert_eq!(later["items"].as_array().unwrap().len(), 1);
+}
