@@ -273,11 +273,20 @@ pub(crate) async fn every_watcher_sees_every_event_in_order<S: Store>(store: S) 
 pub(crate) async fn list_then_watch_sees_exactly_later_writes<S: Store>(store: S) {
     let store = Arc::new(store);
     churn(&store, "/l/", 2, 30).await;
+    let started = store.current_revision();
     let writing = {
         let store = store.clone();
         tokio::spawn(async move { churn(&store, "/l/", 4, 60).await })
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // List once the concurrent writes are under way, not before them.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while store.current_revision() < started + 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writers never started"
+        );
+        tokio::task::yield_now().await;
+    }
     let listed = store.list("/l/", ListOptions::default()).await.unwrap();
     let mut state: BTreeMap<_, _> = listed
         .items
