@@ -58,11 +58,10 @@ impl Drop for WatchGuard {
 /// ...; `""` for paths that are not resources).
 pub fn classify(
     method: &Method,
-    path: &str,
     query: &str,
-    registry: &skiff_api::Registry,
+    target: Option<&crate::path::Target>,
 ) -> (&'static str, String) {
-    let Some(target) = crate::path::parse(registry, path) else {
+    let Some(target) = target else {
         return (
             if method == Method::GET {
                 "get"
@@ -160,15 +159,14 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let time = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
+    // The path is parsed once here, for the metrics and the audit record.
+    let target = crate::path::parse(&state.registry, request.uri().path());
     let (verb, resource) = classify(
         request.method(),
-        request.uri().path(),
         request.uri().query().unwrap_or_default(),
-        &state.registry,
+        target.as_ref(),
     );
-    let target = crate::path::parse(&state.registry, request.uri().path())
-        .map(|t| (t.namespace, t.name))
-        .unwrap_or_default();
+    let target = target.map(|t| (t.namespace, t.name)).unwrap_or_default();
     let user = crate::auth::user(&state, request.headers());
     let user_agent = request
         .headers()
@@ -218,7 +216,9 @@ mod tests {
     #[test]
     fn requests_are_classified_as_kubernetes_verbs() {
         let registry = skiff_api::Registry::builtin();
-        let c = |m: Method, p: &str, q: &str| classify(&m, p, q, &registry);
+        let c = |m: Method, p: &str, q: &str| {
+            classify(&m, q, crate::path::parse(&registry, p).as_ref())
+        };
         assert_eq!(
             c(Method::GET, "/api/v1/namespaces/default/pods", ""),
             ("list", "pods".into())

@@ -271,13 +271,7 @@ impl Api<'_> {
             continue_token,
             filter: self.filter()?,
         };
-        let prefix = self.resource().prefix(self.namespace());
-        let list = self
-            .state
-            .store
-            .list(&prefix, options)
-            .await
-            .map_err(|e| ApiError::from_store(e, self.resource(), ""))?;
+        let list = self.list_stored(options).await?;
         let items = list
             .items
             .iter()
@@ -964,18 +958,25 @@ impl Api<'_> {
         from_stored(&updated)
     }
 
+    /// Lists the stored objects of the request's kind (in its namespace).
+    pub async fn list_stored(
+        &self,
+        options: ListOptions,
+    ) -> Result<skiff_store::ListResult, ApiError> {
+        let prefix = self.resource().prefix(self.namespace());
+        self.state
+            .store
+            .list(&prefix, options)
+            .await
+            .map_err(|e| ApiError::from_store(e, self.resource(), ""))
+    }
+
     async fn delete_collection(&self) -> Result<Response, ApiError> {
         let options = ListOptions {
             filter: self.filter()?,
             ..ListOptions::default()
         };
-        let prefix = self.resource().prefix(self.namespace());
-        let list = self
-            .state
-            .store
-            .list(&prefix, options)
-            .await
-            .map_err(|e| ApiError::from_store(e, self.resource(), ""))?;
+        let list = self.list_stored(options).await?;
         let mut deleted = Vec::new();
         for object in &list.items {
             let value = from_stored(object)?;

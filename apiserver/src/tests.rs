@@ -58,6 +58,12 @@ impl Api {
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.send(Method::GET, uri, Value::Null).await
     }
+
+    async fn merge_patch(&self, uri: &str, patch: Value) -> (StatusCode, Value) {
+        let body = patch.to_string().into_bytes();
+        self.call(Method::PATCH, uri, "application/merge-patch+json", body)
+            .await
+    }
 }
 
 fn config_map(name: &str, labels: Value) -> Value {
@@ -192,15 +198,10 @@ async fn create_get_update_patch_delete() {
         .contains("the object has been modified"));
 
     // A label change is no spec change.
-    let patch = json!({"metadata": {"labels": {"b": "2"}}})
-        .to_string()
-        .into_bytes();
     let (code, patched) = api
-        .call(
-            Method::PATCH,
+        .merge_patch(
             &format!("{CMS}/app"),
-            "application/merge-patch+json",
-            patch,
+            json!({"metadata": {"labels": {"b": "2"}}}),
         )
         .await;
     assert_eq!(code, StatusCode::OK, "{patched}");
@@ -474,15 +475,10 @@ async fn finalizers_hold_an_object_until_removed() {
     assert_eq!(code, StatusCode::OK);
     assert!(marked["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(api.get(&format!("{CMS}/held")).await.0, StatusCode::OK);
-    let patch = json!({"metadata": {"finalizers": null}})
-        .to_string()
-        .into_bytes();
     let (code, _) = api
-        .call(
-            Method::PATCH,
+        .merge_patch(
             &format!("{CMS}/held"),
-            "application/merge-patch+json",
-            patch,
+            json!({"metadata": {"finalizers": null}}),
         )
         .await;
     assert_eq!(code, StatusCode::OK);
@@ -530,14 +526,9 @@ async fn watches_replay_filter_and_expire() {
         .to_owned();
     api.send(Method::POST, CMS, config_map("w2", json!({"tier": "back"})))
         .await;
-    let relabel = json!({"metadata": {"labels": {"tier": "back"}}})
-        .to_string()
-        .into_bytes();
-    api.call(
-        Method::PATCH,
+    api.merge_patch(
         &format!("{CMS}/w1"),
-        "application/merge-patch+json",
-        relabel,
+        json!({"metadata": {"labels": {"tier": "back"}}}),
     )
     .await;
 
@@ -660,15 +651,10 @@ async fn status_is_written_through_status_alone() {
         written["metadata"]["generation"], 1,
         "a status write is no spec change"
     );
-    let patch = json!({"status": {"readyReplicas": 2}})
-        .to_string()
-        .into_bytes();
     let (code, patched) = api
-        .call(
-            Method::PATCH,
+        .merge_patch(
             &format!("{DEPLOYS}/web/status"),
-            "application/merge-patch+json",
-            patch,
+            json!({"status": {"readyReplicas": 2}}),
         )
         .await;
     assert_eq!(
@@ -710,13 +696,10 @@ async fn scale_reads_and_sets_replicas() {
             .0,
         StatusCode::CONFLICT
     );
-    let patch = json!({"spec": {"replicas": 1}}).to_string().into_bytes();
     let (code, patched) = api
-        .call(
-            Method::PATCH,
+        .merge_patch(
             &format!("{DEPLOYS}/web/scale"),
-            "application/merge-patch+json",
-            patch,
+            json!({"spec": {"replicas": 1}}),
         )
         .await;
     assert_eq!(
@@ -731,13 +714,10 @@ async fn scale_reads_and_sets_replicas() {
         ),
         (Some(1), Some(3))
     );
-    let negative = json!({"spec": {"replicas": -1}}).to_string().into_bytes();
     let (code, _) = api
-        .call(
-            Method::PATCH,
+        .merge_patch(
             &format!("{DEPLOYS}/web/scale"),
-            "application/merge-patch+json",
-            negative,
+            json!({"spec": {"replicas": -1}}),
         )
         .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
@@ -811,14 +791,8 @@ async fn the_audit_trail_records_mutations_in_order_with_their_versions() {
         .send(Method::POST, CMS, config_map("a1", json!({})))
         .await;
     api.get(&format!("{CMS}/a1")).await;
-    let patch = json!({"data": {"x": "y"}}).to_string().into_bytes();
     let (_, patched) = api
-        .call(
-            Method::PATCH,
-            &format!("{CMS}/a1"),
-            "application/merge-patch+json",
-            patch,
-        )
+        .merge_patch(&format!("{CMS}/a1"), json!({"data": {"x": "y"}}))
         .await;
     api.send(Method::POST, CMS, config_map("a1", json!({})))
         .await;

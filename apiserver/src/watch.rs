@@ -179,10 +179,7 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
             filter: filter.clone(),
             ..ListOptions::default()
         };
-        let list = store
-            .list(&prefix, options)
-            .await
-            .map_err(|e| ApiError::from_store(e, resource, ""))?;
+        let list = api.list_stored(options).await?;
         for object in &list.items {
             initial.push(line(
                 "ADDED",
