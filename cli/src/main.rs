@@ -1,7 +1,15 @@
-//! `skiff`: a Kubernetes control plane in one binary.
+//! `skiff`: a Kubernetes control plane in one binary, and a kubectl-like
+//! client for it.
 
+mod apply;
+mod cluster;
+mod describe;
+mod get;
+mod manifest;
 mod pki;
 mod server;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -9,6 +17,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "skiff", version, about, long_about = None)]
 struct Cli {
+    /// The kubeconfig the client verbs use [default: $KUBECONFIG, else the
+    /// one `skiff server` writes into its default data directory].
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -17,10 +29,45 @@ struct Cli {
 enum Command {
     /// Run the control plane: the apiserver over the embedded store.
     Server(server::ServerArgs),
+    /// Show objects: a table of them, or -o wide|yaml|json|name.
+    Get(get::GetArgs),
+    /// Create or update objects from manifests, as `kubectl apply`.
+    Apply(apply::FileArgs),
+    /// Create objects from manifests.
+    Create(apply::FileArgs),
+    /// Delete objects named by manifests or by type and name.
+    Delete(apply::DeleteArgs),
+    /// Show objects in detail, with their events.
+    Describe(describe::DescribeArgs),
+}
+
+/// An error already printed to the user: exit non-zero, say no more.
+#[derive(Debug)]
+struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("errors were reported above")
+    }
+}
+
+impl std::error::Error for Reported {}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = |flag| async move { cluster::Cluster::connect(flag).await };
+    match cli.command {
+        Command::Server(args) => server::run(args).await,
+        Command::Get(args) => get::run(&client(cli.kubeconfig).await?, args).await,
+        Command::Apply(args) => apply::apply(&client(cli.kubeconfig).await?, args).await,
+        Command::Create(args) => apply::create(&client(cli.kubeconfig).await?, args).await,
+        Command::Delete(args) => apply::delete(&client(cli.kubeconfig).await?, args).await,
+        Command::Describe(args) => describe::run(&client(cli.kubeconfig).await?, args).await,
+    }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -28,14 +75,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Command::Server(args) => runtime.block_on(server::run(args)),
-    };
-    match result {
+    match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<Reported>() => std::process::ExitCode::FAILURE,
         Err(e) => {
-            // One readable line: the error and its causes.
-            eprintln!("skiff: {e:#}");
+            // One readable line: the server's Status, or the error and its causes.
+            eprintln!("{}", cluster::error_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -77,24 +77,47 @@ impl Server {
 
     /// Runs kubectl against this server.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .expect("run kubectl")
+        self.client("kubectl", args)
     }
 
     /// Runs kubectl and returns its standard output, failing on an error.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let output = self.kubectl(args);
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("UTF-8")
+        succeeded(self.kubectl(args), "kubectl", args)
     }
+
+    /// Runs skiff's own client verbs against this server.
+    pub fn skiff(&self, args: &[&str]) -> Output {
+        self.client(env!("CARGO_BIN_EXE_skiff"), args)
+    }
+
+    /// Runs a skiff client verb and returns its standard output, failing on
+    /// an error.
+    pub fn skiff_ok(&self, args: &[&str]) -> String {
+        succeeded(self.skiff(args), "skiff", args)
+    }
+
+    /// Starts `program` with this server's kubeconfig and `args`.
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        command
+    }
+
+    fn client(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program, args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"))
+    }
+}
+
+/// The standard output of a command that must have succeeded.
+fn succeeded(output: Output, program: &str, args: &[&str]) -> String {
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
 }
 
 impl Drop for Server {

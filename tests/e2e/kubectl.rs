@@ -3,7 +3,7 @@
 
 use crate::harness::{have, Server};
 
-const MANIFEST: &str = "\
+pub const MANIFEST: &str = "\
 apiVersion: v1
 kind: Namespace
 metadata:

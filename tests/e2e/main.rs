@@ -1,6 +1,8 @@
 //! End-to-end tests: a real `skiff server` on a free loopback port in a
-//! temporary directory, driven by real clients (kubectl).
+//! temporary directory, driven by real clients (kubectl, the Python
+//! client, kube-rs) and by skiff's own client verbs.
 
+mod cli;
 mod harness;
 mod kube_rs;
 mod kubectl;
