@@ -126,6 +126,30 @@ fn template(spec: &mut Value) {
     pod_spec(child(child(spec, "template"), "spec"));
 }
 
+/// Clears what a client may not set at create: the status of the kinds
+/// whose status their controllers own, which start empty (upstream's
+/// `PrepareForCreate`; a Pod's then defaults to Pending). Nodes keep theirs: kubelets register
+/// with it.
+pub fn prepare_for_create(kind: &str, object: &mut Value) {
+    const RESET: &[&str] = &[
+        "Pod",
+        "Service",
+        "ReplicationController",
+        "Deployment",
+        "ReplicaSet",
+        "DaemonSet",
+        "StatefulSet",
+        "Ingress",
+    ];
+    if let (true, Some(object)) = (RESET.contains(&kind), object.as_object_mut()) {
+        let empty = match kind {
+            "Service" => json!({"loadBalancer": {}}),
+            _ => json!({}),
+        };
+        object.insert("status".into(), empty);
+    }
+}
+
 /// Fills in the defaults of a `kind` object, at create and at update.
 pub fn apply(kind: &str, object: &mut Value) {
     match kind {
@@ -228,6 +252,16 @@ pub fn apply(kind: &str, object: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_clears_controller_owned_status() {
+        let mut deployment = json!({"spec": {}, "status": {"replicas": 9}});
+        prepare_for_create("Deployment", &mut deployment);
+        assert_eq!(deployment, json!({"spec": {}, "status": {}}));
+        let mut node = json!({"status": {"capacity": {"cpu": "8"}}});
+        prepare_for_create("Node", &mut node);
+        assert_eq!(node["status"]["capacity"]["cpu"], "8");
+    }
 
     #[test]
     fn pods_read_back_like_a_real_clusters() {

@@ -8,6 +8,7 @@ pub mod fields;
 pub mod immutable;
 pub mod labels;
 pub mod openapi;
+pub mod protobuf;
 pub mod registry;
 pub mod strategic;
 pub mod table;

@@ -214,6 +214,23 @@ impl OpenApi {
         reference(property)
     }
 
+    /// The property names of the definition named `name`, compared without
+    /// regard to case (protobuf message names spell `PodDNSConfig` as
+    /// `PodDnsConfig`).
+    pub fn properties_like(&self, name: &str) -> Vec<&str> {
+        let definition = self.definitions.get(name).or_else(|| {
+            self.definitions
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, definition)| definition)
+        });
+        definition
+            .and_then(|d| d.get("properties"))
+            .and_then(Value::as_object)
+            .map(|properties| properties.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
     /// The definition name of the elements of the list `field` of
     /// `schema_name`, if they are references to one.
     pub fn item_schema(&self, schema_name: &str, field: &str) -> Option<String> {

@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 use axum::routing::get;
 use axum::Router;
 use skiff_api::openapi::OpenApi;
+use skiff_api::protobuf::Decoder;
 use skiff_api::Registry;
 use skiff_store::Store;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     /// The OpenAPI documents, generated on first use (they are only needed
     /// by clients that validate, and generating them costs milliseconds).
     openapi: Arc<OnceLock<OpenApi>>,
+    /// The protobuf decoder, likewise built on first use.
+    protobuf: Arc<OnceLock<Decoder>>,
     /// Request counts, latencies and open watches, for /metrics.
     metrics: Arc<metrics::Metrics>,
     /// The audit trail of mutating requests.
@@ -54,6 +57,7 @@ impl AppState {
             registry: Arc::new(Registry::builtin()),
             token: None,
             openapi: Arc::new(OnceLock::new()),
+            protobuf: Arc::new(OnceLock::new()),
             metrics: Arc::default(),
             audit: Arc::default(),
         }
@@ -62,6 +66,11 @@ impl AppState {
     /// The OpenAPI documents of the served kinds.
     pub fn openapi(&self) -> &OpenApi {
         self.openapi.get_or_init(|| OpenApi::build(&self.registry))
+    }
+
+    /// The decoder of protobuf request bodies.
+    pub fn protobuf(&self) -> &Decoder {
+        self.protobuf.get_or_init(|| Decoder::new(self.openapi()))
     }
 
     /// Requires `Authorization: Bearer TOKEN` on every request but health

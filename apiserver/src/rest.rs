@@ -12,6 +12,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use skiff_api::fields::FieldSelector;
 use skiff_api::labels::Selector;
+use skiff_api::protobuf;
 use skiff_api::validation::{
     label_1035_error, label_error, label_value_error, qualified_name_error, subdomain_error,
 };
@@ -163,8 +164,9 @@ fn warned(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-/// Parses a request body as JSON (or YAML, when it says so).
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+/// Parses a request body: JSON, YAML, or Kubernetes protobuf (what
+/// client-go's typed clients send).
+fn parse_body(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
@@ -178,10 +180,39 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
         "application/yaml" => serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}"))),
+        "application/vnd.kubernetes.protobuf" => parse_protobuf(state, body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid protobuf: {e}"))),
         other => Err(ApiError::unsupported_media(format!(
-            "the body's content type {other:?} is not supported; send application/json or application/yaml"
+            "the body's content type {other:?} is not supported; send application/json, application/yaml or application/vnd.kubernetes.protobuf"
         ))),
     }
+}
+
+/// A protobuf body as JSON, its message decoded by the kind its envelope
+/// names.
+fn parse_protobuf(state: &AppState, body: &[u8]) -> Result<Value, String> {
+    let envelope = protobuf::envelope(body)?;
+    let schema = match state
+        .registry
+        .by_kind(&envelope.api_version, &envelope.kind)
+    {
+        Some(resource) => resource.schema_name.clone(),
+        None if envelope.kind == "DeleteOptions" => {
+            "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".into()
+        }
+        // Subresource bodies (Scale, Binding, Eviction): upstream's names.
+        None => {
+            let (group, version) = match envelope.api_version.split_once('/') {
+                Some((group, version)) => (group.split('.').next().unwrap_or(group), version),
+                None => ("core", envelope.api_version.as_str()),
+            };
+            format!("io.k8s.api.{group}.{version}.{}", envelope.kind)
+        }
+    };
+    let mut object = state.protobuf().decode(&schema, &envelope.raw)?;
+    object["apiVersion"] = json!(envelope.api_version);
+    object["kind"] = json!(envelope.kind);
+    Ok(object)
 }
 
 impl Api<'_> {
@@ -472,9 +503,10 @@ impl Api<'_> {
                 resource.plural, resource.plural
             )));
         }
-        let mut object = parse_body(self.headers, body)?;
+        let mut object = parse_body(self.state, self.headers, body)?;
         self.check_identity(&mut object)?;
         let warnings = self.field_validation(&object)?;
+        skiff_api::defaults::prepare_for_create(resource.kind, &mut object);
         skiff_api::defaults::apply(resource.kind, &mut object);
         let meta = meta_mut(&mut object);
         let name = match (
@@ -637,7 +669,7 @@ impl Api<'_> {
     }
 
     async fn update(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
-        let object = parse_body(self.headers, body)?;
+        let object = parse_body(self.state, self.headers, body)?;
         let warnings = self.field_validation(&object)?;
         let expected = match meta_str(&object, "resourceVersion") {
             Some(rv) if !rv.is_empty() => Some(parse_revision(rv)?),
@@ -794,7 +826,7 @@ impl Api<'_> {
                 from_stored(&object)?
             }
             Method::PUT => {
-                let scale = parse_body(self.headers, body)?;
+                let scale = parse_body(self.state, self.headers, body)?;
                 let replicas = replicas_of(&scale)?;
                 let expected = match meta_str(&scale, "resourceVersion") {
                     Some(rv) if !rv.is_empty() => Some(parse_revision(rv)?),
@@ -829,7 +861,7 @@ impl Api<'_> {
     /// `pods/NAME/binding`: the scheduler's assignment of a pod to a node.
     async fn bind(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
         let resource = self.resource();
-        let binding = parse_body(self.headers, body)?;
+        let binding = parse_body(self.state, self.headers, body)?;
         let node = binding["target"]["name"]
             .as_str()
             .filter(|n| !n.is_empty())
@@ -882,9 +914,7 @@ impl Api<'_> {
         let options: Value = if body.is_empty() {
             json!({})
         } else {
-            serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad_request(format!("the DeleteOptions are not valid JSON: {e}"))
-            })?
+            parse_body(self.state, self.headers, body)?
         };
         let preconditions = Preconditions {
             uid: options["preconditions"]["uid"].as_str().map(str::to_owned),

@@ -176,3 +176,126 @@ fn apply_edit_reapply_get_explain_and_delete() {
     let missing = server.kubectl(&["get", "configmap", "web-config", "-n", "shop"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
 }
+
+/// kubectl's typed commands send protobuf (client-go's typed clients do
+/// not fall back to JSON): what they create must read back as sent.
+#[test]
+fn typed_commands_create_through_protobuf() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for (args, expected) in [
+        (
+            &["create", "namespace", "shop"][..],
+            "namespace/shop created",
+        ),
+        (
+            &[
+                "create",
+                "deployment",
+                "web",
+                "-n",
+                "shop",
+                "--image=nginx:1.27",
+                "--replicas=0",
+                "--port=80",
+            ],
+            "deployment.apps/web created",
+        ),
+        (
+            &[
+                "create",
+                "configmap",
+                "cfg",
+                "-n",
+                "shop",
+                "--from-literal=a=1",
+                "--from-literal=empty=",
+            ],
+            "configmap/cfg created",
+        ),
+        (
+            &[
+                "create",
+                "secret",
+                "generic",
+                "pw",
+                "-n",
+                "shop",
+                "--from-literal=p=s3cret",
+            ],
+            "secret/pw created",
+        ),
+        (
+            &[
+                "expose",
+                "deployment",
+                "web",
+                "-n",
+                "shop",
+                "--port=80",
+                "--target-port=8080",
+                "--type=NodePort",
+            ],
+            "service/web exposed",
+        ),
+        (
+            &[
+                "create",
+                "service",
+                "clusterip",
+                "api",
+                "-n",
+                "shop",
+                "--tcp=5678:http",
+            ],
+            "service/api created",
+        ),
+    ] {
+        assert_eq!(server.kubectl_ok(args).trim(), expected, "{args:?}");
+    }
+    let get = |kind: &str, name: &str| -> serde_json::Value {
+        serde_json::from_str(&server.kubectl_ok(&["get", kind, name, "-n", "shop", "-o", "json"]))
+            .unwrap()
+    };
+    let deployment = get("deployment", "web");
+    assert_eq!(
+        deployment["spec"]["replicas"], 0,
+        "an explicit zero stays zero"
+    );
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.27");
+    assert_eq!(container["ports"][0]["containerPort"], 80);
+    assert_eq!(
+        container["ports"][0]["protocol"], "TCP",
+        "an empty string is unset, so defaulted"
+    );
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+        "25%"
+    );
+    assert_eq!(deployment["metadata"]["generation"], 1);
+    assert!(deployment["metadata"]["creationTimestamp"].is_string());
+    assert_eq!(
+        deployment["status"],
+        serde_json::json!({}),
+        "status is the controller's"
+    );
+    let config = get("configmap", "cfg");
+    assert_eq!(config["data"], serde_json::json!({"a": "1", "empty": ""}));
+    assert_eq!(get("secret", "pw")["data"]["p"], "czNjcmV0");
+    let service = get("service", "web");
+    assert_eq!(service["spec"]["type"], "NodePort");
+    assert_eq!(service["spec"]["selector"]["app"], "web");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(
+        get("service", "api")["spec"]["ports"][0]["targetPort"],
+        "http"
+    );
+
+    let scaled = server.kubectl_ok(&["scale", "deployment", "web", "-n", "shop", "--replicas=4"]);
+    assert_eq!(scaled.trim(), "deployment.apps/web scaled");
+    assert_eq!(get("deployment", "web")["spec"]["replicas"], 4);
+}
