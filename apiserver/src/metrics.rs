@@ -117,7 +117,7 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn render(&self, revision: u64, compacted: u64) -> String {
+    pub fn render(&self, revision: u64, compacted: u64, stats: skiff_store::Stats) -> String {
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total Requests by verb, resource and HTTP code.\n# TYPE apiserver_request_total counter\n");
         for ((verb, resource, code), count) in self.requests.lock().expect("metrics lock").iter() {
@@ -148,6 +148,34 @@ impl Metrics {
         let _ = writeln!(out, "# HELP apiserver_longrunning_requests Watches being served.\n# TYPE apiserver_longrunning_requests gauge\napiserver_longrunning_requests{{verb=\"watch\"}} {watches}");
         let _ = writeln!(out, "# HELP skiff_store_revision The store's current revision.\n# TYPE skiff_store_revision gauge\nskiff_store_revision {revision}");
         let _ = writeln!(out, "# HELP skiff_store_compacted_revision The revision history is compacted up to.\n# TYPE skiff_store_compacted_revision gauge\nskiff_store_compacted_revision {compacted}");
+        let gauges = [
+            (
+                "skiff_store_objects",
+                "Live objects in the store.",
+                stats.objects,
+            ),
+            (
+                "skiff_store_object_bytes",
+                "Bytes of the live objects' values.",
+                stats.object_bytes,
+            ),
+            (
+                "skiff_store_history_events",
+                "Events kept in the watch history.",
+                stats.history_events,
+            ),
+            (
+                "skiff_store_disk_bytes",
+                "Bytes the store takes on disk.",
+                stats.disk_bytes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
         out
     }
 }
@@ -205,6 +233,7 @@ pub async fn serve(State(state): State<AppState>) -> Response {
     let text = state.metrics.render(
         state.store.current_revision(),
         state.store.compacted_revision(),
+        state.store.stats(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -252,11 +281,24 @@ mod tests {
         metrics.record("create", "pods".into(), 201, Instant::now());
         metrics.record("watch", "pods".into(), 200, Instant::now());
         let _watch = WatchGuard::new(Arc::new(Metrics::default()));
-        let text = metrics.render(42, 7);
+        let text = metrics.render(
+            42,
+            7,
+            skiff_store::Stats {
+                objects: 3,
+                object_bytes: 300,
+                history_events: 5,
+                disk_bytes: 4096,
+            },
+        );
         assert!(text
             .contains("apiserver_request_total{verb=\"create\",resource=\"pods\",code=\"201\"} 1"));
         assert!(text.contains("apiserver_request_duration_seconds_count{verb=\"create\"} 1"));
         assert!(!text.contains("apiserver_request_duration_seconds_count{verb=\"watch\"}"));
         assert!(text.contains("skiff_store_revision 42"));
+        assert!(
+            text.contains("\nskiff_store_objects 3\n")
+                && text.contains("\nskiff_store_disk_bytes 4096\n")
+        );
     }
 }

@@ -635,7 +635,11 @@ async fn status_is_written_through_status_alone() {
     let (_, updated) = api
         .send(Method::PUT, &format!("{DEPLOYS}/web"), with_status)
         .await;
-    assert_eq!(updated["status"], json!({}), "the status a create starts with");
+    assert_eq!(
+        updated["status"],
+        json!({}),
+        "the status a create starts with"
+    );
     // ...and a spec in the status subresource's body too.
     let mut status_write = updated.clone();
     status_write["status"] = json!({"replicas": 2, "readyReplicas": 1});

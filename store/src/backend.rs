@@ -32,6 +32,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn checkpoint(&self, revision: u64) -> Result<()>;
     /// The last checkpointed revision.
     fn checkpointed(&self) -> u64;
+    /// Bytes taken on disk.
+    fn disk_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// Keeps nothing: for tests and throw-away clusters.
@@ -209,6 +213,9 @@ fn panic_message(panic: &Box<dyn Any + Send>) -> String {
 }
 
 impl Backend for SledBackend {
+    fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
     fn compacted(&self) -> Result<u64> {
         match self.db.get(COMPACTED_KEY).map_err(|e| self.error(e))? {
             None => Ok(0),

@@ -79,6 +79,12 @@ pub(crate) async fn create_get_update_delete<S: Store>(store: S) {
         .unwrap();
     assert_eq!(same, updated);
     assert_eq!(store.current_revision(), start + 2);
+    let stats = store.stats();
+    assert_eq!(
+        (stats.objects, stats.object_bytes),
+        (1, updated.value.len() as u64)
+    );
+    assert!(stats.history_events >= 2);
 
     // The update function's own error comes back unchanged.
     let refused = store
@@ -100,6 +106,7 @@ pub(crate) async fn create_get_update_delete<S: Store>(store: S) {
         .delete("/t/a", Preconditions::default())
         .await
         .unwrap();
+    assert_eq!(store.stats().objects, 0);
     assert_eq!(deleted, updated);
     assert!(matches!(
         store.get("/t/a").await,

@@ -17,7 +17,7 @@ use crate::error::{Result, StoreError};
 use crate::record::Record;
 use crate::watch::{Batch, WatchStream};
 use crate::{
-    Event, EventKind, HistoryLimits, ListOptions, ListResult, Object, Preconditions, Store,
+    Event, EventKind, HistoryLimits, ListOptions, ListResult, Object, Preconditions, Stats, Store,
     UpdateFn,
 };
 
@@ -729,6 +729,23 @@ impl Store for MvccStore {
 
     fn compacted_revision(&self) -> u64 {
         self.state().compacted
+    }
+
+    fn stats(&self) -> Stats {
+        let state = self.state();
+        let live = state
+            .keys
+            .values()
+            .filter_map(|versions| versions.last()?.value.as_ref());
+        let (objects, object_bytes) = live.fold((0, 0), |(n, bytes), value| {
+            (n + 1, bytes + value.len() as u64)
+        });
+        Stats {
+            objects,
+            object_bytes,
+            history_events: state.log.len() as u64,
+            disk_bytes: self.shared.backend.disk_bytes(),
+        }
     }
 
     async fn compact(&self, revision: u64) -> Result<()> {

@@ -139,6 +139,19 @@ pub struct ListResult {
 /// handed back unchanged (use [`StoreError::Rejected`] for the caller's own).
 pub type UpdateFn<'a> = Box<dyn FnMut(&Object) -> Result<Bytes> + Send + 'a>;
 
+/// How much a store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Live objects.
+    pub objects: u64,
+    /// Bytes of their values.
+    pub object_bytes: u64,
+    /// Events kept in the watch history.
+    pub history_events: u64,
+    /// Bytes the backend takes on disk (0 in memory).
+    pub disk_bytes: u64,
+}
+
 /// How long watch history is kept and how much of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryLimits {
@@ -194,6 +207,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The revision up to which history was compacted.
     fn compacted_revision(&self) -> u64;
+
+    /// How much the store holds, for metrics.
+    fn stats(&self) -> Stats;
 
     /// Drops the history up to and including `revision`: lists and watches
     /// from before it answer [`StoreError::Gone`] afterwards.
