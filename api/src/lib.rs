@@ -4,6 +4,7 @@
 //! ([`validation`]). Everything here is pure and tested without a runtime.
 
 pub mod defaults;
+pub mod deletion;
 pub mod fields;
 pub mod immutable;
 pub mod labels;

@@ -644,13 +644,18 @@ impl Api<'_> {
         self.finish_if_finalized(name, &updated).await
     }
 
-    /// An object being deleted goes once its last finalizer is removed.
+    /// An object being deleted goes once its last finalizer is removed,
+    /// unless it is in a grace period (a Pod its kubelet is stopping: the
+    /// kubelet's own delete ends it).
     async fn finish_if_finalized(&self, name: &str, object: &Value) -> Result<Value, ApiError> {
         let terminating = meta_str(object, "deletionTimestamp").is_some();
         let finalizers = object["metadata"]["finalizers"]
             .as_array()
             .is_some_and(|f| !f.is_empty());
-        if !terminating || finalizers {
+        let graceful = object["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .is_some_and(|grace| grace > 0);
+        if !terminating || finalizers || graceful {
             return Ok(object.clone());
         }
         let preconditions = Preconditions {
@@ -910,13 +915,30 @@ impl Api<'_> {
         Ok(json_response(StatusCode::CREATED, &status))
     }
 
-    async fn delete(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
-        let options: Value = if body.is_empty() {
+    /// DeleteOptions from the body, with `gracePeriodSeconds` and
+    /// `propagationPolicy` also taken from the query, as kubectl sends them.
+    fn delete_options(&self, body: &[u8]) -> Result<Value, ApiError> {
+        let mut options: Value = if body.is_empty() {
             json!({})
         } else {
             parse_body(self.state, self.headers, body)?
         };
-        let preconditions = Preconditions {
+        if let Some(grace) = self.query.get("gracePeriodSeconds") {
+            let grace: i64 = grace.parse().map_err(|_| {
+                ApiError::bad_request(format!("gracePeriodSeconds {grace:?} is not an integer"))
+            })?;
+            options["gracePeriodSeconds"] = json!(grace);
+        }
+        if let Some(policy) = self.query.get("propagationPolicy") {
+            options["propagationPolicy"] = json!(policy);
+        }
+        Ok(options)
+    }
+
+    async fn delete(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+        use skiff_api::deletion::{decide, Decision};
+        let options = self.delete_options(body)?;
+        let asked = Preconditions {
             uid: options["preconditions"]["uid"].as_str().map(str::to_owned),
             resource_version: match options["preconditions"]["resourceVersion"].as_str() {
                 Some(rv) => Some(parse_revision(rv)?),
@@ -925,50 +947,51 @@ impl Api<'_> {
         };
         let resource = self.resource();
         let key = self.key(name);
-        let current = self
-            .state
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| ApiError::from_store(e, resource, name))?;
-        let current = from_stored(&current)?;
-        if meta_str(&current, "deletionTimestamp").is_some() {
-            // Already being deleted: nothing more to do until it goes.
-            return Ok(json_response(StatusCode::OK, &current));
-        }
-        let finalizers = current["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
-        if finalizers {
-            // It stays, marked for deletion, until its finalizers are removed.
-            let marked = self.mark_deleted(name, preconditions).await?;
-            return Ok(json_response(StatusCode::OK, &marked));
-        }
-        let deleted = self
-            .state
-            .store
-            .delete(&key, preconditions)
-            .await
-            .map_err(|e| ApiError::from_store(e, resource, name))?;
-        Ok(json_response(StatusCode::OK, &from_stored(&deleted)?))
-    }
-
-    /// Sets `deletionTimestamp` on an object with finalizers.
-    async fn mark_deleted(
-        &self,
-        name: &str,
-        preconditions: Preconditions,
-    ) -> Result<Value, ApiError> {
-        let update = |current: &skiff_store::Object| -> skiff_store::Result<bytes::Bytes> {
-            let mut next = from_stored(current)?;
-            let meta = meta_mut(&mut next);
-            meta.entry("deletionTimestamp")
-                .or_insert_with(|| json!(now()));
-            meta.entry("deletionGracePeriodSeconds").or_insert(json!(0));
-            Ok(to_stored(&next))
+        let decision = |current: &Value| {
+            decide(resource.kind, current, &options, jiff::Timestamp::now())
+                .map_err(ApiError::bad_request)
         };
-        self.update_stored(name, preconditions, Box::new(update))
-            .await
+        // A removal is conditional on the version decided on; a write in
+        // between makes it decide again.
+        loop {
+            let stored = self
+                .state
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, name))?;
+            let current = from_stored(&stored)?;
+            match decision(&current)? {
+                Decision::Unchanged => return Ok(json_response(StatusCode::OK, &current)),
+                Decision::Mark(_) => {
+                    let update =
+                        |stored: &skiff_store::Object| -> skiff_store::Result<bytes::Bytes> {
+                            let current = from_stored(stored)?;
+                            match decision(&current) {
+                                Ok(Decision::Mark(marked)) => Ok(to_stored(&marked)),
+                                Ok(_) => Ok(stored.value.clone()),
+                                Err(e) => Err(e.into()),
+                            }
+                        };
+                    let marked = self.update_stored(name, asked, Box::new(update)).await?;
+                    return Ok(json_response(StatusCode::OK, &marked));
+                }
+                Decision::Remove => {
+                    let preconditions = Preconditions {
+                        uid: asked.uid.clone(),
+                        resource_version: asked.resource_version.or(Some(stored.mod_revision)),
+                    };
+                    match self.state.store.delete(&key, preconditions).await {
+                        Ok(deleted) => {
+                            return Ok(json_response(StatusCode::OK, &from_stored(&deleted)?))
+                        }
+                        Err(skiff_store::StoreError::Conflict { .. })
+                            if asked.resource_version.is_none() => {}
+                        Err(e) => return Err(ApiError::from_store(e, resource, name)),
+                    }
+                }
+            }
+        }
     }
 
     /// One `guaranteed_update` of the named object, answered as the API's

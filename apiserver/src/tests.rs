@@ -843,3 +843,77 @@ async fn the_audit_trail_records_mutations_in_order_with_their_versions() {
         .await;
     assert_eq!(later["items"].as_array().unwrap().len(), 1);
 }
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+#[tokio::test]
+async fn a_bound_pod_is_deleted_gracefully_and_ended_by_its_kubelet() {
+    let api = Api::new().await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]}});
+    let (code, _) = api.send(Method::POST, PODS, pod).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, marked) = api
+        .send(Method::DELETE, &format!("{PODS}/p"), Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{marked}");
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+    // The kubelet's status writes do not end it...
+    let (code, _) = api
+        .merge_patch(
+            &format!("{PODS}/p/status"),
+            json!({"status": {"phase": "Running"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(api.get(&format!("{PODS}/p")).await.0, StatusCode::OK);
+    // ...its delete with grace 0 does.
+    let (code, _) = api
+        .send(
+            Method::DELETE,
+            &format!("{PODS}/p?gracePeriodSeconds=0"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(api.get(&format!("{PODS}/p")).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn foreground_and_orphan_deletes_leave_the_owner_to_the_collector() {
+    let api = Api::new().await;
+    api.send(Method::POST, CMS, config_map("owner", json!({})))
+        .await;
+    let (code, marked) = api
+        .send(
+            Method::DELETE,
+            &format!("{CMS}/owner"),
+            json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{marked}");
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    // Removing the finalizer (the collector's job) ends it.
+    let (code, _) = api
+        .merge_patch(
+            &format!("{CMS}/owner"),
+            json!({"metadata": {"finalizers": null}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("{CMS}/owner")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (code, status) = api
+        .send(
+            Method::DELETE,
+            &format!("{CMS}/x?propagationPolicy=Sideways"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{status}");
+}
