@@ -1,6 +1,7 @@
 //! `skiff`: a Kubernetes control plane in one binary, and a kubectl-like
 //! client for it.
 
+mod agent;
 mod apply;
 mod cluster;
 mod describe;
@@ -27,8 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: the apiserver over the embedded store.
+    /// Run the control plane: the apiserver over the embedded store, the
+    /// scheduler, the controllers and simulated nodes.
     Server(server::ServerArgs),
+    /// Run simulated nodes against a server elsewhere.
+    Agent(agent::AgentArgs),
     /// Show objects: a table of them, or -o wide|yaml|json|name.
     Get(get::GetArgs),
     /// Create or update objects from manifests, as `kubectl apply`.
@@ -57,6 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = |flag| async move { cluster::Cluster::connect(flag).await };
     match cli.command {
         Command::Server(args) => server::run(args).await,
+        Command::Agent(args) => agent::run(cli.kubeconfig, args).await,
         Command::Get(args) => get::run(&client(cli.kubeconfig).await?, args).await,
         Command::Apply(args) => apply::apply(&client(cli.kubeconfig).await?, args).await,
         Command::Create(args) => apply::create(&client(cli.kubeconfig).await?, args).await,

@@ -31,6 +31,8 @@ pub struct ServerArgs {
     /// resourceVersion older than the history answers 410 Gone.
     #[arg(long, default_value_t = 300)]
     history_max_age_seconds: u64,
+    #[command(flatten)]
+    nodes: crate::agent::NodeArgs,
 }
 
 /// The default data directory.
@@ -96,6 +98,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let server = axum_server::from_tcp_rustls(listener, tls)
         .handle(handle.clone())
         .serve(router(state).into_make_service());
+    let server = tokio::spawn(server);
+    // The control plane's other components are API clients of this server,
+    // as in Kubernetes.
+    let client = crate::cluster::Cluster::connect(Some(kubeconfig.clone()))
+        .await?
+        .client;
+    crate::agent::start_components(client, &args.nodes);
     println!(
         "skiff server ready at {url} in {} ms; kubeconfig: {}",
         started.elapsed().as_millis(),
@@ -107,7 +116,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         // Watches are long requests: give the rest a moment, then close.
         stopper.graceful_shutdown(Some(Duration::from_secs(2)));
     });
-    server.await.context("the HTTPS server failed")?;
+    server
+        .await
+        .context("the HTTPS server stopped")?
+        .context("the HTTPS server failed")?;
     // The last reference: dropping it flushes and checkpoints the store.
     drop(store);
     eprintln!("skiff server stopped; the store is flushed");

@@ -1,0 +1,432 @@
+//! Simulated kubelets: many node agents in one process, each an API
+//! client as a real kubelet is. They register their Nodes, renew their
+//! Leases in `kube-node-lease` every 10 s, and walk the pods bound to them
+//! through the lifecycle a kubelet reports (ContainerCreating, Running with
+//! a pod IP from the node's CIDR, ready, crash-looping, finished), honouring
+//! graceful deletion: a pod marked for deletion gets its Killing event, its
+//! containers stop, and the agent deletes it for good.
+//!
+//! What the pods do is set per pod by annotations ([`lifecycle`]).
+
+pub mod lifecycle;
+pub mod node;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use skiff_runtime::events::{reference, Recorder, Type};
+
+use crate::lifecycle::{after_exit, status, Behaviour, State};
+use crate::node::{Capacity, IpPool, SimNode};
+
+/// How often a node renews its Lease, as a kubelet does.
+pub const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// Requests in flight at once when registering many nodes.
+const CONCURRENCY: usize = 32;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API refused or could not be reached.
+    #[error("the API: {0}")]
+    Api(#[from] kube::Error),
+    /// The pod watch ended.
+    #[error("the pod watch failed: {0}")]
+    Watch(#[from] watcher::Error),
+}
+
+/// Which nodes to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Node names are `{prefix}-{index}`.
+    pub name_prefix: String,
+    /// The first index (1-based) and how many.
+    pub first: u32,
+    /// How many nodes this process runs.
+    pub count: u32,
+    /// How many nodes the cluster has in all (for the CIDR layout).
+    pub total: u32,
+    /// What each node offers.
+    pub capacity: Capacity,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            name_prefix: "skiff-node".into(),
+            first: 1,
+            count: 3,
+            total: 3,
+            capacity: Capacity::default(),
+        }
+    }
+}
+
+/// A pod this process runs.
+struct Running {
+    /// Its lifecycle or termination task, if one runs.
+    task: Option<tokio::task::AbortHandle>,
+    ip: Option<String>,
+    terminating: bool,
+}
+
+struct Agents {
+    client: Client,
+    events: Recorder,
+    nodes: HashMap<String, SimNode>,
+    state: Mutex<AgentState>,
+}
+
+#[derive(Default)]
+struct AgentState {
+    pools: HashMap<String, IpPool>,
+    pods: HashMap<String, Running>,
+}
+
+/// Registers the nodes, then runs them until the pod watch fails.
+pub async fn run(client: Client, options: Options) -> Result<(), Error> {
+    let nodes: Vec<SimNode> = (options.first..options.first + options.count)
+        .map(|i| SimNode::new(&options.name_prefix, i, options.total.max(options.count)))
+        .collect();
+    register(&client, &nodes, &options.capacity).await?;
+    tokio::spawn(renew_leases(client.clone(), nodes.clone()));
+    let agents = Arc::new(Agents {
+        events: Recorder::new(client.clone(), "kubelet", None),
+        client: client.clone(),
+        nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
+        state: Mutex::default(),
+    });
+    let pods: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields("spec.nodeName!=");
+    let mut stream = watcher(pods, config).boxed();
+    while let Some(event) = stream.try_next().await? {
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => agents.seen(pod),
+            watcher::Event::Delete(pod) => agents.gone(&pod),
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+    Ok(())
+}
+
+/// Creates each Node, or brings an existing one's status up to date.
+async fn register(client: &Client, nodes: &[SimNode], capacity: &Capacity) -> Result<(), Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    let now = skiff_runtime::now();
+    let objects: Vec<(String, serde_json::Value)> = nodes
+        .iter()
+        .map(|node| (node.name.clone(), node.object(capacity, &now)))
+        .collect();
+    futures::stream::iter(objects)
+        .map(|(name, object)| {
+            let api = api.clone();
+            async move {
+                let created: Result<Node, _> = api
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(object.clone()).expect("a Node"),
+                    )
+                    .await;
+                match created {
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        let patch = Patch::Merge(json!({"status": object["status"]}));
+                        api.patch_status(&name, &PatchParams::default(), &patch)
+                            .await?;
+                        Ok(())
+                    }
+                    other => other.map(|_| ()),
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Renews every node's Lease every [`LEASE_RENEWAL`].
+async fn renew_leases(client: Client, nodes: Vec<SimNode>) {
+    let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    let mut tick = tokio::time::interval(LEASE_RENEWAL);
+    loop {
+        tick.tick().await;
+        let now = format!("{:.6}", jiff::Timestamp::now());
+        let leases: Vec<(String, serde_json::Value)> = nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.lease(&now)))
+            .collect();
+        futures::stream::iter(leases)
+            .for_each_concurrent(CONCURRENCY, |(name, lease)| {
+                let api = api.clone();
+                async move {
+                    let patch = Patch::Merge(json!({"spec": lease["spec"]}));
+                    if api
+                        .patch(&name, &PatchParams::default(), &patch)
+                        .await
+                        .is_err()
+                    {
+                        let lease: Lease = serde_json::from_value(lease).expect("a Lease");
+                        let _ = api.create(&PostParams::default(), &lease).await;
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+impl Agents {
+    /// A pod bound to one of the nodes was added or changed.
+    fn seen(self: &Arc<Self>, pod: Pod) {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            return;
+        };
+        if !self.nodes.contains_key(&node) {
+            return;
+        }
+        let uid = pod.uid().unwrap_or_default();
+        let mut state = self.state.lock().expect("agent state");
+        if pod.metadata.deletion_timestamp.is_some() {
+            let entry = state.pods.entry(uid).or_insert(Running {
+                task: None,
+                ip: None,
+                terminating: false,
+            });
+            if !entry.terminating {
+                entry.terminating = true;
+                if let Some(task) = entry.task.take() {
+                    task.abort();
+                }
+                entry.task = Some(tokio::spawn(self.clone().terminate(pod)).abort_handle());
+            }
+            return;
+        }
+        if state.pods.contains_key(&uid) {
+            return;
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+        let known_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let sim = &self.nodes[&node];
+        let pool = state.pools.entry(node.clone()).or_default();
+        if let (Some("Running" | "Succeeded" | "Failed"), Some(ip)) = (phase.as_deref(), &known_ip)
+        {
+            // Started before this process did: carry on as it is.
+            pool.mark(sim, ip);
+            state.pods.insert(
+                uid,
+                Running {
+                    task: None,
+                    ip: known_ip,
+                    terminating: false,
+                },
+            );
+            return;
+        }
+        let ip = pool.allocate(sim);
+        let task = Some(tokio::spawn(self.clone().live(pod, node, ip.clone())).abort_handle());
+        state.pods.insert(
+            uid,
+            Running {
+                task,
+                ip,
+                terminating: false,
+            },
+        );
+    }
+
+    /// A pod was removed.
+    fn gone(&self, pod: &Pod) {
+        let mut state = self.state.lock().expect("agent state");
+        let Some(running) = state.pods.remove(&pod.uid().unwrap_or_default()) else {
+            return;
+        };
+        if let Some(task) = running.task {
+            task.abort();
+        }
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        if let (Some(ip), Some(sim)) = (running.ip, self.nodes.get(&node)) {
+            state.pools.entry(node).or_default().release(sim, &ip);
+        }
+    }
+
+    fn api(&self, pod: &Pod) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default())
+    }
+
+    async fn write(
+        &self,
+        pod: &Pod,
+        state: &State,
+        ip: &str,
+        started: &str,
+    ) -> Result<(), kube::Error> {
+        let host = &self.nodes[pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or_default()]
+        .host_ip;
+        let status = status(pod, state, host, ip, started, &skiff_runtime::now());
+        let patch = Patch::Merge(json!({"status": status}));
+        self.api(pod)
+            .patch_status(&pod.name_any(), &PatchParams::default(), &patch)
+            .await
+            .map(|_| ())
+    }
+
+    fn event(&self, pod: &Pod, kind: Type, reason: &str, message: String) {
+        self.events.record(reference(pod), kind, reason, message);
+    }
+
+    /// Walks a newly bound pod through its life.
+    async fn live(self: Arc<Self>, pod: Pod, node: String, ip: Option<String>) {
+        let Some(ip) = ip else {
+            let message = format!("node {node} has no pod IP left in its CIDR");
+            self.event(&pod, Type::Warning, "FailedCreatePodSandBox", message);
+            return;
+        };
+        let behaviour = Behaviour::of(&pod.annotations().clone()).unwrap_or_else(|e| {
+            self.event(
+                &pod,
+                Type::Warning,
+                "InvalidSimulation",
+                format!("{e}; using the defaults"),
+            );
+            Behaviour::of(&Default::default()).expect("the defaults")
+        });
+        let started = skiff_runtime::now();
+        if self
+            .write(&pod, &State::Creating, &ip, &started)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(behaviour.start_delay).await;
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        let policy = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_default();
+        let mut restarts = 0;
+        loop {
+            for c in &containers {
+                let image = c.image.clone().unwrap_or_default();
+                if restarts == 0 {
+                    let pulled = format!("Container image \"{image}\" already present on machine");
+                    self.event(&pod, Type::Normal, "Pulled", pulled);
+                }
+                self.event(
+                    &pod,
+                    Type::Normal,
+                    "Created",
+                    format!("Created container: {}", c.name),
+                );
+                self.event(
+                    &pod,
+                    Type::Normal,
+                    "Started",
+                    format!("Started container {}", c.name),
+                );
+            }
+            let since = skiff_runtime::now();
+            let ready_now = behaviour.ready && behaviour.ready_delay.is_zero();
+            let running = |ready| State::Running {
+                ready,
+                restarts,
+                since: since.clone(),
+            };
+            if self
+                .write(&pod, &running(ready_now), &ip, &started)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let becomes_ready = behaviour.ready && !ready_now;
+            let exit = behaviour.exit;
+            let ran = std::time::Instant::now();
+            if becomes_ready && exit.is_none_or(|(after, _)| after > behaviour.ready_delay) {
+                tokio::time::sleep(behaviour.ready_delay).await;
+                if self
+                    .write(&pod, &running(true), &ip, &started)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let Some((after, code)) = exit else {
+                return;
+            };
+            tokio::time::sleep(after.saturating_sub(ran.elapsed())).await;
+            let next = after_exit(&policy, code, restarts);
+            if self.write(&pod, &next, &ip, &started).await.is_err() {
+                return;
+            }
+            let State::BackOff { delay, .. } = next else {
+                return;
+            };
+            for c in &containers {
+                let message = format!(
+                    "Back-off restarting failed container {} in pod {}",
+                    c.name,
+                    pod.name_any()
+                );
+                self.event(&pod, Type::Warning, "BackOff", message);
+            }
+            tokio::time::sleep(delay).await;
+            restarts += 1;
+        }
+    }
+
+    /// Stops a pod marked for deletion and deletes it for good.
+    async fn terminate(self: Arc<Self>, pod: Pod) {
+        let behaviour = Behaviour::of(&pod.annotations().clone())
+            .unwrap_or_else(|_| Behaviour::of(&Default::default()).expect("the defaults"));
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .unwrap_or(0)
+            .max(0) as u64;
+        for c in pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default()
+        {
+            self.event(
+                &pod,
+                Type::Normal,
+                "Killing",
+                format!("Stopping container {}", c.name),
+            );
+        }
+        tokio::time::sleep(behaviour.terminate_delay.min(Duration::from_secs(grace))).await;
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let _ = self.api(&pod).delete(&pod.name_any(), &params).await;
+    }
+}
