@@ -62,6 +62,7 @@ fn spawn_nodes(client: kube::Client, nodes: &NodeArgs) -> tokio::task::JoinHandl
 /// Starts the scheduler, the controllers and the node agents.
 pub fn start_components(client: kube::Client, nodes: &NodeArgs) {
     tokio::spawn(skiff_scheduler::run(client.clone()));
+    skiff_controllers::start(client.clone());
     if nodes.nodes > 0 {
         spawn_nodes(client, nodes);
     }

@@ -1,1 +1,12 @@
-//! placeholder
+//! The controllers: each lists and watches through the apiserver, queues
+//! the keys of what changed, and syncs one key at a time against its cache,
+//! with the decision itself a pure, tested function.
+
+pub mod replicaset;
+pub mod selector;
+pub mod workqueue;
+
+/// Starts every controller.
+pub fn start(client: kube::Client) {
+    tokio::spawn(replicaset::run(client, 4));
+}

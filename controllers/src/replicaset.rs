@@ -1,0 +1,654 @@
+//! The ReplicaSet controller, which also runs ReplicationControllers (the
+//! same logic over `spec.selector` as a plain map): it keeps `replicas`
+//! pods that match the selector, owned through a controller reference. It
+//! adopts matching orphans, releases pods that stopped matching, creates in
+//! slow-start batches (1, 2, 4, ...) and deletes the least useful pods
+//! first, and it waits for its own creations and deletions to show in its
+//! cache (expectations) before deciding again, so a slow watch never makes
+//! it create twice. The decisions ([`diff`], [`batches`], [`deletion_rank`],
+//! [`status`]) are pure.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+use skiff_runtime::events::{Recorder, Type};
+
+use crate::selector::matches;
+use crate::workqueue::WorkQueue;
+
+/// At most this many pods are created or deleted in one sync (upstream's
+/// `burstReplicas`).
+pub const BURST: usize = 500;
+/// Expectations older than this are given up on.
+const EXPECTATIONS_TTL: Duration = Duration::from_secs(300);
+
+/// How many pods to create (positive) or delete (negative).
+pub fn diff(replicas: i64, active: usize) -> i64 {
+    (replicas - active as i64).clamp(-(BURST as i64), BURST as i64)
+}
+
+/// Slow-start batch sizes for `n` creations: 1, 2, 4, ... summing to `n`.
+pub fn batches(n: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let (mut left, mut size) = (n, 1);
+    while left > 0 {
+        let take = size.min(left);
+        sizes.push(take);
+        left -= take;
+        size *= 2;
+    }
+    sizes
+}
+
+fn condition_since(pod: &Pod, kind: &str) -> Option<(bool, Option<jiff::Timestamp>)> {
+    let condition = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)?;
+    Some((
+        condition.status == "True",
+        condition.last_transition_time.as_ref().map(|t| t.0),
+    ))
+}
+
+/// Whether a pod is Ready.
+pub fn is_ready(pod: &Pod) -> bool {
+    condition_since(pod, "Ready").is_some_and(|(ready, _)| ready)
+}
+
+/// Whether a pod has been Ready for `min_ready` by `now`.
+pub fn is_available(pod: &Pod, min_ready: i64, now: jiff::Timestamp) -> bool {
+    match condition_since(pod, "Ready") {
+        Some((true, since)) => {
+            min_ready <= 0 || since.is_some_and(|t| now.duration_since(t).as_secs() >= min_ready)
+        }
+        _ => false,
+    }
+}
+
+/// Whether a pod still counts: not finished, not being deleted.
+pub fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// Upstream's order for deleting pods, most deletable first: unscheduled
+/// before scheduled, Pending before Unknown before Running, not ready
+/// before ready, ready for less time first, more restarts first, newer
+/// first. Sort ascending by this key.
+pub fn deletion_rank(pod: &Pod) -> impl Ord {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let scheduled = spec
+        .and_then(|s| s.node_name.as_ref())
+        .is_some_and(|n| !n.is_empty());
+    let phase = match status.and_then(|s| s.phase.as_deref()) {
+        Some("Pending") => 0,
+        Some("Running") => 2,
+        _ => 1,
+    };
+    let ready = condition_since(pod, "Ready");
+    let is_ready = ready.is_some_and(|(r, _)| r);
+    // Ready more recently sorts first: the negated time.
+    let ready_since = ready.and_then(|(_, t)| t).map_or(0, |t| -t.as_second());
+    let restarts: i32 = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
+    let created = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| -t.0.as_second());
+    (
+        scheduled,
+        phase,
+        is_ready,
+        ready_since,
+        -i64::from(restarts),
+        created,
+    )
+}
+
+/// The status of a ReplicaSet (or RC) at `generation` whose active owned
+/// pods are `pods`.
+pub fn status(
+    template_labels: &BTreeMap<String, String>,
+    generation: i64,
+    min_ready: i64,
+    pods: &[&Pod],
+    now: jiff::Timestamp,
+) -> Value {
+    let labelled = pods
+        .iter()
+        .filter(|p| {
+            let labels = p.metadata.labels.clone().unwrap_or_default();
+            template_labels
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+        })
+        .count();
+    json!({
+        "replicas": pods.len(),
+        "fullyLabeledReplicas": labelled,
+        "readyReplicas": pods.iter().filter(|p| is_ready(p)).count(),
+        "availableReplicas": pods.iter().filter(|p| is_available(p, min_ready, now)).count(),
+        "observedGeneration": generation,
+    })
+}
+
+/// Creations and deletions a controller waits to see in its cache.
+#[derive(Default)]
+struct Expectations {
+    pending: HashMap<String, (i64, HashSet<String>, Instant)>,
+}
+
+impl Expectations {
+    fn satisfied(&self, key: &str) -> bool {
+        self.pending.get(key).is_none_or(|(adds, dels, at)| {
+            (*adds <= 0 && dels.is_empty()) || at.elapsed() > EXPECTATIONS_TTL
+        })
+    }
+
+    fn expect(&mut self, key: &str, adds: i64, dels: HashSet<String>) {
+        self.pending
+            .insert(key.to_owned(), (adds, dels, Instant::now()));
+    }
+
+    fn created(&mut self, key: &str) {
+        if let Some((adds, _, _)) = self.pending.get_mut(key) {
+            *adds -= 1;
+        }
+    }
+
+    fn deleted(&mut self, key: &str, uid: &str) {
+        if let Some((_, dels, _)) = self.pending.get_mut(key) {
+            dels.remove(uid);
+        }
+    }
+}
+
+/// A kind this controller runs: ReplicaSet or ReplicationController.
+#[derive(Clone)]
+pub struct Kind {
+    /// Where its objects are served.
+    pub resource: ApiResource,
+}
+
+impl Kind {
+    /// apps/v1 ReplicaSet.
+    pub fn replica_set() -> Self {
+        Kind {
+            resource: ApiResource::from_gvk_with_plural(
+                &kube::api::GroupVersionKind::gvk("apps", "v1", "ReplicaSet"),
+                "replicasets",
+            ),
+        }
+    }
+
+    /// v1 ReplicationController.
+    pub fn replication_controller() -> Self {
+        Kind {
+            resource: ApiResource::from_gvk_with_plural(
+                &kube::api::GroupVersionKind::gvk("", "v1", "ReplicationController"),
+                "replicationcontrollers",
+            ),
+        }
+    }
+}
+
+struct Controller {
+    client: Client,
+    kinds: Vec<Kind>,
+    owners: Vec<reflector::Store<DynamicObject>>,
+    pods: reflector::Store<Pod>,
+    queue: WorkQueue,
+    expectations: Mutex<Expectations>,
+    events: Recorder,
+}
+
+fn key(kind: usize, namespace: &str, name: &str) -> String {
+    format!("{kind}/{namespace}/{name}")
+}
+
+/// The controlling owner reference of a pod, if any.
+fn controller_of(
+    pod: &Pod,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    pod.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+}
+
+/// Runs the ReplicaSet and ReplicationController controller.
+pub async fn run(client: Client, workers: usize) {
+    let kinds = vec![Kind::replica_set(), Kind::replication_controller()];
+    let queue = WorkQueue::default();
+    let (pods, pod_writer) = reflector::store();
+    let mut owners = Vec::new();
+    let mut streams = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        let writer = reflector::store::Writer::new(kind.resource.clone());
+        owners.push(writer.as_reader());
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+        let queue = queue.clone();
+        let stream = reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(move |object| {
+                if let Ok(object) = object {
+                    queue.add(key(
+                        i,
+                        &object.namespace().unwrap_or_default(),
+                        &object.name_any(),
+                    ));
+                }
+                futures::future::ready(())
+            });
+        streams.push(tokio::spawn(stream));
+    }
+    let controller = Arc::new(Controller {
+        events: Recorder::new(client.clone(), "replicaset-controller", None),
+        client: client.clone(),
+        kinds,
+        owners,
+        pods,
+        queue,
+        expectations: Mutex::default(),
+    });
+    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let pod_events = {
+        let controller = controller.clone();
+        reflector(
+            pod_writer,
+            watcher(Api::<Pod>::all(client), watcher::Config::default()),
+        )
+        .default_backoff()
+        .for_each(move |event| {
+            if let Ok(event) = event {
+                controller.pod_event(event, &seen);
+            }
+            futures::future::ready(())
+        })
+    };
+    for _ in 0..workers {
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            loop {
+                let key = controller.queue.next().await;
+                if let Err(e) = controller.sync(&key).await {
+                    eprintln!("replicaset-controller: {key}: {e}");
+                    controller
+                        .queue
+                        .add_after(key.clone(), Duration::from_secs(1));
+                }
+                controller.queue.done(&key);
+            }
+        });
+    }
+    pod_events.await;
+    for stream in streams {
+        stream.abort();
+    }
+}
+
+impl Controller {
+    /// A pod changed: its owner syncs (and learns of its creation or
+    /// deletion); an orphan wakes the owners that might adopt it.
+    fn pod_event(&self, event: watcher::Event<Pod>, seen: &Mutex<HashSet<String>>) {
+        let (pod, deleted) = match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => (pod, false),
+            watcher::Event::Delete(pod) => (pod, true),
+            _ => return,
+        };
+        let uid = pod.uid().unwrap_or_default();
+        let first_sight = {
+            let mut seen = seen.lock().expect("seen");
+            if deleted {
+                seen.remove(&uid);
+                false
+            } else {
+                seen.insert(uid.clone())
+            }
+        };
+        let namespace = pod.namespace().unwrap_or_default();
+        match controller_of(&pod) {
+            Some(owner) => {
+                let Some(kind) = self
+                    .kinds
+                    .iter()
+                    .position(|k| k.resource.kind == owner.kind)
+                else {
+                    return;
+                };
+                let key = key(kind, &namespace, &owner.name);
+                let mut expectations = self.expectations.lock().expect("expectations");
+                if deleted || pod.metadata.deletion_timestamp.is_some() {
+                    expectations.deleted(&key, &uid);
+                } else if first_sight {
+                    expectations.created(&key);
+                }
+                drop(expectations);
+                self.queue.add(key);
+            }
+            None if !deleted => {
+                let labels = pod.labels().clone();
+                for (kind, store) in self.owners.iter().enumerate() {
+                    for owner in store.state() {
+                        if owner.namespace().as_deref() == Some(&namespace)
+                            && matches(&owner.data["spec"]["selector"], &labels)
+                        {
+                            self.queue.add(key(kind, &namespace, &owner.name_any()));
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    async fn sync(&self, key: &str) -> Result<(), kube::Error> {
+        let mut parts = key.splitn(3, '/');
+        let kind: usize = parts.next().and_then(|k| k.parse().ok()).unwrap_or(0);
+        let (namespace, name) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let resource = &self.kinds[kind].resource;
+        let reference =
+            kube::runtime::reflector::ObjectRef::new_with(name, resource.clone()).within(namespace);
+        let Some(owner) = self.owners[kind].get(&reference) else {
+            return Ok(());
+        };
+        if owner.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let uid = owner.uid().unwrap_or_default();
+        let spec = &owner.data["spec"];
+        let selector = &spec["selector"];
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        // Adopt matching orphans, release owned pods that stopped matching.
+        let mut owned: Vec<Arc<Pod>> = Vec::new();
+        for pod in self.pods.state() {
+            if pod.namespace().as_deref() != Some(namespace) {
+                continue;
+            }
+            let labels = pod.labels().clone();
+            let selected = matches(selector, &labels);
+            match controller_of(&pod) {
+                Some(o) if o.uid == uid => {
+                    if selected {
+                        owned.push(pod);
+                    } else {
+                        self.set_owner(&pods_api, &pod, None, resource).await?;
+                    }
+                }
+                None if selected && is_active(&pod) => {
+                    self.set_owner(&pods_api, &pod, Some(&owner), resource)
+                        .await?;
+                    owned.push(pod);
+                }
+                _ => {}
+            }
+        }
+        let active: Vec<&Pod> = owned
+            .iter()
+            .map(|p| p.as_ref())
+            .filter(|p| is_active(p))
+            .collect();
+        let replicas = spec["replicas"].as_i64().unwrap_or(1);
+        let satisfied = self
+            .expectations
+            .lock()
+            .expect("expectations")
+            .satisfied(key);
+        if satisfied {
+            let change = diff(replicas, active.len());
+            if change > 0 {
+                self.create(key, &owner, resource, &pods_api, change as usize)
+                    .await?;
+            } else if change < 0 {
+                let mut doomed = active.clone();
+                doomed.sort_by_key(|p| deletion_rank(p));
+                doomed.truncate((-change) as usize);
+                self.delete(key, &owner, resource, &pods_api, &doomed)
+                    .await?;
+            }
+        }
+        let template_labels: BTreeMap<String, String> =
+            serde_json::from_value(spec["template"]["metadata"]["labels"].clone())
+                .unwrap_or_default();
+        let generation = owner.metadata.generation.unwrap_or(0);
+        let min_ready = spec["minReadySeconds"].as_i64().unwrap_or(0);
+        let status = status(
+            &template_labels,
+            generation,
+            min_ready,
+            &active,
+            jiff::Timestamp::now(),
+        );
+        let current = &owner.data["status"];
+        let changed = [
+            "replicas",
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ]
+        .iter()
+        .any(|f| current[*f].as_i64().unwrap_or(0) != status[*f].as_i64().unwrap_or(0));
+        if changed {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), namespace, resource);
+            api.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await?;
+        }
+        // Pods that become available after minReadySeconds need a later look.
+        if min_ready > 0
+            && active
+                .iter()
+                .any(|p| is_ready(p) && !is_available(p, min_ready, jiff::Timestamp::now()))
+        {
+            self.queue
+                .add_after(key.to_owned(), Duration::from_secs(min_ready as u64));
+        }
+        Ok(())
+    }
+
+    /// Sets (or with `None` removes) the pod's controller reference.
+    async fn set_owner(
+        &self,
+        api: &Api<Pod>,
+        pod: &Pod,
+        owner: Option<&DynamicObject>,
+        resource: &ApiResource,
+    ) -> Result<(), kube::Error> {
+        let mut references: Vec<Value> = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| o.controller != Some(true))
+            .map(|o| serde_json::to_value(o).expect("JSON"))
+            .collect();
+        if let Some(owner) = owner {
+            references.push(controller_reference(owner, resource));
+        }
+        let patch = json!({"metadata": {"ownerReferences": references, "uid": pod.uid()}});
+        match api
+            .patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Gone meanwhile: nothing to adopt or release.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        owner: &DynamicObject,
+        resource: &ApiResource,
+        api: &Api<Pod>,
+        count: usize,
+    ) -> Result<(), kube::Error> {
+        self.expectations
+            .lock()
+            .expect("expectations")
+            .expect(key, count as i64, HashSet::new());
+        let template = &owner.data["spec"]["template"];
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": format!("{}-", owner.name_any()),
+                "labels": template["metadata"]["labels"],
+                "annotations": template["metadata"]["annotations"],
+                "ownerReferences": [controller_reference(owner, resource)],
+            },
+            "spec": template["spec"],
+        });
+        let pod: Pod = serde_json::from_value(pod).map_err(kube::Error::SerdeError)?;
+        let mut made = 0;
+        for size in batches(count) {
+            let params = PostParams::default();
+            let results =
+                futures::future::join_all((0..size).map(|_| api.create(&params, &pod))).await;
+            let mut failure = None;
+            for result in results {
+                match result {
+                    Ok(created) => {
+                        made += 1;
+                        let message = format!("Created pod: {}", created.name_any());
+                        self.events.record(
+                            reference_of(owner, resource),
+                            Type::Normal,
+                            "SuccessfulCreate",
+                            message,
+                        );
+                    }
+                    Err(e) => {
+                        let message = format!("Error creating: {e}");
+                        self.events.record(
+                            reference_of(owner, resource),
+                            Type::Warning,
+                            "FailedCreate",
+                            message,
+                        );
+                        failure = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = failure {
+                // The creations never attempted will not be seen.
+                let mut expectations = self.expectations.lock().expect("expectations");
+                for _ in made..count {
+                    expectations.created(key);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        owner: &DynamicObject,
+        resource: &ApiResource,
+        api: &Api<Pod>,
+        pods: &[&Pod],
+    ) -> Result<(), kube::Error> {
+        let uids: HashSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
+        self.expectations
+            .lock()
+            .expect("expectations")
+            .expect(key, 0, uids);
+        let results = futures::future::join_all(pods.iter().map(|pod| async move {
+            (
+                pod,
+                api.delete(&pod.name_any(), &DeleteParams::default()).await,
+            )
+        }))
+        .await;
+        for (pod, result) in results {
+            match result {
+                Ok(_) => {
+                    let message = format!("Deleted pod: {}", pod.name_any());
+                    self.events.record(
+                        reference_of(owner, resource),
+                        Type::Normal,
+                        "SuccessfulDelete",
+                        message,
+                    );
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    self.expectations
+                        .lock()
+                        .expect("expectations")
+                        .deleted(key, &pod.uid().unwrap_or_default());
+                }
+                Err(e) => {
+                    self.expectations
+                        .lock()
+                        .expect("expectations")
+                        .deleted(key, &pod.uid().unwrap_or_default());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The controller reference an owner puts on its pods.
+fn controller_reference(owner: &DynamicObject, resource: &ApiResource) -> Value {
+    json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "name": owner.name_any(),
+        "uid": owner.uid(),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// The reference to a dynamic object an Event is about.
+pub fn reference_of(
+    object: &DynamicObject,
+    resource: &ApiResource,
+) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(resource.api_version.clone()),
+        kind: Some(resource.kind.clone()),
+        name: Some(object.name_any()),
+        namespace: object.namespace(),
+        uid: object.uid(),
+        resource_version: object.resource_version(),
+        field_path: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

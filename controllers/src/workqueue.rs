@@ -1,0 +1,103 @@
+//! The controllers' work queue, as client-go's: keys (`namespace/name`),
+//! each queued at most once, never synced by two workers at once (a key
+//! added while it is being synced is synced again after), and re-added
+//! after a delay for back-off.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<String>,
+    /// Queued, or to be queued again when its sync ends.
+    dirty: HashSet<String>,
+    /// Being synced now.
+    processing: HashSet<String>,
+}
+
+/// A queue of keys to sync.
+#[derive(Clone, Default)]
+pub struct WorkQueue {
+    inner: Arc<Mutex<Inner>>,
+    ready: Arc<Notify>,
+}
+
+impl WorkQueue {
+    /// Queues `key` unless it already waits.
+    pub fn add(&self, key: String) {
+        let mut inner = self.inner.lock().expect("queue");
+        if !inner.dirty.insert(key.clone()) {
+            return;
+        }
+        if !inner.processing.contains(&key) {
+            inner.queue.push_back(key);
+            drop(inner);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Queues `key` after `delay`.
+    pub fn add_after(&self, key: String, delay: Duration) {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.add(key);
+        });
+    }
+
+    /// The next key to sync; call [`WorkQueue::done`] after.
+    pub async fn next(&self) -> String {
+        loop {
+            let notified = self.ready.notified();
+            {
+                let mut inner = self.inner.lock().expect("queue");
+                if let Some(key) = inner.queue.pop_front() {
+                    inner.dirty.remove(&key);
+                    inner.processing.insert(key.clone());
+                    return key;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The sync of `key` ended: it is queued again if it was added meanwhile.
+    pub fn done(&self, key: &str) {
+        let mut inner = self.inner.lock().expect("queue");
+        inner.processing.remove(key);
+        if inner.dirty.contains(key) {
+            inner.queue.push_back(key.to_owned());
+            drop(inner);
+            self.ready.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_are_queued_once_and_resynced_when_added_during_a_sync() {
+        let q = WorkQueue::default();
+        q.add("a".into());
+        q.add("b".into());
+        q.add("a".into());
+        assert_eq!(q.next().await, "a");
+        q.add("a".into());
+        assert_eq!(
+            q.next().await,
+            "b",
+            "a is being synced: not handed out twice"
+        );
+        q.done("a");
+        assert_eq!(q.next().await, "a");
+        q.done("a");
+        q.done("b");
+        let waiting = tokio::time::timeout(Duration::from_millis(20), q.next()).await;
+        assert!(waiting.is_err(), "nothing left");
+    }
+}
