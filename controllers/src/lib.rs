@@ -2,11 +2,13 @@
 //! the keys of what changed, and syncs one key at a time against its cache,
 //! with the decision itself a pure, tested function.
 
+pub mod deployment;
 pub mod replicaset;
 pub mod selector;
 pub mod workqueue;
 
 /// Starts every controller.
 pub fn start(client: kube::Client) {
-    tokio::spawn(replicaset::run(client, 4));
+    tokio::spawn(replicaset::run(client.clone(), 4));
+    tokio::spawn(deployment::run(client, 2));
 }
