@@ -82,9 +82,15 @@ pub fn decide(
             changed = true;
         }
     }
+    // A namespace stays while its spec's finalizers (the namespace
+    // controller's "kubernetes") have its content to delete.
+    let content = kind == "Namespace"
+        && current["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
     let marked_at = metadata["deletionTimestamp"].as_str();
     let marked_grace = metadata["deletionGracePeriodSeconds"].as_i64();
-    if finalizers.is_empty() && grace == 0 {
+    if finalizers.is_empty() && grace == 0 && !content {
         return Ok(Decision::Remove);
     }
     // The object stays: marked once, with the grace period shortened (never
@@ -107,6 +113,9 @@ pub fn decide(
     meta.insert("deletionGracePeriodSeconds".into(), json!(keep_grace));
     if !finalizers.is_empty() {
         meta.insert("finalizers".into(), json!(finalizers));
+    }
+    if kind == "Namespace" {
+        marked["status"]["phase"] = json!("Terminating");
     }
     Ok(Decision::Mark(marked))
 }
@@ -198,6 +207,21 @@ mod tests {
         let cm = json!({"metadata": {"name": "c"}});
         assert_eq!(
             decide("ConfigMap", &cm, &json!({"gracePeriodSeconds": 30}), now()).unwrap(),
+            Decision::Remove
+        );
+    }
+
+    #[test]
+    fn a_namespace_terminates_until_its_content_is_gone() {
+        let ns = json!({"metadata": {"name": "shop"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        let Decision::Mark(marked) = decide("Namespace", &ns, &json!({}), now()).unwrap() else {
+            panic!("not marked");
+        };
+        assert_eq!(marked["status"]["phase"], "Terminating");
+        assert!(marked["metadata"]["deletionTimestamp"].is_string());
+        let finalized = json!({"metadata": {"name": "shop"}, "spec": {"finalizers": []}});
+        assert_eq!(
+            decide("Namespace", &finalized, &json!({}), now()).unwrap(),
             Decision::Remove
         );
     }

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod immutable;
 pub mod labels;
 pub mod openapi;
+pub mod podlog;
 pub mod protobuf;
 pub mod registry;
 pub mod strategic;

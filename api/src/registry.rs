@@ -26,6 +26,9 @@ pub enum Subresource {
     Binding,
     /// `pods/log`: the containers' logs.
     Log,
+    /// `namespaces/finalize`: the namespace controller's removal of the
+    /// `kubernetes` finalizer from `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -36,6 +39,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Finalize => "finalize",
         }
     }
 }
@@ -180,7 +184,7 @@ pub struct Registry {
     types: Vec<ResourceType>,
 }
 
-use Subresource::{Binding, Log, Scale, Status};
+use Subresource::{Binding, Finalize, Log, Scale, Status};
 
 impl Registry {
     /// The built-in kinds.
@@ -189,7 +193,7 @@ impl Registry {
         let types = vec![
             entry::<core::v1::Namespace>(Extra {
                 short_names: &["ns"],
-                subresources: &[Status],
+                subresources: &[Status, Finalize],
                 names: NameRule::Label,
                 fields: &["status.phase"],
                 ..PLAIN

@@ -86,6 +86,7 @@ fn entries(resource: &ResourceType) -> Vec<Value> {
             }
             Subresource::Binding => ("Binding", &["create"]),
             Subresource::Log => ("Pod", &["get"]),
+            Subresource::Finalize => ("Namespace", &["update"]),
         };
         entry["kind"] = json!(kind);
         entry["verbs"] = json!(verbs);

@@ -64,6 +64,10 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiErro
     match (target.subresource, &parts.method) {
         (None, _) => {}
         (Some(Subresource::Status), &Method::GET | &Method::PUT | &Method::PATCH) => {}
+        (Some(Subresource::Finalize), &Method::PUT) => {}
+        (Some(Subresource::Log), &Method::GET) => {
+            return api.log(target.name.as_deref().unwrap_or_default()).await
+        }
         (Some(Subresource::Scale), _) => {
             return api
                 .scale(
@@ -469,7 +473,7 @@ impl Api<'_> {
 
     /// Refuses objects in a namespace that does not exist (404) or is
     /// being deleted (403), as upstream's NamespaceLifecycle admission does.
-    async fn admit_namespace(&self) -> Result<(), ApiError> {
+    async fn admit_namespace(&self, name: &str) -> Result<(), ApiError> {
         let Some(namespace) = self.namespace() else {
             return Ok(());
         };
@@ -487,9 +491,8 @@ impl Api<'_> {
         let found = from_stored(&found)?;
         if meta_str(&found, "deletionTimestamp").is_some() {
             return Err(ApiError::forbidden(format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
                 self.resource().qualified(),
-                meta_str(&found, "name").unwrap_or_default()
             )));
         }
         Ok(())
@@ -534,7 +537,7 @@ impl Api<'_> {
             object["spec"] = json!({ "finalizers": ["kubernetes"] });
         }
         self.validate_meta(&object)?;
-        self.admit_namespace().await?;
+        self.admit_namespace(&name).await?;
         let created = self
             .state
             .store
@@ -590,6 +593,11 @@ impl Api<'_> {
                     Some(status) => only["status"] = status.clone(),
                     None => drop(only.as_object_mut().and_then(|o| o.remove("status"))),
                 }
+                next = only;
+            } else if self.target.subresource == Some(Subresource::Finalize) {
+                // Through /finalize only spec.finalizers changes.
+                let mut only = current.clone();
+                only["spec"]["finalizers"] = next["spec"]["finalizers"].clone();
                 next = only;
             } else if resource.has(Subresource::Status) {
                 // The status is written through /status alone.
@@ -655,7 +663,12 @@ impl Api<'_> {
         let graceful = object["metadata"]["deletionGracePeriodSeconds"]
             .as_i64()
             .is_some_and(|grace| grace > 0);
-        if !terminating || finalizers || graceful {
+        // A namespace also waits for its spec's finalizers (its content).
+        let content = self.resource().kind == "Namespace"
+            && object["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+        if !terminating || finalizers || graceful || content {
             return Ok(object.clone());
         }
         let preconditions = Preconditions {
@@ -864,6 +877,21 @@ impl Api<'_> {
     }
 
     /// `pods/NAME/binding`: the scheduler's assignment of a pod to a node.
+    /// `pods/NAME/log`: a simulated container's synthesized log.
+    async fn log(&self, name: &str) -> Result<Response, ApiError> {
+        let resource = self.resource();
+        let stored = self
+            .state
+            .store
+            .get(&self.key(name))
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, name))?;
+        let pod = from_stored(&stored)?;
+        let container = self.query.get("container").map(String::as_str);
+        let log = skiff_api::podlog::render(&pod, container).map_err(ApiError::bad_request)?;
+        Ok(([(header::CONTENT_TYPE, "text/plain")], log).into_response())
+    }
+
     async fn bind(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
         let resource = self.resource();
         let binding = parse_body(self.state, self.headers, body)?;
@@ -964,16 +992,29 @@ impl Api<'_> {
             match decision(&current)? {
                 Decision::Unchanged => return Ok(json_response(StatusCode::OK, &current)),
                 Decision::Mark(_) => {
+                    // Decided again on the object the update sees; if that
+                    // is now a removal (its last finalizer went meanwhile),
+                    // the loop starts over.
+                    let redecide = std::sync::atomic::AtomicBool::new(false);
                     let update =
                         |stored: &skiff_store::Object| -> skiff_store::Result<bytes::Bytes> {
                             let current = from_stored(stored)?;
                             match decision(&current) {
                                 Ok(Decision::Mark(marked)) => Ok(to_stored(&marked)),
-                                Ok(_) => Ok(stored.value.clone()),
+                                Ok(Decision::Unchanged) => Ok(stored.value.clone()),
+                                Ok(Decision::Remove) => {
+                                    redecide.store(true, std::sync::atomic::Ordering::Relaxed);
+                                    Ok(stored.value.clone())
+                                }
                                 Err(e) => Err(e.into()),
                             }
                         };
-                    let marked = self.update_stored(name, asked, Box::new(update)).await?;
+                    let marked = self
+                        .update_stored(name, asked.clone(), Box::new(update))
+                        .await?;
+                    if redecide.load(std::sync::atomic::Ordering::Relaxed) {
+                        continue;
+                    }
                     return Ok(json_response(StatusCode::OK, &marked));
                 }
                 Decision::Remove => {

@@ -3,6 +3,8 @@
 //! with the decision itself a pure, tested function.
 
 pub mod deployment;
+pub mod gc;
+pub mod namespace;
 pub mod replicaset;
 pub mod selector;
 pub mod workqueue;
@@ -10,5 +12,7 @@ pub mod workqueue;
 /// Starts every controller.
 pub fn start(client: kube::Client) {
     tokio::spawn(replicaset::run(client.clone(), 4));
-    tokio::spawn(deployment::run(client, 2));
+    tokio::spawn(deployment::run(client.clone(), 2));
+    tokio::spawn(gc::run(client.clone()));
+    tokio::spawn(namespace::run(client));
 }

@@ -566,7 +566,9 @@ impl Controller {
                 for _ in made..count {
                     expectations.created(key);
                 }
-                return Err(e);
+                // A namespace being deleted takes no new pods: no retry.
+                let terminating = matches!(&e, kube::Error::Api(s) if s.code == 403);
+                return if terminating { Ok(()) } else { Err(e) };
             }
         }
         Ok(())

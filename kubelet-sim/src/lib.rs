@@ -38,9 +38,6 @@ pub enum Error {
     /// The API refused or could not be reached.
     #[error("the API: {0}")]
     Api(#[from] kube::Error),
-    /// The pod watch ended.
-    #[error("the pod watch failed: {0}")]
-    Watch(#[from] watcher::Error),
 }
 
 /// Which nodes to run.
@@ -91,7 +88,7 @@ struct AgentState {
     pods: HashMap<String, Running>,
 }
 
-/// Registers the nodes, then runs them until the pod watch fails.
+/// Registers the nodes, then runs them.
 pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     let nodes: Vec<SimNode> = (options.first..options.first + options.count)
         .map(|i| SimNode::new(&options.name_prefix, i, options.total.max(options.count)))
@@ -107,11 +104,13 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields("spec.nodeName!=");
     let mut stream = watcher(pods, config).boxed();
-    while let Some(event) = stream.try_next().await? {
+    while let Some(event) = stream.next().await {
         match event {
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => agents.seen(pod),
-            watcher::Event::Delete(pod) => agents.gone(&pod),
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => agents.seen(pod),
+            Ok(watcher::Event::Delete(pod)) => agents.gone(&pod),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            // The watcher relists on its next poll (after a 410, say).
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
     Ok(())
@@ -427,6 +426,13 @@ impl Agents {
             }),
             ..DeleteParams::default()
         };
-        let _ = self.api(&pod).delete(&pod.name_any(), &params).await;
+        // Its finalizers, if any, hold it until they go; a failed call is
+        // tried again.
+        for attempt in 0..5u32 {
+            match self.api(&pod).delete(&pod.name_any(), &params).await {
+                Ok(_) | Err(kube::Error::Api(_)) => return,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+            }
+        }
     }
 }

@@ -278,11 +278,6 @@ fn typed_commands_create_through_protobuf() {
     );
     assert_eq!(deployment["metadata"]["generation"], 1);
     assert!(deployment["metadata"]["creationTimestamp"].is_string());
-    assert_eq!(
-        deployment["status"],
-        serde_json::json!({}),
-        "status is the controller's"
-    );
     let config = get("configmap", "cfg");
     assert_eq!(config["data"], serde_json::json!({"a": "1", "empty": ""}));
     assert_eq!(get("secret", "pw")["data"]["p"], "czNjcmV0");
