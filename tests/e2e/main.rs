@@ -6,5 +6,6 @@ mod cli;
 mod harness;
 mod kube_rs;
 mod kubectl;
+mod pods;
 mod python;
 mod server;
