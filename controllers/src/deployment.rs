@@ -119,14 +119,18 @@ pub struct Set {
 }
 
 impl Set {
-    /// The planner's view of a ReplicaSet.
+    /// The planner's view of a ReplicaSet. Its available pods count at
+    /// most up to its replicas: pods beyond them are going, even when its
+    /// status (written after the scale-down) does not say so yet, and
+    /// counting them would let the next step take too many at once.
     pub fn of(rs: &ReplicaSet) -> Self {
         let status = rs.status.clone().unwrap_or_default();
+        let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         Set {
             name: rs.name_any(),
-            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            replicas,
             current: status.replicas,
-            available: status.available_replicas.unwrap_or(0),
+            available: status.available_replicas.unwrap_or(0).min(replicas),
         }
     }
 }

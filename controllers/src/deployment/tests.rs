@@ -209,3 +209,14 @@ fn status_reports_availability_and_progress() {
     assert_eq!(s["conditions"][1]["reason"], "ProgressDeadlineExceeded");
     assert_eq!(s["conditions"][1]["status"], "False");
 }
+
+#[test]
+fn pods_beyond_a_scaled_down_set_do_not_count_as_available() {
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "old"},
+        "spec": {"replicas": 8, "selector": {}},
+        "status": {"replicas": 10, "availableReplicas": 10},
+    }))
+    .unwrap();
+    assert_eq!(Set::of(&rs), set("old", 8, 10, 8));
+}
