@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+
+use crate::cluster::client_as;
 use skiff_kubelet_sim::node::Capacity;
 
 /// The simulated nodes to run.
@@ -59,24 +61,27 @@ fn spawn_nodes(client: kube::Client, nodes: &NodeArgs) -> tokio::task::JoinHandl
     })
 }
 
-/// Starts the scheduler, the controllers and the node agents.
-pub fn start_components(client: kube::Client, nodes: &NodeArgs) {
-    tokio::spawn(skiff_scheduler::run(client.clone()));
-    skiff_controllers::start(client.clone());
+/// Starts the scheduler, the controllers and the node agents, each with a
+/// client of its own that names it.
+pub fn start_components(config: &kube::Config, nodes: &NodeArgs) -> Result<()> {
+    let client = |component: &str| client_as(config, component);
+    tokio::spawn(skiff_scheduler::run(client(skiff_scheduler::NAME)?));
+    skiff_controllers::start(&|component| client(component).expect("a component name"));
     if nodes.nodes > 0 {
-        spawn_nodes(client, nodes);
+        spawn_nodes(client("kubelet")?, nodes);
     }
+    Ok(())
 }
 
 /// `skiff agent`: node agents in this process, for a server elsewhere
 /// (reached with the kubeconfig).
 pub async fn run(kubeconfig: Option<PathBuf>, args: AgentArgs) -> Result<()> {
-    let cluster = crate::cluster::Cluster::connect(kubeconfig).await?;
+    let config = crate::cluster::config(kubeconfig).await?;
     println!(
         "skiff agent running nodes {}..{}",
         args.nodes.first_node,
         args.nodes.first_node + args.nodes.nodes - 1
     );
-    spawn_nodes(cluster.client, &args.nodes).await?;
+    spawn_nodes(client_as(&config, "kubelet")?, &args.nodes).await?;
     Ok(())
 }

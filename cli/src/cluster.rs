@@ -35,21 +35,10 @@ pub struct Cluster {
 impl Cluster {
     /// Connects with the kubeconfig `kubeconfig_path(flag)` names.
     pub async fn connect(flag: Option<PathBuf>) -> Result<Cluster> {
-        let path = kubeconfig_path(flag)?;
-        let kubeconfig = Kubeconfig::read_from(&path).with_context(|| {
-            format!(
-                "cannot read the kubeconfig {} (is `skiff server` running? pass --kubeconfig)",
-                path.display()
-            )
-        })?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("the kubeconfig {} is unusable", path.display()))?;
+        let config = config(flag).await?;
         let default_namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config).context("cannot build the API client")?;
         Ok(Cluster {
-            client,
+            client: client_as(&config, "skiff-cli")?,
             default_namespace,
         })
     }
@@ -97,6 +86,33 @@ impl Cluster {
         self.send(request(http::Method::GET, path, None, None)?)
             .await
     }
+}
+
+/// The client configuration the kubeconfig `kubeconfig_path(flag)` gives.
+pub async fn config(flag: Option<PathBuf>) -> Result<kube::Config> {
+    let path = kubeconfig_path(flag)?;
+    let kubeconfig = Kubeconfig::read_from(&path).with_context(|| {
+        format!(
+            "cannot read the kubeconfig {} (is `skiff server` running? pass --kubeconfig)",
+            path.display()
+        )
+    })?;
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("the kubeconfig {} is unusable", path.display()))
+}
+
+/// A client that names itself `component` in its User-Agent
+/// (`skiff/0.1.0 replicaset-controller`), which the audit trail records
+/// and `skiff trace` reads.
+pub fn client_as(config: &kube::Config, component: &str) -> Result<kube::Client> {
+    let mut config = config.clone();
+    let agent = format!("skiff/{} {component}", env!("CARGO_PKG_VERSION"));
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&agent).context("a component name")?,
+    ));
+    kube::Client::try_from(config).context("cannot build the API client")
 }
 
 /// A request to `path`, with a JSON body of `content_type` when given.

@@ -9,6 +9,7 @@ mod get;
 mod manifest;
 mod pki;
 mod server;
+mod trace;
 
 use std::path::PathBuf;
 
@@ -43,6 +44,8 @@ enum Command {
     Delete(apply::DeleteArgs),
     /// Show objects in detail, with their events.
     Describe(describe::DescribeArgs),
+    /// Show how an object came to be and what it caused, step by step.
+    Trace(trace::TraceArgs),
 }
 
 /// An error already printed to the user: exit non-zero, say no more.
@@ -67,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create(args) => apply::create(&client(cli.kubeconfig).await?, args).await,
         Command::Delete(args) => apply::delete(&client(cli.kubeconfig).await?, args).await,
         Command::Describe(args) => describe::run(&client(cli.kubeconfig).await?, args).await,
+        Command::Trace(args) => trace::run(&client(cli.kubeconfig).await?, args).await,
     }
 }
 

@@ -101,10 +101,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let server = tokio::spawn(server);
     // The control plane's other components are API clients of this server,
     // as in Kubernetes.
-    let client = crate::cluster::Cluster::connect(Some(kubeconfig.clone()))
-        .await?
-        .client;
-    crate::agent::start_components(client, &args.nodes);
+    let config = crate::cluster::config(Some(kubeconfig.clone())).await?;
+    crate::agent::start_components(&config, &args.nodes)?;
     println!(
         "skiff server ready at {url} in {} ms; kubeconfig: {}",
         started.elapsed().as_millis(),

@@ -9,10 +9,10 @@ pub mod replicaset;
 pub mod selector;
 pub mod workqueue;
 
-/// Starts every controller.
-pub fn start(client: kube::Client) {
-    tokio::spawn(replicaset::run(client.clone(), 4));
-    tokio::spawn(deployment::run(client.clone(), 2));
-    tokio::spawn(gc::run(client.clone()));
-    tokio::spawn(namespace::run(client));
+/// Starts every controller, each with the client `client(its name)`.
+pub fn start(client: &dyn Fn(&str) -> kube::Client) {
+    tokio::spawn(replicaset::run(client("replicaset-controller"), 4));
+    tokio::spawn(deployment::run(client("deployment-controller"), 2));
+    tokio::spawn(gc::run(client("generic-garbage-collector")));
+    tokio::spawn(namespace::run(client("namespace-controller")));
 }

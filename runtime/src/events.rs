@@ -147,6 +147,10 @@ async fn write(client: Client, source: EventSource, mut records: mpsc::Receiver<
             source: Some(source.clone()),
             reporting_component: source.component.clone(),
             reporting_instance: source.host.clone().or(source.component.clone()),
+            // Microseconds, so a timeline orders events among API calls.
+            event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                jiff::Timestamp::now(),
+            )),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
             count: Some(1),

@@ -290,3 +290,56 @@ fn deleting_a_namespace_empties_it_and_refuses_new_content() {
     });
     assert!(items(&server.json(&["pods", "-n", "shop"])).is_empty());
 }
+
+#[test]
+fn trace_shows_a_pods_way_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let manifest = dir.path().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx}]}
+",
+    )
+    .unwrap();
+    server.skiff_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let pod = eventually(30, "a running pod", || {
+        let pods = live_pods(&server, &["-l", "app=web"]);
+        let ready = pods.iter().find(|p| p["status"]["phase"] == "Running")?;
+        Some(ready["metadata"]["name"].as_str()?.to_owned())
+    });
+    let trace = server.skiff_ok(&["trace", &format!("pod/{pod}"), "--explain"]);
+    let steps: Vec<(String, String)> = trace
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with('+'))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words[1].to_owned(), words[2..words.len() - 1].join(" "))
+        })
+        .collect();
+    let position = |component: &str, action: &str| {
+        steps
+            .iter()
+            .position(|(c, a)| c == component && a.starts_with(action))
+            .unwrap_or_else(|| panic!("no {component} {action} in\n{trace}"))
+    };
+    let created = position("replicaset-controller", "create");
+    let bound = position("default-scheduler", "create binding");
+    let reported = position("kubelet", "patch status");
+    assert!(created < bound && bound < reported, "{trace}");
+    assert!(trace.contains("The scheduler chose a node"), "{trace}");
+    // The Deployment's trace covers its ReplicaSet and pod too.
+    let whole = server.skiff_ok(&["trace", "deploy/web"]);
+    for step in ["skiff-cli", "deployment-controller", &format!("pod/{pod}")] {
+        assert!(whole.contains(step), "{step} missing from\n{whole}");
+    }
+}
