@@ -127,7 +127,7 @@ pub fn timeline(
             message: event["message"].as_str().unwrap_or_default().to_owned(),
         });
     }
-    steps.sort_by(|a, b| a.time.cmp(&b.time));
+    steps.sort_by_key(|s| s.time);
     steps
 }
 
