@@ -3,6 +3,7 @@
 //! error). Run them with `cargo run --release -p skiff-bench -- SCENARIO`.
 
 mod etcd;
+mod flow;
 mod server;
 mod stats;
 mod store;
@@ -24,6 +25,12 @@ SCENARIOS:
              cold starts; resident memory after 10 s idle
     api      durable creates over HTTPS with keep-alive from 16 and 64
              clients against the real `skiff server`: p50/p99 and creates/s
+    schedule scheduling throughput: 10,000 pending pods, then 5,000 nodes
+             (without kubelets); pods bound per second, first to last binding
+    deploy   a Deployment of 10,000 replicas on 1,000 simulated nodes: create
+             to all available, and the server's memory then
+    podstart pod startup latency: pods created at a steady 100/s for 20 s
+             (or --seconds) on 100 simulated nodes, create to Running p50/p99
 
 OPTIONS:
     --seconds N    how long each write phase runs (default 5)
@@ -48,6 +55,9 @@ fn main() -> std::process::ExitCode {
         "store" => runtime.block_on(store::run(std::time::Duration::from_secs(seconds))),
         "startup" => runtime.block_on(server::startup()),
         "api" => runtime.block_on(server::api(std::time::Duration::from_secs(seconds))),
+        "schedule" => runtime.block_on(flow::schedule(5_000, 10_000)),
+        "deploy" => runtime.block_on(flow::deploy(1_000, 10_000)),
+        "podstart" => runtime.block_on(flow::podstart(100, 100, seconds.max(20))),
         other => return fail(&format!("unknown scenario {other:?}; see --help")),
     };
     match result {

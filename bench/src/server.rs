@@ -17,11 +17,11 @@ const IDLE: Duration = Duration::from_secs(10);
 const CLIENT_COUNTS: [usize; 2] = [16, 64];
 
 /// A running server; killed when dropped.
-struct Running {
-    child: Child,
-    url: String,
-    token: String,
-    ca: Vec<u8>,
+pub struct Running {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+    pub ca: Vec<u8>,
 }
 
 impl Drop for Running {
@@ -31,7 +31,7 @@ impl Drop for Running {
     }
 }
 
-fn skiff_binary() -> Result<PathBuf, String> {
+pub fn skiff_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let path = exe.with_file_name("skiff");
     if path.exists() {
@@ -47,9 +47,15 @@ fn skiff_binary() -> Result<PathBuf, String> {
 /// Starts `skiff server` on a free port and returns once it printed its
 /// ready line.
 fn start(binary: &Path, data_dir: &Path) -> Result<Running, String> {
+    start_with(binary, data_dir, &[])
+}
+
+/// [`start`] with more `skiff server` flags.
+pub fn start_with(binary: &Path, data_dir: &Path, flags: &[&str]) -> Result<Running, String> {
     let mut child = Command::new(binary)
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -74,7 +80,7 @@ fn start(binary: &Path, data_dir: &Path) -> Result<Running, String> {
     })
 }
 
-fn http(ca: &[u8]) -> Result<reqwest::Client, String> {
+pub fn http(ca: &[u8]) -> Result<reqwest::Client, String> {
     let ca = reqwest::Certificate::from_pem(ca).map_err(|e| e.to_string())?;
     reqwest::Client::builder()
         .add_root_certificate(ca)
@@ -88,7 +94,7 @@ fn http(ca: &[u8]) -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
-fn rss_mb(pid: u32) -> Result<f64, String> {
+pub fn rss_mb(pid: u32) -> Result<f64, String> {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     let kb: f64 = status

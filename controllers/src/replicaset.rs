@@ -381,12 +381,16 @@ impl Controller {
         // Adopt matching orphans, release owned pods that stopped matching.
         let mut owned: Vec<Arc<Pod>> = Vec::new();
         for pod in self.pods.state() {
-            if pod.namespace().as_deref() != Some(namespace) {
+            // (Borrowed, not cloned: this runs over every pod per sync.)
+            if pod.metadata.namespace.as_deref() != Some(namespace) {
                 continue;
             }
-            let labels = pod.labels().clone();
-            let selected = matches(selector, &labels);
-            match controller_of(&pod) {
+            let controller = controller_of(&pod);
+            if controller.is_some_and(|o| o.uid != uid) {
+                continue;
+            }
+            let selected = matches(selector, pod.labels());
+            match controller {
                 Some(o) if o.uid == uid => {
                     if selected {
                         owned.push(pod);
