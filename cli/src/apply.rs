@@ -9,6 +9,7 @@
 //! a list the manifest changed is sent whole, one it did not is left as the
 //! cluster holds it; nothing to send says `unchanged`.
 
+use crate::say;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
@@ -157,7 +158,7 @@ async fn one(
             let path = resource.collection(Some(&namespace));
             let created = cluster.create(&path, &object).await?;
             let name = created["metadata"]["name"].as_str().unwrap_or(&name);
-            println!("{} created", resource.qualified(name));
+            say!("{} created", resource.qualified(name));
             Ok(())
         }
         Verb::Apply => {
@@ -183,7 +184,7 @@ async fn apply_one(
         Err(e) if crate::cluster::is_not_found(&e) => {
             let collection = resource.collection(Some(namespace));
             cluster.create(&collection, &modified).await?;
-            println!("{} created", resource.qualified(name));
+            say!("{} created", resource.qualified(name));
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -194,7 +195,7 @@ async fn apply_one(
         .unwrap_or(Value::Null);
     let patch = three_way(&original, &modified, &current);
     if patch.as_object().is_some_and(Map::is_empty) {
-        println!("{} unchanged", resource.qualified(name));
+        say!("{} unchanged", resource.qualified(name));
         return Ok(());
     }
     cluster
@@ -205,7 +206,7 @@ async fn apply_one(
             Some("application/merge-patch+json"),
         )?)
         .await?;
-    println!("{} configured", resource.qualified(name));
+    say!("{} configured", resource.qualified(name));
     Ok(())
 }
 
@@ -225,7 +226,7 @@ async fn remove(
         .await
     {
         Ok(_) => {
-            println!("{} \"{name}\" deleted", qualified_type(resource));
+            say!("{} \"{name}\" deleted", qualified_type(resource));
             Ok(())
         }
         Err(e)

@@ -1,6 +1,7 @@
 //! `skiff describe`: one object for a reader: its identity, labels and
 //! annotations, the rest of it indented, and the Events about it.
 
+use crate::say;
 use anyhow::{Context, Result};
 use serde_json::Value;
 use skiff_api::table::human_duration;
@@ -51,9 +52,9 @@ pub async fn run(cluster: &Cluster, args: DescribeArgs) -> Result<()> {
             .await?;
         let events = events["items"].as_array().cloned().unwrap_or_default();
         if i > 0 {
-            println!();
+            say!();
         }
-        print!("{}", render(object, &events, now)?);
+        crate::write_out(format_args!("{}", render(object, &events, now)?));
     }
     Ok(())
 }

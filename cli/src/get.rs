@@ -2,6 +2,7 @@
 //! kubectl shows), or whole as YAML or JSON, or as `type/name`; `-w` goes
 //! on printing changes as they happen.
 
+use crate::say;
 use anyhow::{bail, Context, Result};
 use futures::{AsyncBufReadExt, TryStreamExt};
 use serde_json::{json, Value};
@@ -151,7 +152,7 @@ pub async fn run(cluster: &Cluster, args: GetArgs) -> Result<()> {
         };
         if table {
             if printed > 0 {
-                println!();
+                say!();
             }
             printed += printer.table(&answers);
         } else if args.output == Some(Format::Name) {
@@ -290,9 +291,9 @@ impl Printer<'_> {
         };
         let header = self.header(first);
         self.widths = widths(&header, &rows);
-        println!("{}", line(&header, &self.widths));
+        say!("{}", line(&header, &self.widths));
         for row in &rows {
-            println!("{}", line(row, &self.widths));
+            say!("{}", line(row, &self.widths));
         }
         rows.len()
     }
@@ -314,9 +315,9 @@ impl Printer<'_> {
                     if self.widths.is_empty() {
                         let header = self.header(object);
                         self.widths = widths(&header, std::slice::from_ref(&row));
-                        println!("{}", line(&header, &self.widths));
+                        say!("{}", line(&header, &self.widths));
                     }
-                    println!("{}", line(&row, &self.widths));
+                    say!("{}", line(&row, &self.widths));
                 }
                 Ok(())
             }
@@ -327,7 +328,7 @@ impl Printer<'_> {
             Some(format) => {
                 if format == Format::Yaml {
                     // Successive objects are separate YAML documents.
-                    println!("---");
+                    say!("---");
                 }
                 whole(format, object)
             }
@@ -407,18 +408,18 @@ impl Printer<'_> {
 
     fn name(&self, object: &Value) {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        println!("{}", self.resource.qualified(name));
+        say!("{}", self.resource.qualified(name));
     }
 }
 
 /// Prints one object (or List) as JSON or YAML.
 fn whole(format: Format, object: &Value) -> Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(object)?),
-        _ => print!(
-            "{}",
-            serde_saphyr::to_string(object).context("cannot write YAML")?
-        ),
+        Format::Json => say!("{}", serde_json::to_string_pretty(object)?),
+        _ => {
+            let yaml = serde_saphyr::to_string(object).context("cannot write YAML")?;
+            crate::write_out(format_args!("{yaml}"));
+        }
     }
     Ok(())
 }

@@ -48,6 +48,27 @@ enum Command {
     Trace(trace::TraceArgs),
 }
 
+/// Prints to standard output like `println!`, but a closed pipe (`skiff
+/// get pods | head`) ends the program quietly instead of panicking.
+macro_rules! say {
+    () => { $crate::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use say;
+
+/// Writes to standard output; exits quietly when the reader went away.
+pub(crate) fn write_out(text: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("skiff: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// An error already printed to the user: exit non-zero, say no more.
 #[derive(Debug)]
 struct Reported;

@@ -4,6 +4,7 @@
 //! trail, and the Events about them, one line per step in order. With
 //! `--explain`, each step says what that component is and why it acted.
 
+use crate::say;
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
@@ -272,11 +273,11 @@ pub async fn run(cluster: &Cluster, args: TraceArgs) -> Result<()> {
         ]);
     }
     let widths = crate::get::widths(&rows[0], &rows[1..]);
-    println!("{}", crate::get::line(&rows[0], &widths));
+    say!("{}", crate::get::line(&rows[0], &widths));
     for (row, step) in rows[1..].iter().zip(&steps) {
-        println!("{}", crate::get::line(row, &widths).trim_end());
+        say!("{}", crate::get::line(row, &widths).trim_end());
         if args.explain {
-            println!("    {}", explain(step));
+            say!("    {}", explain(step));
         }
     }
     Ok(())
