@@ -10,6 +10,7 @@ mod manifest;
 mod pki;
 mod server;
 mod trace;
+mod workload;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,17 @@ enum Command {
     Describe(describe::DescribeArgs),
     /// Show how an object came to be and what it caused, step by step.
     Trace(trace::TraceArgs),
+    /// Set the replicas of a Deployment, ReplicaSet, StatefulSet or RC.
+    Scale(workload::ScaleArgs),
+    /// Follow, list, undo, restart, pause or resume a Deployment's rollout.
+    #[command(subcommand)]
+    Rollout(workload::Rollout),
+    /// Print a pod's log (simulated containers: a synthesized one).
+    Logs(workload::LogsArgs),
+    /// Mark a node unschedulable: no new pods go there.
+    Cordon(workload::NodeArgs),
+    /// Let new pods go to a node again.
+    Uncordon(workload::NodeArgs),
 }
 
 /// Prints to standard output like `println!`, but a closed pipe (`skiff
@@ -92,6 +104,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(args) => apply::delete(&client(cli.kubeconfig).await?, args).await,
         Command::Describe(args) => describe::run(&client(cli.kubeconfig).await?, args).await,
         Command::Trace(args) => trace::run(&client(cli.kubeconfig).await?, args).await,
+        Command::Scale(args) => workload::scale(&client(cli.kubeconfig).await?, args).await,
+        Command::Rollout(command) => {
+            workload::rollout(&client(cli.kubeconfig).await?, command).await
+        }
+        Command::Logs(args) => workload::logs(&client(cli.kubeconfig).await?, args).await,
+        Command::Cordon(args) => workload::cordon(&client(cli.kubeconfig).await?, args, true).await,
+        Command::Uncordon(args) => {
+            workload::cordon(&client(cli.kubeconfig).await?, args, false).await
+        }
     }
 }
 

@@ -178,3 +178,89 @@ fn errors_are_one_readable_line_and_a_failing_exit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn rollout_scale_logs_and_cordon_with_the_skiff_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let manifest = dir.path().join("web.yaml");
+    let deployment = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 3\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: web, image: \"{image}\"}}]}}\n"
+        )
+    };
+    std::fs::write(&manifest, deployment("nginx:1")).unwrap();
+    let path = manifest.to_str().unwrap();
+    server.skiff_ok(&["apply", "-f", path]);
+    let done = server.skiff_ok(&["rollout", "status", "deploy/web", "--timeout", "60"]);
+    assert!(
+        done.ends_with("deployment \"web\" successfully rolled out\n"),
+        "{done}"
+    );
+    std::fs::write(&manifest, deployment("nginx:2")).unwrap();
+    server.skiff_ok(&["apply", "-f", path]);
+    server.skiff_ok(&["rollout", "status", "deploy/web", "--timeout", "60"]);
+    let history = server.skiff_ok(&["rollout", "history", "deploy/web"]);
+    assert!(
+        history.contains("REVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n"),
+        "{history}"
+    );
+    assert_eq!(
+        server.skiff_ok(&["rollout", "undo", "deploy/web"]),
+        "deployment.apps/web rolled back\n"
+    );
+    server.skiff_ok(&["rollout", "status", "deploy/web", "--timeout", "60"]);
+    let image = server.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:1");
+    assert_eq!(
+        server.skiff_ok(&["rollout", "pause", "deploy/web"]),
+        "deployment.apps/web paused\n"
+    );
+    assert_eq!(
+        server.skiff_ok(&["rollout", "resume", "deploy/web"]),
+        "deployment.apps/web resumed\n"
+    );
+    assert_eq!(
+        server.skiff_ok(&["rollout", "restart", "deploy/web"]),
+        "deployment.apps/web restarted\n"
+    );
+    server.skiff_ok(&["rollout", "status", "deploy/web", "--timeout", "60"]);
+
+    assert_eq!(
+        server.skiff_ok(&["cordon", "skiff-node-1"]),
+        "node/skiff-node-1 cordoned\n"
+    );
+    assert_eq!(
+        server.skiff_ok(&["scale", "deploy/web", "--replicas", "6"]),
+        "deployment.apps/web scaled\n"
+    );
+    server.skiff_ok(&["rollout", "status", "deploy/web", "--timeout", "60"]);
+    let nodes = server.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    let new_on_cordoned = server.json(&["pods", "-l", "app=web"]);
+    assert_eq!(
+        new_on_cordoned["items"].as_array().unwrap().len(),
+        6,
+        "{nodes}"
+    );
+    server.skiff_ok(&["uncordon", "skiff-node-1"]);
+    let log = server.skiff_ok(&["logs", "deploy/web"]);
+    assert!(
+        log.contains("skiff: container web (image nginx:1) started on simulated node"),
+        "{log}"
+    );
+    let events = server.skiff_ok(&["get", "events"]);
+    assert!(events.contains("ScalingReplicaSet"), "{events}");
+}
