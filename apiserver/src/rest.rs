@@ -270,6 +270,12 @@ impl Api<'_> {
             );
             return Ok(json_response(StatusCode::OK, &table));
         }
+        if crate::table::metadata_only(self.headers) {
+            return Ok(json_response(
+                StatusCode::OK,
+                &crate::table::partial(&object),
+            ));
+        }
         Ok(json_response(StatusCode::OK, &object))
     }
 
@@ -324,6 +330,15 @@ impl Api<'_> {
                 crate::table::include(self.query)?,
             );
             return Ok(json_response(StatusCode::OK, &table));
+        }
+        if crate::table::metadata_only(self.headers) {
+            let body = json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+                "items": items.iter().map(crate::table::partial).collect::<Vec<_>>(),
+            });
+            return Ok(json_response(StatusCode::OK, &body));
         }
         let body = json!({
             "kind": self.resource().list_kind,

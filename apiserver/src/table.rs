@@ -21,6 +21,19 @@ pub enum Include {
 
 /// Whether the client asked for a Table (and takes one).
 pub fn wanted(headers: &HeaderMap) -> bool {
+    asks_for(headers, &["as=Table"])
+}
+
+/// Whether the client asked for metadata only (`as=PartialObjectMetadata`,
+/// what metadata informers such as the garbage collector's use).
+pub fn metadata_only(headers: &HeaderMap) -> bool {
+    asks_for(
+        headers,
+        &["as=PartialObjectMetadata", "as=PartialObjectMetadataList"],
+    )
+}
+
+fn asks_for(headers: &HeaderMap, forms: &[&str]) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -28,8 +41,39 @@ pub fn wanted(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .any(|media| {
             let params: Vec<&str> = media.split(';').map(str::trim).collect();
-            params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
+            forms.iter().any(|f| params.contains(f)) && params.contains(&"g=meta.k8s.io")
         })
+}
+
+/// An object's `PartialObjectMetadata`: its metadata alone.
+pub fn partial(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object["metadata"],
+    })
+}
+
+/// How a watch sends its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Whole.
+    Object,
+    /// As one-row Tables (`kubectl get -w`).
+    Table(Include),
+    /// As `PartialObjectMetadata`.
+    Metadata,
+}
+
+/// The shape the request asks for.
+pub fn shape(headers: &HeaderMap, query: &crate::rest::Query) -> Result<Shape, ApiError> {
+    if wanted(headers) {
+        Ok(Shape::Table(include(query)?))
+    } else if metadata_only(headers) {
+        Ok(Shape::Metadata)
+    } else {
+        Ok(Shape::Object)
+    }
 }
 
 /// The `includeObject` query parameter.
@@ -70,13 +114,7 @@ pub fn render(
             match include {
                 Include::None => {}
                 Include::Object => row["object"] = object.clone(),
-                Include::Metadata => {
-                    row["object"] = json!({
-                        "kind": "PartialObjectMetadata",
-                        "apiVersion": "meta.k8s.io/v1",
-                        "metadata": object["metadata"],
-                    })
-                }
+                Include::Metadata => row["object"] = partial(object),
             }
             row
         })

@@ -585,24 +585,57 @@ async fn watches_replay_filter_and_expire() {
     );
 }
 
+impl Api {
+    /// GETs `uri` accepting `accept`.
+    async fn get_as(&self, uri: &str, accept: &str) -> Value {
+        let request = Request::builder()
+            .uri(uri)
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn metadata_informers_get_partial_object_metadata() {
+    let api = Api::new().await;
+    api.send(Method::POST, CMS, config_map("m1", json!({"a": "b"})))
+        .await;
+    let accept =
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+    let list = api.get_as(CMS, accept).await;
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["labels"]["a"], "b");
+    assert!(list["items"][0].get("data").is_none());
+    let one = api
+        .get_as(
+            &format!("{CMS}/m1"),
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .await;
+    assert_eq!(
+        (one["kind"].as_str(), one["metadata"]["name"].as_str()),
+        (Some("PartialObjectMetadata"), Some("m1"))
+    );
+}
+
 #[tokio::test]
 async fn tables_answer_kubectl_get() {
     let api = Api::new().await;
     api.send(Method::POST, CMS, config_map("t1", json!({})))
         .await;
-    let request = Request::builder()
-        .uri(CMS)
-        .header(
-            "accept",
+    let table = api
+        .get_as(
+            CMS,
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
         )
-        .body(Body::empty())
-        .unwrap();
-    let response = router(api.state.clone()).oneshot(request).await.unwrap();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let table: Value = serde_json::from_slice(&bytes).unwrap();
+        .await;
     assert_eq!(table["kind"], "Table");
     let names: Vec<&str> = table["columnDefinitions"]
         .as_array()

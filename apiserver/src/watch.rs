@@ -13,7 +13,7 @@ use skiff_store::{EventKind, Filter, ListOptions, Object, StoreError};
 use crate::error::ApiError;
 use crate::object::from_stored;
 use crate::rest::{parse_revision, Api};
-use crate::table::Include;
+use crate::table::Shape;
 
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
@@ -62,15 +62,17 @@ struct Live {
     bookmarks: bool,
     /// Counts this watch as open while it is served.
     _open: crate::metrics::WatchGuard,
-    /// Objects go out as one-row Tables (`kubectl get -w`).
-    table: Option<Include>,
+    /// How objects go out: whole, as one-row Tables, or as metadata.
+    shape: Shape,
 }
 
-/// An event's object as the watcher asked for it: itself, or a Table row.
-fn shaped(resource: &skiff_api::ResourceType, object: Value, table: Option<Include>) -> Value {
-    match table {
-        None => object,
-        Some(include) => {
+/// An event's object as the watcher asked for it: itself, a Table row, or
+/// its metadata.
+fn shaped(resource: &skiff_api::ResourceType, object: Value, shape: Shape) -> Value {
+    match shape {
+        Shape::Object => object,
+        Shape::Metadata => crate::table::partial(&object),
+        Shape::Table(include) => {
             let metadata = json!({ "resourceVersion": object["metadata"]["resourceVersion"] });
             crate::table::render(resource, &[object], metadata, include)
         }
@@ -87,7 +89,7 @@ impl Live {
                         self.last = event.revision;
                         if let Some((kind, object)) = translate(&event, self.filter.as_ref()) {
                             return Some(match from_stored(object) {
-                                Ok(value) => line(kind, &shaped(&self.resource, value, self.table)),
+                                Ok(value) => line(kind, &shaped(&self.resource, value, self.shape)),
                                 Err(e) => error_line(&e),
                             });
                         }
@@ -164,10 +166,7 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
         None | Some("") | Some("0") => None,
         Some(rv) => Some(parse_revision(rv)?),
     };
-    let table = match crate::table::wanted(api.headers) {
-        true => Some(crate::table::include(api.query)?),
-        false => None,
-    };
+    let shape = crate::table::shape(api.headers, api.query)?;
     let prefix = resource.prefix(api.target.namespace.as_deref());
     let store = api.state.store.clone();
 
@@ -183,7 +182,7 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
         for object in &list.items {
             initial.push(line(
                 "ADDED",
-                &shaped(resource, from_stored(object)?, table),
+                &shaped(resource, from_stored(object)?, shape),
             ));
         }
         list.revision
@@ -219,7 +218,7 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
                     BOOKMARK_EVERY,
                 ),
                 bookmarks,
-                table,
+                shape,
                 _open: crate::metrics::WatchGuard::new(api.state.metrics.clone()),
             };
             let live = stream::unfold(state, |mut live| async move {

@@ -101,13 +101,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let server = tokio::spawn(server);
     // The control plane's other components are API clients of this server,
     // as in Kubernetes.
-    let config = crate::cluster::config(Some(kubeconfig.clone())).await?;
-    crate::agent::start_components(&config, &args.nodes)?;
     println!(
         "skiff server ready at {url} in {} ms; kubeconfig: {}",
         started.elapsed().as_millis(),
         kubeconfig.display()
     );
+    // The API is up; its clients start beside it.
+    let config = crate::cluster::config(Some(kubeconfig.clone())).await?;
+    crate::agent::start_components(&config, &args.nodes)?;
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;

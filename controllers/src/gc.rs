@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PartialObjectMeta, Patch,
+    PatchParams,
 };
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -177,7 +178,7 @@ fn followed(kind: &str) -> bool {
     KINDS.iter().any(|(_, _, k, _)| *k == kind)
 }
 
-fn vertex(kind: usize, object: &DynamicObject) -> Vertex {
+fn vertex<K: kube::Resource>(kind: usize, object: &K) -> Vertex {
     Vertex {
         kind,
         namespace: object.namespace().unwrap_or_default(),
@@ -189,7 +190,7 @@ fn vertex(kind: usize, object: &DynamicObject) -> Vertex {
             .map(|o| (o.uid.clone(), o.block_owner_deletion == Some(true)))
             .collect(),
         foreign: object.owner_references().iter().any(|o| !followed(&o.kind)),
-        deleting: object.metadata.deletion_timestamp.is_some(),
+        deleting: object.meta().deletion_timestamp.is_some(),
         finalizers: object.finalizers().to_vec(),
     }
 }
@@ -198,9 +199,12 @@ fn vertex(kind: usize, object: &DynamicObject) -> Vertex {
 pub async fn run(client: Client) {
     let (events, mut heard) = mpsc::unbounded_channel();
     for kind in 0..KINDS.len() {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(kind));
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(client.clone(), &resource(kind));
         let events = events.clone();
         tokio::spawn(async move {
+            // Metadata is all the collector reads, as upstream's metadata
+            // informers: the apiserver sends PartialObjectMetadata.
             let mut stream = watcher(api, watcher::Config::default()).boxed();
             while let Some(event) = stream.next().await {
                 match event {
