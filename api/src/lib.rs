@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod podlog;
 pub mod protobuf;
 pub mod registry;
+pub mod specs;
 pub mod strategic;
 pub mod table;
 pub mod validation;

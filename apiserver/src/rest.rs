@@ -450,6 +450,15 @@ impl Api<'_> {
                 message: format!("Invalid value: \"{name}\": {e}"),
             });
         }
+        causes.extend(
+            skiff_api::specs::problems(resource.kind, object)
+                .into_iter()
+                .map(|(reason, field, message)| Cause {
+                    reason,
+                    field,
+                    message,
+                }),
+        );
         let meta = object.get("metadata");
         for (field, check_values) in [("labels", true), ("annotations", false)] {
             let Some(map) = meta.and_then(|m| m.get(field)).and_then(Value::as_object) else {

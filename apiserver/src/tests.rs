@@ -950,3 +950,28 @@ async fn foreground_and_orphan_deletes_leave_the_owner_to_the_collector() {
         .await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{status}");
 }
+
+#[tokio::test]
+async fn specs_are_validated_as_upstream() {
+    let api = Api::new().await;
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                         "spec": {"ports": [{"port": 70000}]}});
+    let (code, status) = api
+        .send(Method::POST, "/api/v1/namespaces/default/services", service)
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "spec.ports[0].port"
+    );
+    assert!(
+        status["message"].as_str().unwrap().contains(
+            "spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"
+        ),
+        "{status}"
+    );
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}});
+    let (code, status) = api.send(Method::POST, PODS, pod).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.containers");
+}
