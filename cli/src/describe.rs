@@ -54,9 +54,148 @@ pub async fn run(cluster: &Cluster, args: DescribeArgs) -> Result<()> {
         if i > 0 {
             say!();
         }
-        crate::write_out(format_args!("{}", render(object, &events, now)?));
+        let related = match resource.kind.as_str() {
+            "Deployment" => {
+                let sets = cluster
+                    .get(&catalog.resolve("replicasets")?.collection(Some(&namespace)))
+                    .await?;
+                replica_sets(
+                    object,
+                    sets["items"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                )
+            }
+            "Node" => {
+                let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                let pods = cluster
+                    .get(&format!(
+                        "/api/v1/pods?fieldSelector=spec.nodeName%3D{name}"
+                    ))
+                    .await?;
+                node_usage(
+                    object,
+                    pods["items"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                )
+            }
+            _ => String::new(),
+        };
+        let text = render(object, &events, now)?;
+        // The kind's own section goes before the events.
+        let (before, after) = text.split_at(text.rfind("Events:").unwrap_or(text.len()));
+        crate::write_out(format_args!("{before}{related}{after}"));
     }
     Ok(())
+}
+
+/// A Deployment's ReplicaSets: the one of its current template, and the
+/// others that still have pods.
+pub fn replica_sets(deployment: &Value, sets: &[Value]) -> String {
+    let uid = &deployment["metadata"]["uid"];
+    let revision = &deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"];
+    let owned: Vec<&Value> = sets
+        .iter()
+        .filter(|rs| {
+            rs["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|o| o["uid"] == *uid)
+        })
+        .collect();
+    let line = |rs: &Value| {
+        format!(
+            "{} ({}/{} replicas created)",
+            rs["metadata"]["name"].as_str().unwrap_or_default(),
+            rs["status"]["replicas"].as_i64().unwrap_or(0),
+            rs["spec"]["replicas"].as_i64().unwrap_or(0)
+        )
+    };
+    let new = owned
+        .iter()
+        .find(|rs| rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == *revision);
+    let old: Vec<String> = owned
+        .iter()
+        .filter(|rs| {
+            Some(**rs) != new.copied() && rs["status"]["replicas"].as_i64().unwrap_or(0) > 0
+        })
+        .map(|rs| line(rs))
+        .collect();
+    format!(
+        "{:<19}{}\n{:<19}{}\n",
+        "OldReplicaSets:",
+        if old.is_empty() {
+            "<none>".to_owned()
+        } else {
+            old.join(", ")
+        },
+        "NewReplicaSet:",
+        new.map_or("<none>".to_owned(), |rs| line(rs))
+    )
+}
+
+/// A node's pods and what they request of it.
+pub fn node_usage(node: &Value, pods: &[Value]) -> String {
+    use skiff_scheduler::resources::{cpu_millis, memory_bytes};
+    let live: Vec<&Value> = pods
+        .iter()
+        .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .collect();
+    let requests = |p: &Value, key: &str, parse: fn(&str) -> Option<i64>| -> i64 {
+        p["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["resources"]["requests"][key].as_str().and_then(parse))
+            .sum()
+    };
+    let mut out = format!("Non-terminated Pods:          ({} in total)\n", live.len());
+    let mut rows = vec![["Namespace", "Name", "CPU Requests", "Memory Requests"]
+        .map(String::from)
+        .to_vec()];
+    for p in &live {
+        rows.push(vec![
+            p["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            format!("{}m", requests(p, "cpu", cpu_millis)),
+            format!("{}Mi", requests(p, "memory", memory_bytes) >> 20),
+        ]);
+    }
+    let widths = crate::get::widths(&rows[0], &rows[1..]);
+    for row in &rows {
+        out.push_str(&format!("  {}\n", crate::get::line(row, &widths)));
+    }
+    let cpu: i64 = live.iter().map(|p| requests(p, "cpu", cpu_millis)).sum();
+    let memory: i64 = live
+        .iter()
+        .map(|p| requests(p, "memory", memory_bytes))
+        .sum();
+    let allocatable = &node["status"]["allocatable"];
+    let percent =
+        |used: i64, total: Option<i64>| total.filter(|t| *t > 0).map_or(0, |t| used * 100 / t);
+    let cpu_total = allocatable["cpu"].as_str().and_then(cpu_millis);
+    let memory_total = allocatable["memory"].as_str().and_then(memory_bytes);
+    out.push_str("Allocated resources:\n  Resource  Requests\n");
+    out.push_str(&format!(
+        "  cpu       {cpu}m ({}%)\n",
+        percent(cpu, cpu_total)
+    ));
+    out.push_str(&format!(
+        "  memory    {}Mi ({}%)\n",
+        memory >> 20,
+        percent(memory, memory_total)
+    ));
+    out
 }
 
 /// The description of `object` with its `events`.
@@ -157,6 +296,37 @@ pub fn render(object: &Value, events: &[Value], now: jiff::Timestamp) -> Result<
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn deployments_show_their_replica_sets_and_nodes_their_pods() {
+        let deployment = json!({"metadata": {"uid": "d1", "annotations": {"deployment.kubernetes.io/revision": "2"}}});
+        let rs = |name: &str, revision: &str, replicas: i64| {
+            json!({
+            "metadata": {"name": name, "ownerReferences": [{"uid": "d1"}], "annotations": {"deployment.kubernetes.io/revision": revision}},
+            "spec": {"replicas": replicas}, "status": {"replicas": replicas}})
+        };
+        let text = replica_sets(
+            &deployment,
+            &[
+                rs("web-old", "1", 1),
+                rs("web-new", "2", 3),
+                rs("web-older", "0", 0),
+            ],
+        );
+        assert_eq!(text, "OldReplicaSets:    web-old (1/1 replicas created)\nNewReplicaSet:     web-new (3/3 replicas created)\n");
+        let node = json!({"status": {"allocatable": {"cpu": "8", "memory": "32Gi"}}});
+        let pod = json!({"metadata": {"namespace": "default", "name": "web-1"},
+            "spec": {"containers": [{"resources": {"requests": {"cpu": "2", "memory": "8Gi"}}}]}, "status": {"phase": "Running"}});
+        let usage = node_usage(&node, &[pod]);
+        assert!(
+            usage.starts_with("Non-terminated Pods:          (1 in total)\n"),
+            "{usage}"
+        );
+        assert!(
+            usage.contains("  cpu       2000m (25%)\n  memory    8192Mi (25%)\n"),
+            "{usage}"
+        );
+    }
 
     #[test]
     fn identity_first_then_the_rest_then_events() {

@@ -343,3 +343,44 @@ spec:
         assert!(whole.contains(step), "{step} missing from\n{whole}");
     }
 }
+
+#[test]
+fn node_agents_run_in_a_separate_process() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--nodes", "0"]);
+    let mut agent = server
+        .command(
+            env!("CARGO_BIN_EXE_skiff"),
+            &["agent", "--nodes", "2", "--first-node", "5"],
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let names = eventually(20, "two nodes from the agent", || {
+        let nodes = items(&server.json(&["nodes"]));
+        let names: Vec<String> = nodes
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        (names.len() == 2).then_some(names)
+    });
+    assert_eq!(names, ["skiff-node-5", "skiff-node-6"]);
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods = live_pods(&server, &["-l", "app=web"]);
+    assert!(pods.iter().all(|p| p["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .starts_with("10.244.")));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
