@@ -3,6 +3,7 @@
 //! with the decision itself a pure, tested function.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 pub mod namespace;
 pub mod replicaset;
@@ -14,5 +15,6 @@ pub fn start(client: &dyn Fn(&str) -> kube::Client) {
     tokio::spawn(replicaset::run(client("replicaset-controller"), 4));
     tokio::spawn(deployment::run(client("deployment-controller"), 2));
     tokio::spawn(gc::run(client("generic-garbage-collector")));
+    tokio::spawn(endpoints::run(client("endpoint-controller")));
     tokio::spawn(namespace::run(client("namespace-controller")));
 }

@@ -384,3 +384,46 @@ fn node_agents_run_in_a_separate_process() {
     agent.kill().unwrap();
     agent.wait().unwrap();
 }
+
+#[test]
+fn endpoints_follow_the_ready_pods_of_a_service() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=3",
+        "--port=9376",
+    ]);
+    server.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=9376",
+    ]);
+    let addresses = eventually(30, "three ready addresses", || {
+        let endpoints = server.json(&["endpoints", "web"]);
+        let ready = endpoints["subsets"][0]["addresses"].as_array()?.len();
+        (ready == 3).then_some(endpoints["subsets"][0].clone())
+    });
+    assert_eq!(addresses["ports"][0]["port"], 9376);
+    server.kubectl_ok(&["scale", "deployment/web", "--replicas=1"]);
+    eventually(30, "one address", || {
+        let endpoints = server.json(&["endpoints", "web"]);
+        (endpoints["subsets"][0]["addresses"].as_array()?.len() == 1).then_some(())
+    });
+    server.kubectl_ok(&["delete", "service", "web"]);
+    eventually(30, "the Endpoints to go", || {
+        (!server
+            .kubectl(&["get", "endpoints", "web"])
+            .status
+            .success())
+        .then_some(())
+    });
+}

@@ -1,0 +1,304 @@
+//! The Endpoints controller: for each Service with a selector, an Endpoints
+//! object of the same name whose subsets hold the selected pods' IPs —
+//! ready ones as `addresses`, the others as `notReadyAddresses` (or as
+//! ready when the Service publishes not-ready addresses) — with the ports
+//! resolved from each `targetPort` (a number, or a container port's name).
+//! Services without a selector are left to their users. The decision,
+//! [`subsets`], is pure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+
+use crate::replicaset::is_ready;
+use crate::selector::matches;
+use crate::workqueue::WorkQueue;
+
+/// The port a Service port reaches on `pod`: its `targetPort` as a number,
+/// or the number of the pod's container port of that name (None: the pod
+/// has no such port).
+pub fn target_port(port: &Value, pod: &Pod) -> Option<i64> {
+    match &port["targetPort"] {
+        Value::Number(n) => n.as_i64(),
+        Value::String(name) => pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .map(|p| i64::from(p.container_port)),
+        _ => port["port"].as_i64(),
+    }
+}
+
+/// One subset being built: its ports, ready and not-ready addresses.
+type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
+
+/// The subsets of a Service's Endpoints: pods grouped by the ports they
+/// resolve to, each group one subset, in a stable order.
+pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<Value> {
+    let spec = service.spec.clone().unwrap_or_default();
+    let publish = spec.publish_not_ready_addresses == Some(true);
+    let ports: Vec<Value> = spec
+        .ports
+        .unwrap_or_default()
+        .iter()
+        .map(|p| serde_json::to_value(p).expect("JSON"))
+        .collect();
+    // Ports (as JSON) -> (the ports, ready addresses, not-ready addresses).
+    let mut groups: BTreeMap<String, Subset> = BTreeMap::new();
+    for pod in pods {
+        let Some(ip) = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|ip| !ip.is_empty())
+        else {
+            continue;
+        };
+        let resolved: Vec<Value> = ports
+            .iter()
+            .filter_map(|p| {
+                let mut port = json!({"port": target_port(p, pod)?, "protocol": p["protocol"].as_str().unwrap_or("TCP")});
+                if let Some(name) = p["name"].as_str() {
+                    port["name"] = json!(name);
+                }
+                Some(port)
+            })
+            .collect();
+        if resolved.is_empty() && !ports.is_empty() {
+            continue;
+        }
+        let address = json!({
+            "ip": ip,
+            "nodeName": pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            "targetRef": {"kind": "Pod", "namespace": pod.namespace(), "name": pod.name_any(), "uid": pod.uid()},
+        });
+        let key = serde_json::to_string(&resolved).expect("JSON");
+        let group = groups
+            .entry(key)
+            .or_insert_with(|| (resolved, Vec::new(), Vec::new()));
+        if publish || is_ready(pod) {
+            group.1.push(address);
+        } else {
+            group.2.push(address);
+        }
+    }
+    groups
+        .into_values()
+        .map(|(ports, mut ready, mut not_ready)| {
+            let by_ip = |a: &Value, b: &Value| a["ip"].as_str().cmp(&b["ip"].as_str());
+            ready.sort_by(by_ip);
+            not_ready.sort_by(by_ip);
+            let mut subset = json!({"ports": ports});
+            if !ready.is_empty() {
+                subset["addresses"] = json!(ready);
+            }
+            if !not_ready.is_empty() {
+                subset["notReadyAddresses"] = json!(not_ready);
+            }
+            subset
+        })
+        .collect()
+}
+
+struct Controller {
+    client: Client,
+    services: reflector::Store<Service>,
+    pods: reflector::Store<Pod>,
+    queue: WorkQueue,
+}
+
+/// Runs the Endpoints controller.
+pub async fn run(client: Client) {
+    let queue = WorkQueue::default();
+    let (services, writer) = reflector::store();
+    let watch_services = {
+        let queue = queue.clone();
+        let api: Api<Service> = Api::all(client.clone());
+        reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(move |s| {
+                if let Ok(s) = s {
+                    queue.add(format!(
+                        "{}/{}",
+                        s.namespace().unwrap_or_default(),
+                        s.name_any()
+                    ));
+                }
+                futures::future::ready(())
+            })
+    };
+    let (pods, writer) = reflector::store();
+    let controller = Arc::new(Controller {
+        client: client.clone(),
+        services,
+        pods,
+        queue,
+    });
+    let watch_pods = {
+        let controller = controller.clone();
+        let api: Api<Pod> = Api::all(client);
+        reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(move |pod| {
+                if let Ok(pod) = pod {
+                    // Every Service of the namespace that selects it.
+                    let namespace = pod.namespace().unwrap_or_default();
+                    for service in controller.services.state() {
+                        let selector = service.spec.as_ref().and_then(|s| s.selector.clone());
+                        let selects = selector.is_some_and(|s| {
+                            matches(&serde_json::to_value(s).expect("JSON"), pod.labels())
+                        });
+                        if service.namespace().as_deref() == Some(&namespace) && selects {
+                            controller
+                                .queue
+                                .add(format!("{namespace}/{}", service.name_any()));
+                        }
+                    }
+                }
+                futures::future::ready(())
+            })
+    };
+    let worker = {
+        let controller = controller.clone();
+        async move {
+            loop {
+                let key = controller.queue.next().await;
+                if let Err(e) = controller.sync(&key).await {
+                    eprintln!("endpoint-controller: {key}: {e}");
+                    controller
+                        .queue
+                        .add_after(key.clone(), Duration::from_secs(1));
+                }
+                controller.queue.done(&key);
+            }
+        }
+    };
+    futures::future::join3(watch_services, watch_pods, worker).await;
+}
+
+impl Controller {
+    async fn sync(&self, key: &str) -> Result<(), kube::Error> {
+        let (namespace, name) = key.split_once('/').unwrap_or_default();
+        let api: Api<Endpoints> = Api::namespaced(self.client.clone(), namespace);
+        let Some(service) = self.services.get(&ObjectRef::new(name).within(namespace)) else {
+            // The Service is gone: so is its Endpoints, as upstream deletes it.
+            return match api.delete(name, &Default::default()).await {
+                Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
+        };
+        let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.clone()) else {
+            return Ok(());
+        };
+        let selector = serde_json::to_value(selector).expect("JSON");
+        let pods: Vec<Arc<Pod>> = self
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| matches(&selector, p.labels()))
+            .collect();
+        let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+        let subsets = subsets(&service, &pods);
+        match api.get_opt(name).await? {
+            Some(current) => {
+                let have = serde_json::to_value(&current.subsets).expect("JSON");
+                let want = if subsets.is_empty() {
+                    Value::Null
+                } else {
+                    json!(subsets)
+                };
+                if have != want {
+                    let patch = json!({"subsets": want});
+                    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await?;
+                }
+            }
+            None => {
+                let endpoints = json!({
+                    "apiVersion": "v1", "kind": "Endpoints",
+                    "metadata": {"name": name, "namespace": namespace, "labels": service.labels()},
+                    "subsets": subsets,
+                });
+                let endpoints: Endpoints =
+                    serde_json::from_value(endpoints).map_err(kube::Error::SerdeError)?;
+                api.create(&PostParams::default(), &endpoints).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ip: &str, ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}")},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 9376}]}]},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        }))
+        .unwrap()
+    }
+
+    fn service(ports: Value, publish: bool) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": ports, "publishNotReadyAddresses": publish}})).unwrap()
+    }
+
+    #[test]
+    fn ready_and_not_ready_addresses_with_resolved_ports() {
+        let (a, b, c) = (
+            pod("a", "10.244.1.3", true),
+            pod("b", "10.244.1.2", true),
+            pod("c", "10.244.2.2", false),
+        );
+        let svc = service(
+            json!([{"name": "web", "port": 80, "targetPort": "http", "protocol": "TCP"}]),
+            false,
+        );
+        let found = subsets(&svc, &[&a, &b, &c]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0]["ports"],
+            json!([{"name": "web", "port": 9376, "protocol": "TCP"}])
+        );
+        let ips: Vec<&str> = found[0]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["ip"].as_str().unwrap())
+            .collect();
+        assert_eq!(ips, ["10.244.1.2", "10.244.1.3"]);
+        assert_eq!(found[0]["notReadyAddresses"][0]["ip"], "10.244.2.2");
+        assert_eq!(found[0]["addresses"][0]["targetRef"]["name"], "b");
+        // Published not-ready addresses count as ready.
+        let published = subsets(
+            &service(json!([{"port": 80, "targetPort": 9376}]), true),
+            &[&c],
+        );
+        assert_eq!(published[0]["addresses"][0]["ip"], "10.244.2.2");
+        // A named port a pod lacks leaves it out; a pod without an IP too.
+        let missing = subsets(
+            &service(json!([{"port": 80, "targetPort": "grpc"}]), false),
+            &[&a],
+        );
+        assert!(missing.is_empty());
+        let pending = pod("d", "", false);
+        assert!(subsets(&svc, &[&pending]).is_empty());
+    }
+}
