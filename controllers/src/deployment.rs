@@ -493,22 +493,19 @@ pub async fn run(client: Client, workers: usize) {
         sets,
         queue,
     });
-    for _ in 0..workers {
-        let controller = controller.clone();
-        tokio::spawn(async move {
-            loop {
-                let key = controller.queue.next().await;
-                if let Err(e) = controller.sync(&key).await {
-                    eprintln!("deployment-controller: {key}: {e}");
-                    controller
-                        .queue
-                        .add_after(key.clone(), Duration::from_secs(1));
-                }
-                controller.queue.done(&key);
-            }
-        });
-    }
+    crate::workqueue::spawn_workers(
+        controller.clone(),
+        controller.queue.clone(),
+        workers,
+        "deployment-controller",
+    );
     futures::future::join(watch_deployments, watch_sets).await;
+}
+
+impl crate::workqueue::Sync for Controller {
+    async fn sync(&self, key: &str) -> Result<(), kube::Error> {
+        Controller::sync(self, key).await
+    }
 }
 
 impl Controller {

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -171,22 +170,19 @@ pub async fn run(client: Client) {
                 futures::future::ready(())
             })
     };
-    let worker = {
-        let controller = controller.clone();
-        async move {
-            loop {
-                let key = controller.queue.next().await;
-                if let Err(e) = controller.sync(&key).await {
-                    eprintln!("endpoint-controller: {key}: {e}");
-                    controller
-                        .queue
-                        .add_after(key.clone(), Duration::from_secs(1));
-                }
-                controller.queue.done(&key);
-            }
-        }
-    };
-    futures::future::join3(watch_services, watch_pods, worker).await;
+    crate::workqueue::spawn_workers(
+        controller.clone(),
+        controller.queue.clone(),
+        1,
+        "endpoint-controller",
+    );
+    futures::future::join(watch_services, watch_pods).await;
+}
+
+impl crate::workqueue::Sync for Controller {
+    async fn sync(&self, key: &str) -> Result<(), kube::Error> {
+        Controller::sync(self, key).await
+    }
 }
 
 impl Controller {

@@ -76,6 +76,36 @@ impl WorkQueue {
     }
 }
 
+/// A controller's sync of one key.
+pub trait Sync: Send + std::marker::Sync + 'static {
+    /// Brings the object `key` names to where it should be.
+    fn sync(&self, key: &str) -> impl std::future::Future<Output = Result<(), kube::Error>> + Send;
+}
+
+/// Starts `workers` loops that take keys from `queue` and sync them with
+/// `controller`; a failed sync is logged as `component` and retried after a
+/// second.
+pub fn spawn_workers<C: Sync>(
+    controller: std::sync::Arc<C>,
+    queue: WorkQueue,
+    workers: usize,
+    component: &'static str,
+) {
+    for _ in 0..workers {
+        let (controller, queue) = (controller.clone(), queue.clone());
+        tokio::spawn(async move {
+            loop {
+                let key = queue.next().await;
+                if let Err(e) = controller.sync(&key).await {
+                    eprintln!("{component}: {key}: {e}");
+                    queue.add_after(key.clone(), Duration::from_secs(1));
+                }
+                queue.done(&key);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
