@@ -255,6 +255,78 @@ impl Selector {
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
+
+    /// Whether a label map satisfies every requirement.
+    pub fn matches_map(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.matches(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// A selector as objects carry it (JSON): a `LabelSelector`
+    /// (`matchLabels` and `matchExpressions`) or a plain map of labels (a
+    /// ReplicationController's or a Service's). `None` for an operator
+    /// that is not one of a LabelSelector's.
+    pub fn from_object(selector: &serde_json::Value) -> Option<Selector> {
+        use serde_json::Value;
+        let object = selector.as_object()?;
+        let structured =
+            object.contains_key("matchLabels") || object.contains_key("matchExpressions");
+        let pairs = if structured {
+            object.get("matchLabels").and_then(Value::as_object)
+        } else {
+            Some(object)
+        };
+        let mut requirements: Vec<Requirement> = pairs
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| Requirement {
+                key: k.clone(),
+                op: Op::Equals,
+                values: vec![v.as_str().unwrap_or_default().to_owned()],
+            })
+            .collect();
+        for expression in object
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let values = expression["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            let key = expression["key"].as_str().unwrap_or_default();
+            requirements.push(Requirement::from_operator(
+                key,
+                expression["operator"].as_str()?,
+                values,
+            )?);
+        }
+        Some(Selector { requirements })
+    }
+}
+
+impl Requirement {
+    /// A requirement as LabelSelector and NodeSelector expressions spell
+    /// it: `In`, `NotIn`, `Exists`, `DoesNotExist`, and (node selectors)
+    /// `Gt`, `Lt`. `None` for another operator.
+    pub fn from_operator(key: &str, operator: &str, values: Vec<String>) -> Option<Requirement> {
+        let op = match operator {
+            "In" => Op::In,
+            "NotIn" => Op::NotIn,
+            "Exists" => Op::Exists,
+            "DoesNotExist" => Op::DoesNotExist,
+            "Gt" if values.len() == 1 => Op::GreaterThan,
+            "Lt" if values.len() == 1 => Op::LessThan,
+            _ => return None,
+        };
+        Some(Requirement {
+            key: key.to_owned(),
+            op,
+            values,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +346,21 @@ mod tests {
         Selector::parse(selector)
             .unwrap()
             .matches(|k| labels.get(k).map(String::as_str))
+    }
+
+    #[test]
+    fn object_selectors_read_as_requirements() {
+        let selector = Selector::from_object(&serde_json::json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]
+        }))
+        .unwrap();
+        assert!(selector.matches_map(&labels(&[("app", "web")])));
+        assert!(!selector.matches_map(&labels(&[("app", "web"), ("tier", "db")])));
+        let map = Selector::from_object(&serde_json::json!({"app": "web"})).unwrap();
+        assert!(map.matches_map(&labels(&[("app", "web")])));
+        assert!(Requirement::from_operator("a", "Sideways", vec![]).is_none());
+        assert!(Requirement::from_operator("a", "Gt", vec![]).is_none());
     }
 
     #[test]

@@ -199,14 +199,14 @@ impl Controller {
         let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.clone()) else {
             return Ok(());
         };
-        let selector = serde_json::to_value(selector).expect("JSON");
+        let selector = crate::selector::parse(&serde_json::to_value(selector).expect("JSON"));
         let pods: Vec<Arc<Pod>> = self
             .pods
             .state()
             .into_iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
             .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| matches(&selector, p.labels()))
+            .filter(|p| selector.as_ref().is_some_and(|s| s.matches_map(p.labels())))
             .collect();
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let subsets = subsets(&service, &pods);

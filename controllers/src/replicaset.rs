@@ -373,7 +373,8 @@ impl Controller {
         }
         let uid = owner.uid().unwrap_or_default();
         let spec = &owner.data["spec"];
-        let selector = &spec["selector"];
+        // Parsed once: it is matched against every pod of the namespace.
+        let selector = crate::selector::parse(&spec["selector"]);
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         // Adopt matching orphans, release owned pods that stopped matching.
         let mut owned: Vec<Arc<Pod>> = Vec::new();
@@ -386,7 +387,9 @@ impl Controller {
             if controller.is_some_and(|o| o.uid != uid) {
                 continue;
             }
-            let selected = matches(selector, pod.labels());
+            let selected = selector
+                .as_ref()
+                .is_some_and(|s| s.matches_map(pod.labels()));
             match controller {
                 Some(o) if o.uid == uid => {
                     if selected {

@@ -1,51 +1,22 @@
-//! Label selectors as objects carry them: a `LabelSelector`
-//! (`matchLabels`, `matchExpressions`) or, in ReplicationControllers, a
-//! plain map.
+//! Controllers' selectors: `skiff_api::labels::Selector` read from an
+//! object's `spec.selector` (a `LabelSelector` or, in ReplicationControllers
+//! and Services, a plain map), selecting nothing when empty.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use skiff_api::labels::Selector;
 
-/// Whether `selector` (JSON) selects `labels`. An empty or absent selector
-/// selects nothing, as controllers treat it.
+/// The selector of a controller (`spec.selector` as JSON), parsed once. An
+/// empty, absent or invalid selector selects nothing, as controllers treat
+/// it (unlike `?labelSelector=`, where empty selects everything).
+pub fn parse(selector: &Value) -> Option<Selector> {
+    Selector::from_object(selector).filter(|s| !s.is_empty())
+}
+
+/// Whether `selector` (JSON) selects `labels`.
 pub fn matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
-    let Some(selector) = selector.as_object().filter(|s| !s.is_empty()) else {
-        return false;
-    };
-    let structured =
-        selector.contains_key("matchLabels") || selector.contains_key("matchExpressions");
-    let pairs = if structured {
-        selector.get("matchLabels")
-    } else {
-        Some(&Value::Object(selector.clone()))
-    };
-    let pairs_ok = pairs
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
-    let expressions_ok = selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .all(|e| {
-            let value = labels.get(e["key"].as_str().unwrap_or_default());
-            let values: Vec<&str> = e["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            match e["operator"].as_str() {
-                Some("In") => value.is_some_and(|v| values.contains(&v.as_str())),
-                Some("NotIn") => value.is_none_or(|v| !values.contains(&v.as_str())),
-                Some("Exists") => value.is_some(),
-                Some("DoesNotExist") => value.is_none(),
-                _ => false,
-            }
-        });
-    pairs_ok && expressions_ok
+    parse(selector).is_some_and(|s| s.matches_map(labels))
 }
 
 #[cfg(test)]

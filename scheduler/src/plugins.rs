@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, Pod, Taint, Toleration};
 
+use skiff_api::labels::{Requirement, Selector};
+
 use crate::resources::{cpu_millis, memory_bytes, Resources};
 
 /// A node as the scheduler sees it: the node and what is placed on it.
@@ -92,8 +94,9 @@ pub struct PodInfo {
     pub node_name: Option<String>,
     /// `spec.nodeSelector`.
     pub node_selector: BTreeMap<String, String>,
-    /// The required node affinity terms (ORed; each term's requirements ANDed).
-    pub affinity: Vec<Vec<NodeSelectorRequirement>>,
+    /// The required node affinity terms, ORed (`None`: a term with an
+    /// operator no node can satisfy).
+    pub affinity: Vec<Option<Selector>>,
     /// Its tolerations.
     pub tolerations: Vec<Toleration>,
 }
@@ -140,7 +143,7 @@ impl PodInfo {
             .map(|s| {
                 s.node_selector_terms
                     .into_iter()
-                    .map(|t| t.match_expressions.unwrap_or_default())
+                    .map(|t| term(t.match_expressions.unwrap_or_default()))
                     .collect()
             })
             .unwrap_or_default();
@@ -217,7 +220,8 @@ pub fn node_affinity(pod: &PodInfo, node: &NodeInfo) -> Result<(), String> {
         || pod
             .affinity
             .iter()
-            .any(|term| !term.is_empty() && term.iter().all(|r| requirement(r, &node.labels)));
+            .flatten()
+            .any(|term| !term.is_empty() && term.matches_map(&node.labels));
     if selected && affine {
         Ok(())
     } else {
@@ -225,23 +229,13 @@ pub fn node_affinity(pod: &PodInfo, node: &NodeInfo) -> Result<(), String> {
     }
 }
 
-fn requirement(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
-    let value = labels.get(&r.key);
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" => {
-            matches!((value.and_then(|v| number(v)), values.first().and_then(|v| number(v))), (Some(a), Some(b)) if a > b)
-        }
-        "Lt" => {
-            matches!((value.and_then(|v| number(v)), values.first().and_then(|v| number(v))), (Some(a), Some(b)) if a < b)
-        }
-        _ => false,
-    }
+/// A node selector term: its requirements, as label requirements.
+fn term(expressions: Vec<NodeSelectorRequirement>) -> Option<Selector> {
+    let requirements = expressions
+        .into_iter()
+        .map(|r| Requirement::from_operator(&r.key, &r.operator, r.values.unwrap_or_default()))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Selector { requirements })
 }
 
 /// Whether `toleration` tolerates `taint`.
