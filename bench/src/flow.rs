@@ -87,6 +87,44 @@ async fn read_watch(
     }
 }
 
+/// Opens a watch of `path` (which says `watch=1`).
+async fn open_watch(
+    client: &reqwest::Client,
+    server: &Running,
+    path: &str,
+) -> Result<reqwest::Response, String> {
+    client
+        .get(format!("{}{path}", server.url))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A server with `nodes` simulated nodes, once they have all registered
+/// (at most 120 s), and how long that took. The directory lives as long as
+/// the server is used.
+async fn with_nodes(
+    nodes: usize,
+) -> Result<(tempfile::TempDir, Running, reqwest::Client, Duration), String> {
+    let binary = skiff_binary()?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = start_with(&binary, dir.path(), &["--nodes", &nodes.to_string()])?;
+    let client = http(&server.ca)?;
+    let registering = Instant::now();
+    while get(&client, &server, "/api/v1/nodes").await?["items"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < nodes
+    {
+        if registering.elapsed() > Duration::from_secs(120) {
+            return Err(format!("{nodes} nodes did not register in 120 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((dir, server, client, registering.elapsed()))
+}
+
 /// A Ready node as a kubelet registers it, without a kubelet behind it.
 fn node(i: usize) -> Value {
     let resources = json!({"cpu": "8", "memory": "32Gi", "pods": "110"});
@@ -112,10 +150,7 @@ fn pod(i: usize) -> Value {
 /// binding to the last, seen through a watch; the nodes have no kubelets,
 /// so nothing else loads the server meanwhile.
 pub async fn schedule(nodes: usize, pods: usize) -> Result<Value, String> {
-    let binary = skiff_binary()?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let server = start_with(&binary, dir.path(), &["--nodes", "0"])?;
-    let client = http(&server.ca)?;
+    let (_dir, server, client, _) = with_nodes(0).await?;
     eprintln!("schedule: creating {pods} pending pods");
     create_all(
         &client,
@@ -129,15 +164,12 @@ pub async fn schedule(nodes: usize, pods: usize) -> Result<Value, String> {
         .as_str()
         .unwrap_or("0")
         .to_owned();
-    let watch = client
-        .get(format!(
-            "{}/api/v1/pods?watch=1&resourceVersion={revision}",
-            server.url
-        ))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let watch = open_watch(
+        &client,
+        &server,
+        &format!("/api/v1/pods?watch=1&resourceVersion={revision}"),
+    )
+    .await?;
     eprintln!("schedule: registering {nodes} nodes");
     let registering = Instant::now();
     create_all(
@@ -187,24 +219,8 @@ pub async fn schedule(nodes: usize, pods: usize) -> Result<Value, String> {
 /// to every replica available (the Deployment's status), and the server's
 /// memory then.
 pub async fn deploy(nodes: usize, replicas: usize) -> Result<Value, String> {
-    let binary = skiff_binary()?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let count = nodes.to_string();
-    let server = start_with(&binary, dir.path(), &["--nodes", &count])?;
-    let client = http(&server.ca)?;
     eprintln!("deploy: waiting for {nodes} nodes");
-    let registering = Instant::now();
-    loop {
-        let list = get(&client, &server, "/api/v1/nodes").await?;
-        if list["items"].as_array().map_or(0, Vec::len) >= nodes {
-            break;
-        }
-        if registering.elapsed() > Duration::from_secs(120) {
-            return Err("the nodes did not register in 120 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let registered = registering.elapsed();
+    let (_dir, server, client, registered) = with_nodes(nodes).await?;
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web"},
@@ -252,27 +268,8 @@ pub async fn deploy(nodes: usize, replicas: usize) -> Result<Value, String> {
 /// `seconds` on `nodes` simulated nodes; for each, from its create to the
 /// watch showing it Running (p50, p99).
 pub async fn podstart(nodes: usize, rate: usize, seconds: u64) -> Result<Value, String> {
-    let binary = skiff_binary()?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let count = nodes.to_string();
-    let server = start_with(&binary, dir.path(), &["--nodes", &count])?;
-    let client = http(&server.ca)?;
-    while get(&client, &server, "/api/v1/nodes").await?["items"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < nodes
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let watch = client
-        .get(format!(
-            "{}/api/v1/namespaces/default/pods?watch=1",
-            server.url
-        ))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let (_dir, server, client, _) = with_nodes(nodes).await?;
+    let watch = open_watch(&client, &server, "/api/v1/namespaces/default/pods?watch=1").await?;
     let total = rate * seconds as usize;
     let created: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
     eprintln!("podstart: {total} pods at {rate}/s on {nodes} nodes");

@@ -210,6 +210,18 @@ pub async fn rollout(cluster: &Cluster, command: Rollout) -> Result<()> {
         .unwrap_or_else(|| cluster.default_namespace.clone());
     let path = resource.object(&namespace, name);
     let qualified = resource.qualified(name);
+    // The Deployment and its ReplicaSets by revision (history and undo).
+    let history = || async {
+        let deployment = cluster.get(&path).await?;
+        let sets = revisions(
+            cluster,
+            catalog.resolve("replicasets")?,
+            &namespace,
+            &deployment,
+        )
+        .await?;
+        anyhow::Ok((deployment, sets))
+    };
     match verb {
         "status" => {
             let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -235,14 +247,7 @@ pub async fn rollout(cluster: &Cluster, command: Rollout) -> Result<()> {
             }
         }
         "history" => {
-            let deployment = cluster.get(&path).await?;
-            let sets = revisions(
-                cluster,
-                catalog.resolve("replicasets")?,
-                &namespace,
-                &deployment,
-            )
-            .await?;
+            let (_, sets) = history().await?;
             say!("{qualified}");
             say!("REVISION  CHANGE-CAUSE");
             for (revision, rs) in sets {
@@ -253,14 +258,7 @@ pub async fn rollout(cluster: &Cluster, command: Rollout) -> Result<()> {
             }
         }
         "undo" => {
-            let deployment = cluster.get(&path).await?;
-            let sets = revisions(
-                cluster,
-                catalog.resolve("replicasets")?,
-                &namespace,
-                &deployment,
-            )
-            .await?;
+            let (deployment, sets) = history().await?;
             let current = deployment["metadata"]["annotations"][REVISION]
                 .as_str()
                 .and_then(|r| r.parse::<i64>().ok())

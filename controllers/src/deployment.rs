@@ -11,18 +11,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use skiff_runtime::events::{reference, Recorder, Type};
 
-use crate::workqueue::WorkQueue;
+use crate::workqueue::{informer, key_of, WorkQueue};
 
 /// The label that ties a ReplicaSet and its pods to one template.
 pub const HASH_LABEL: &str = "pod-template-hash";
@@ -444,47 +442,27 @@ fn revision(rs: &ReplicaSet) -> i64 {
 /// Runs the Deployment controller.
 pub async fn run(client: Client, workers: usize) {
     let queue = WorkQueue::default();
-    let (deployments, writer) = reflector::store();
-    let watch_deployments = {
+    let (deployments, watch_deployments) = {
         let queue = queue.clone();
-        let api: Api<Deployment> = Api::all(client.clone());
-        reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .for_each(move |d| {
-                if let Ok(d) = d {
-                    queue.add(format!(
-                        "{}/{}",
-                        d.namespace().unwrap_or_default(),
-                        d.name_any()
-                    ));
-                }
-                futures::future::ready(())
-            })
+        informer(Api::<Deployment>::all(client.clone()), move |d| {
+            queue.add(key_of(d))
+        })
     };
-    let (sets, writer) = reflector::store();
-    let watch_sets = {
+    let (sets, watch_sets) = {
         let queue = queue.clone();
-        let api: Api<ReplicaSet> = Api::all(client.clone());
-        reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .for_each(move |rs| {
-                if let Ok(rs) = rs {
-                    let owner = rs
-                        .owner_references()
-                        .iter()
-                        .find(|o| o.controller == Some(true) && o.kind == "Deployment");
-                    if let Some(owner) = owner {
-                        queue.add(format!(
-                            "{}/{}",
-                            rs.namespace().unwrap_or_default(),
-                            owner.name
-                        ));
-                    }
-                }
-                futures::future::ready(())
-            })
+        informer(Api::<ReplicaSet>::all(client.clone()), move |rs| {
+            let owner = rs
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true) && o.kind == "Deployment");
+            if let Some(owner) = owner {
+                queue.add(format!(
+                    "{}/{}",
+                    rs.namespace().unwrap_or_default(),
+                    owner.name
+                ));
+            }
+        })
     };
     let controller = Arc::new(Controller {
         events: Recorder::new(client.clone(), "deployment-controller", None),

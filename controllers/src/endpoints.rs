@@ -9,17 +9,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
 use crate::replicaset::is_ready;
 use crate::selector::matches;
-use crate::workqueue::WorkQueue;
+use crate::workqueue::{informer, key_of, WorkQueue};
 
 /// The port a Service port reaches on `pod`: its `targetPort` as a number,
 /// or the number of the pod's container port of that name (None: the pod
@@ -120,56 +118,33 @@ struct Controller {
 /// Runs the Endpoints controller.
 pub async fn run(client: Client) {
     let queue = WorkQueue::default();
-    let (services, writer) = reflector::store();
-    let watch_services = {
+    let (services, watch_services) = {
         let queue = queue.clone();
-        let api: Api<Service> = Api::all(client.clone());
-        reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .for_each(move |s| {
-                if let Ok(s) = s {
-                    queue.add(format!(
-                        "{}/{}",
-                        s.namespace().unwrap_or_default(),
-                        s.name_any()
-                    ));
-                }
-                futures::future::ready(())
-            })
+        informer(Api::<Service>::all(client.clone()), move |s| {
+            queue.add(key_of(s))
+        })
     };
-    let (pods, writer) = reflector::store();
+    let (pods, watch_pods) = {
+        let (queue, services) = (queue.clone(), services.clone());
+        informer(Api::<Pod>::all(client.clone()), move |pod| {
+            // Every Service of the pod's namespace that selects it.
+            for service in services.state() {
+                let selector = service.spec.as_ref().and_then(|s| s.selector.clone());
+                let selects = selector.is_some_and(|s| {
+                    matches(&serde_json::to_value(s).expect("JSON"), pod.labels())
+                });
+                if service.namespace() == pod.namespace() && selects {
+                    queue.add(key_of(service.as_ref()));
+                }
+            }
+        })
+    };
     let controller = Arc::new(Controller {
-        client: client.clone(),
+        client,
         services,
         pods,
         queue,
     });
-    let watch_pods = {
-        let controller = controller.clone();
-        let api: Api<Pod> = Api::all(client);
-        reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .for_each(move |pod| {
-                if let Ok(pod) = pod {
-                    // Every Service of the namespace that selects it.
-                    let namespace = pod.namespace().unwrap_or_default();
-                    for service in controller.services.state() {
-                        let selector = service.spec.as_ref().and_then(|s| s.selector.clone());
-                        let selects = selector.is_some_and(|s| {
-                            matches(&serde_json::to_value(s).expect("JSON"), pod.labels())
-                        });
-                        if service.namespace().as_deref() == Some(&namespace) && selects {
-                            controller
-                                .queue
-                                .add(format!("{namespace}/{}", service.name_any()));
-                        }
-                    }
-                }
-                futures::future::ready(())
-            })
-    };
     crate::workqueue::spawn_workers(
         controller.clone(),
         controller.queue.clone(),

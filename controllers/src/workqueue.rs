@@ -76,6 +76,50 @@ impl WorkQueue {
     }
 }
 
+/// The key of an object in a work queue: `namespace/name`.
+pub fn key_of<K: kube::Resource>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// An informer: a cache of every `K`, kept by a list and watch (relisting
+/// after errors), that hands each object added or changed to `touched`.
+/// The cache fills while the returned future runs.
+pub fn informer<K>(
+    api: kube::Api<K>,
+    mut touched: impl FnMut(&K) + Send + 'static,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    impl std::future::Future<Output = ()> + Send,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + std::marker::Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    let (store, writer) = kube::runtime::reflector::store();
+    let stream = kube::runtime::reflector(writer, kube::runtime::watcher(api, Default::default()))
+        .default_backoff()
+        .touched_objects()
+        .for_each(move |object| {
+            if let Ok(object) = object {
+                touched(&object);
+            }
+            futures::future::ready(())
+        });
+    (store, stream)
+}
+
 /// A controller's sync of one key.
 pub trait Sync: Send + std::marker::Sync + 'static {
     /// Brings the object `key` names to where it should be.
