@@ -14,14 +14,13 @@
 //! the graph.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PartialObjectMeta, Patch,
     PatchParams,
 };
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -205,15 +204,15 @@ pub async fn run(client: Client) {
         tokio::spawn(async move {
             // Metadata is all the collector reads, as upstream's metadata
             // informers: the apiserver sends PartialObjectMetadata.
-            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            let mut stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(event) = stream.next().await {
-                match event {
-                    Ok(event) => {
-                        if events.send((kind, event)).is_err() {
-                            return;
-                        }
+                // Errors are skipped: the watcher relists after them, backing off.
+                if let Ok(event) = event {
+                    if events.send((kind, event)).is_err() {
+                        return;
                     }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             }
         });

@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_runtime::events::{reference, Recorder, Type};
@@ -103,14 +103,14 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     });
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields("spec.nodeName!=");
-    let mut stream = watcher(pods, config).boxed();
+    let mut stream = watcher(pods, config).default_backoff().boxed();
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => agents.seen(pod),
             Ok(watcher::Event::Delete(pod)) => agents.gone(&pod),
             Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
-            // The watcher relists on its next poll (after a 410, say).
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            // The watcher relists after errors (a 410, say), backing off.
+            Err(_) => {}
         }
     }
     Ok(())

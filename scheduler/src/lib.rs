@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_runtime::events::{reference, Recorder, Type};
@@ -172,16 +172,15 @@ fn spawn_watch<K>(
     K::DynamicType: Default,
 {
     tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(event) => {
-                    if changes.send(wrap(Box::new(event))).is_err() {
-                        return;
-                    }
+            // Errors are skipped: the watcher relists after them, backing off.
+            if let Ok(event) = event {
+                if changes.send(wrap(Box::new(event))).is_err() {
+                    return;
                 }
-                // The watcher relists after errors; wait a moment first.
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
     });
