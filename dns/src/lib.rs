@@ -1,0 +1,183 @@
+//! Skiff's cluster DNS, as CoreDNS's `kubernetes` plugin answers it:
+//!
+//! - `<svc>.<ns>.svc.<domain>`: A/AAAA, the Service's cluster IPs; for a
+//!   headless Service (`clusterIP: None`), the ready addresses of its
+//!   EndpointSlices; for an ExternalName Service, a CNAME;
+//! - `_<port>._<proto>.<svc>.<ns>.svc.<domain>`: SRV for each named port
+//!   (the Service's name as target, or each endpoint of a headless
+//!   Service), the targets' addresses in the additional section;
+//! - `<host>.<svc>.<ns>.svc.<domain>`: an endpoint of a headless Service
+//!   by its `hostname` (a pod's `spec.hostname` under `spec.subdomain`) or
+//!   by its address with dashes;
+//! - other names inside the domain: NXDOMAIN, or NODATA for a name that
+//!   exists, with the SOA; names outside it: forwarded or refused.
+//!
+//! The answers come from an [`Index`] kept by watches of Services and
+//! EndpointSlices through the apiserver, never from a read per query;
+//! [`Index::answer`] is pure. UDP and TCP share one port; an answer larger
+//! than a UDP client's limit (512 bytes, or its EDNS size) is truncated
+//! with the TC bit, and the client retries over TCP.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_server::proto::rr::Name;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+mod forward;
+mod index;
+mod server;
+
+pub use forward::nameservers;
+pub use index::{Answer, Index, SERVICE_NAME_LABEL, TTL};
+
+/// The component name its API client carries.
+pub const NAME: &str = "skiff-dns";
+
+/// How long a TCP connection may stay idle.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Tries at binding UDP and TCP to one free port when port 0 is asked.
+const BIND_ATTEMPTS: usize = 20;
+
+/// Where names outside the cluster domain go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// To these nameservers, in order (no nameserver: refused).
+    Forward(Vec<SocketAddr>),
+    /// Refused.
+    Refuse,
+}
+
+impl Upstream {
+    /// The host's resolvers: the nameservers of `/etc/resolv.conf` (none if
+    /// it cannot be read).
+    pub fn host() -> Upstream {
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        Upstream::Forward(nameservers(&text))
+    }
+}
+
+/// What to serve, and where.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The UDP and TCP address; port 0 picks a port free for both.
+    pub listen: SocketAddr,
+    /// The cluster domain (`cluster.local`).
+    pub domain: String,
+    /// Where names outside the domain go.
+    pub upstream: Upstream,
+}
+
+/// Why the DNS server cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The cluster domain is not a DNS name.
+    #[error("the cluster domain {domain:?} is not a DNS name")]
+    Domain {
+        /// The domain given.
+        domain: String,
+        /// Why it is not a name.
+        #[source]
+        source: hickory_server::proto::ProtoError,
+    },
+    /// The UDP or TCP socket could not be bound.
+    #[error("cannot listen for DNS on {address}")]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sockets failed while serving.
+    #[error("the DNS server stopped")]
+    Serve(#[source] hickory_server::net::NetError),
+}
+
+/// Binds UDP and TCP on `config.listen` and answers there from an index
+/// kept by watches through `client`. Returns the bound address (the port
+/// is the same for UDP and TCP) and the future that serves and watches;
+/// it runs until the sockets fail.
+pub async fn serve(
+    client: kube::Client,
+    config: Config,
+) -> Result<(SocketAddr, impl Future<Output = Result<(), Error>> + Send), Error> {
+    let domain = Name::from_ascii(&config.domain).map_err(|source| Error::Domain {
+        domain: config.domain.clone(),
+        source,
+    })?;
+    let (udp, tcp) = bind(config.listen)?;
+    let address = udp.local_addr().map_err(|source| Error::Bind {
+        address: config.listen,
+        source,
+    })?;
+    let index = Arc::new(RwLock::new(Index::new(domain)));
+    let upstreams = match config.upstream {
+        // Never ourselves: that would be a loop.
+        Upstream::Forward(list) => Some(list.into_iter().filter(|u| *u != address).collect())
+            .filter(|list: &Vec<SocketAddr>| !list.is_empty()),
+        Upstream::Refuse => None,
+    };
+    let mut dns = hickory_server::Server::new(server::Handler {
+        index: index.clone(),
+        upstreams,
+    });
+    let failed = |source| Error::Bind {
+        address: config.listen,
+        source,
+    };
+    dns.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(failed)?);
+    dns.register_listener(
+        tokio::net::TcpListener::from_std(tcp).map_err(failed)?,
+        TCP_IDLE,
+        64,
+    );
+    let running = async move {
+        let services = server::watch(kube::Api::<Service>::all(client.clone()), index.clone());
+        let slices = server::watch(kube::Api::<EndpointSlice>::all(client), index);
+        tokio::select! {
+            done = dns.block_until_done() => done.map_err(Error::Serve),
+            _ = futures::future::join(services, slices) => Ok(()),
+        }
+    };
+    Ok((address, running))
+}
+
+/// A UDP socket and a TCP listener on one port (when port 0 is asked,
+/// the first port free for both).
+fn bind(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), Error> {
+    let failed = |source| Error::Bind {
+        address: listen,
+        source,
+    };
+    for _ in 0..BIND_ATTEMPTS {
+        let udp = std::net::UdpSocket::bind(listen).map_err(failed)?;
+        let address = udp.local_addr().map_err(failed)?;
+        match std::net::TcpListener::bind(address) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true).map_err(failed)?;
+                tcp.set_nonblocking(true).map_err(failed)?;
+                return Ok((udp, tcp));
+            }
+            Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    Err(failed(std::io::Error::from(std::io::ErrorKind::AddrInUse)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_binds_udp_and_tcp_on_one_port() {
+        let (udp, tcp) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        assert_ne!(udp.local_addr().unwrap().port(), 0);
+    }
+}
