@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod podlog;
 pub mod protobuf;
 pub mod registry;
+pub mod service_env;
 pub mod specs;
 pub mod strategic;
 pub mod table;

@@ -1,6 +1,8 @@
 //! Server-side Tables: the columns `kubectl get` prints for each kind, and
 //! each object's row, computed as upstream's printers compute them.
 
+use std::collections::BTreeSet;
+
 use serde_json::{json, Value};
 
 /// One column: its name (kubectl upper-cases it), type and priority (0 is
@@ -216,48 +218,66 @@ fn containers(template_spec: &Value, field: &str) -> String {
 fn service_ports(spec: &Value) -> String {
     let ports: Vec<String> = spec["ports"]
         .as_array()
-        .map(|ports| {
-            ports
-                .iter()
-                .map(|p| {
-                    let protocol = p["protocol"].as_str().unwrap_or("TCP");
-                    match p["nodePort"].as_i64() {
-                        Some(node) => format!("{}:{node}/{protocol}", text(&p["port"])),
-                        None => format!("{}/{protocol}", text(&p["port"])),
-                    }
-                })
-                .collect()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let protocol = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64().filter(|n| *n > 0) {
+                Some(node) => format!("{}:{node}/{protocol}", text(&p["port"])),
+                None => format!("{}/{protocol}", text(&p["port"])),
+            }
         })
-        .unwrap_or_default();
+        .collect();
     or_none(ports.join(","))
 }
 
+/// The strings of an array of strings.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().map(text).collect()
+}
+
+/// EXTERNAL-IP as upstream's `getServiceExternalIP` computes it (the
+/// server's Tables are always wide: load-balancer addresses are not
+/// clipped).
 fn external_ips(object: &Value) -> String {
     let spec = &object["spec"];
-    let mut ips: Vec<String> = object["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .map(|i| {
-            i.iter()
-                .map(|x| {
-                    text(if x["ip"].is_null() {
-                        &x["hostname"]
+    let external = strings(&spec["externalIPs"]);
+    match spec["type"].as_str().unwrap_or("ClusterIP") {
+        "ClusterIP" | "NodePort" => or_none(external.join(",")),
+        "LoadBalancer" => {
+            // Sorted and without repeats, as upstream's string set.
+            let ingress: BTreeSet<String> = object["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    text(if i["ip"].is_string() {
+                        &i["ip"]
                     } else {
-                        &x["ip"]
+                        &i["hostname"]
                     })
                 })
-                .collect()
-        })
-        .unwrap_or_default();
-    ips.extend(
-        spec["externalIPs"]
-            .as_array()
-            .map(|a| a.iter().map(text).collect::<Vec<_>>())
-            .unwrap_or_default(),
-    );
-    match spec["type"].as_str().unwrap_or("ClusterIP") {
+                .filter(|a| !a.is_empty())
+                .collect();
+            let all: Vec<String> = ingress.into_iter().chain(external).collect();
+            if all.is_empty() {
+                "<pending>".into()
+            } else {
+                all.join(",")
+            }
+        }
         "ExternalName" => text(&spec["externalName"]),
-        "LoadBalancer" if ips.is_empty() => "<pending>".into(),
-        _ => or_none(ips.join(",")),
+        _ => "<unknown>".into(),
+    }
+}
+
+/// The first three of `list`, then how many more, as upstream's printers
+/// shorten lists; `empty` when there is nothing.
+fn at_most_three(list: &[String], empty: &str) -> String {
+    match list.len() {
+        0 => empty.into(),
+        1..=3 => list.join(","),
+        n => format!("{} + {} more...", list[..3].join(","), n - 3),
     }
 }
 
@@ -329,27 +349,65 @@ fn node_address(node: &Value, kind: &str) -> String {
     or_none(address)
 }
 
+/// ENDPOINTS of an Endpoints object, as upstream's `formatEndpoints`:
+/// `ip:port` for each port and ready address, `<none>` without subsets.
 fn endpoints(object: &Value) -> String {
+    let Some(subsets) = object["subsets"].as_array().filter(|s| !s.is_empty()) else {
+        return "<none>".into();
+    };
     let mut all = Vec::new();
-    for subset in object["subsets"].as_array().cloned().unwrap_or_default() {
-        let ports: Vec<String> = subset["ports"]
+    for subset in subsets {
+        let addresses: Vec<String> = subset["addresses"]
             .as_array()
-            .map(|p| p.iter().map(|p| text(&p["port"])).collect())
-            .unwrap_or_default();
-        for address in subset["addresses"].as_array().cloned().unwrap_or_default() {
-            let ip = text(&address["ip"]);
-            if ports.is_empty() {
-                all.push(ip.clone());
+            .into_iter()
+            .flatten()
+            .map(|a| text(&a["ip"]))
+            .collect();
+        match subset["ports"].as_array().filter(|p| !p.is_empty()) {
+            None => all.extend(addresses),
+            Some(ports) => {
+                for port in ports {
+                    let port = text(&port["port"]);
+                    all.extend(addresses.iter().map(|ip| join_host_port(ip, &port)));
+                }
             }
-            all.extend(ports.iter().map(|p| format!("{ip}:{p}")));
         }
     }
-    let shown = if all.len() > 3 {
-        format!("{} + {} more...", all[..3].join(","), all.len() - 3)
+    at_most_three(&all, "")
+}
+
+/// `ip:port`, with an IPv6 address in brackets.
+fn join_host_port(ip: &str, port: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
     } else {
-        all.join(",")
-    };
-    or_none(shown)
+        format!("{ip}:{port}")
+    }
+}
+
+/// PORTS and ENDPOINTS of an EndpointSlice, as upstream's
+/// `formatDiscoveryPorts` and `formatDiscoveryEndpoints`.
+fn slice_cells(slice: &Value) -> (String, String) {
+    let ports: Vec<String> = slice["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| match (&p["port"], &p["name"]) {
+            (Value::Number(n), _) => n.to_string(),
+            (_, Value::String(name)) => name.clone(),
+            _ => "*".into(),
+        })
+        .collect();
+    let addresses: Vec<String> = slice["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| strings(&e["addresses"]))
+        .collect();
+    (
+        at_most_three(&ports, "<unset>"),
+        at_most_three(&addresses, "<unset>"),
+    )
 }
 
 fn count(v: &Value) -> Value {
@@ -367,7 +425,11 @@ pub fn cells(kind: &str, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
         "Pod" => pod_cells(object, now),
         "Service" => vec![
             json!(spec["type"].as_str().unwrap_or("ClusterIP")),
-            json!(or_none(text(&spec["clusterIP"]))),
+            json!(spec["clusterIPs"][0]
+                .as_str()
+                .or(spec["clusterIP"].as_str())
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or("<none>")),
             json!(external_ips(object)),
             json!(service_ports(spec)),
             json!(age(object, now)),
@@ -440,23 +502,11 @@ pub fn cells(kind: &str, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
         ],
         "Endpoints" => vec![json!(endpoints(object)), json!(age(object, now))],
         "EndpointSlice" => {
-            let ports: Vec<String> = object["ports"]
-                .as_array()
-                .map(|p| p.iter().map(|p| text(&p["port"])).collect())
-                .unwrap_or_default();
-            let addresses: Vec<String> = object["endpoints"]
-                .as_array()
-                .map(|e| {
-                    e.iter()
-                        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
-                        .map(|a| text(&a))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let (ports, endpoints) = slice_cells(object);
             vec![
                 json!(text(&object["addressType"])),
-                json!(or_none(ports.join(","))),
-                json!(or_none(addresses.join(","))),
+                json!(ports),
+                json!(endpoints),
                 json!(age(object, now)),
             ]
         }
@@ -632,6 +682,110 @@ mod tests {
         assert_eq!(
             cells("Deployment", &deploy, now())[..4],
             [json!("web"), json!("2/3"), json!(3), json!(2)]
+        );
+    }
+
+    #[test]
+    fn services_print_as_upstreams_printers() {
+        let svc = |spec: Value, status: Value| {
+            let object = json!({"metadata": {"name": "s"}, "spec": spec, "status": status});
+            cells("Service", &object, now())
+        };
+        let headless = svc(
+            json!({"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}),
+            json!({}),
+        );
+        assert_eq!(
+            headless[2..5],
+            [json!("None"), json!("<none>"), json!("<none>")]
+        );
+        let unallocated = svc(
+            json!({"type": "ClusterIP", "ports": [{"port": 53, "protocol": "UDP"}]}),
+            json!({}),
+        );
+        assert_eq!(
+            unallocated[2..5],
+            [json!("<none>"), json!("<none>"), json!("53/UDP")]
+        );
+        let external = svc(
+            json!({"type": "NodePort", "externalIPs": ["1.2.3.4", "5.6.7.8"]}),
+            json!({}),
+        );
+        assert_eq!(external[3], json!("1.2.3.4,5.6.7.8"));
+        let lb = svc(
+            json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.30"], "externalIPs": ["9.9.9.9"],
+                   "ports": [{"port": 80, "nodePort": 31000, "protocol": "TCP"}, {"port": 443, "nodePort": 31001, "protocol": "TCP"}]}),
+            json!({"loadBalancer": {"ingress": [{"ip": "172.31.255.2"}, {"hostname": "lb.example"}, {"ip": "172.31.255.2"}]}}),
+        );
+        assert_eq!(
+            lb[2..5],
+            [
+                json!("10.96.0.30"),
+                json!("172.31.255.2,lb.example,9.9.9.9"),
+                json!("80:31000/TCP,443:31001/TCP")
+            ]
+        );
+        let name = svc(
+            json!({"type": "ExternalName", "externalName": "db.example.com"}),
+            json!({}),
+        );
+        assert_eq!(name[2..4], [json!("<none>"), json!("db.example.com")]);
+        assert_eq!(
+            svc(json!({"selector": {"tier": "fe", "app": "web"}}), json!({}))[6],
+            json!("app=web,tier=fe")
+        );
+    }
+
+    #[test]
+    fn endpoints_and_slices_print_as_upstreams_printers() {
+        let ep = |subsets: Value| {
+            cells(
+                "Endpoints",
+                &json!({"metadata": {"name": "e"}, "subsets": subsets}),
+                now(),
+            )[1]
+            .clone()
+        };
+        assert_eq!(ep(json!([])), json!("<none>"));
+        // Only not-ready addresses: an empty cell, not <none>.
+        assert_eq!(
+            ep(json!([{"notReadyAddresses": [{"ip": "10.244.1.2"}], "ports": [{"port": 80}]}])),
+            json!("")
+        );
+        // Ports outer, addresses inner; three at most.
+        let two = json!([{"addresses": [{"ip": "10.244.1.2"}, {"ip": "10.244.2.2"}],
+                          "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 443}]}]);
+        assert_eq!(
+            ep(two),
+            json!("10.244.1.2:80,10.244.2.2:80,10.244.1.2:443 + 1 more...")
+        );
+        assert_eq!(
+            ep(json!([{"addresses": [{"ip": "10.244.1.2"}]}])),
+            json!("10.244.1.2")
+        );
+        let slice = |ports: Value, endpoints: Value| {
+            cells(
+                "EndpointSlice",
+                &json!({"metadata": {"name": "e"}, "addressType": "IPv4",
+                "ports": ports, "endpoints": endpoints}),
+                now(),
+            )
+        };
+        let empty = slice(json!(null), json!([]));
+        assert_eq!(
+            empty[1..4],
+            [json!("IPv4"), json!("<unset>"), json!("<unset>")]
+        );
+        let full = slice(
+            json!([{"port": 8080}, {"name": "metrics"}, {}, {"port": 9}]),
+            json!([{"addresses": ["10.244.1.2"]}, {"addresses": ["10.244.1.3"]}, {"addresses": ["10.244.1.4"]}, {"addresses": ["10.244.1.5"]}]),
+        );
+        assert_eq!(
+            full[2..4],
+            [
+                json!("8080,metrics,* + 1 more..."),
+                json!("10.244.1.2,10.244.1.3,10.244.1.4 + 1 more...")
+            ]
         );
     }
 }
