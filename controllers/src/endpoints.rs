@@ -3,6 +3,8 @@
 //! ready ones as `addresses`, the others as `notReadyAddresses` (or as
 //! ready when the Service publishes not-ready addresses) — with the ports
 //! resolved from each `targetPort` (a number, or a container port's name).
+//! An address names its pod's hostname when the pod's subdomain is the
+//! Service's name (cluster DNS answers `<hostname>.<service>...` from it).
 //! Services without a selector are left to their users. The decision,
 //! [`subsets`], is pure.
 
@@ -11,13 +13,11 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, ObjectRef};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
+use crate::membership::{selector_of, ServicePods};
 use crate::replicaset::is_ready;
-use crate::selector::matches;
-use crate::workqueue::{informer, key_of, WorkQueue};
 
 /// The port a Service port reaches on `pod`: its `targetPort` as a number,
 /// or the number of the pod's container port of that name (None: the pod
@@ -37,11 +37,40 @@ pub fn target_port(port: &Value, pod: &Pod) -> Option<i64> {
     }
 }
 
+/// A pod's IP, if it has one yet.
+pub fn pod_ip(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .filter(|ip| !ip.is_empty())
+}
+
+/// Whether a pod belongs in a Service's endpoints at all (upstream's
+/// `ShouldPodBeInEndpoints`): it has an IP, has not finished (Succeeded or
+/// Failed), and is not being deleted unless `include_terminating`.
+pub fn in_endpoints(pod: &Pod, include_terminating: bool) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod_ip(pod).is_some()
+        && !matches!(phase, Some("Succeeded" | "Failed"))
+        && (include_terminating || pod.metadata.deletion_timestamp.is_none())
+}
+
+/// The hostname `pod` has under `service`: its `spec.hostname` when its
+/// `spec.subdomain` is the Service's name (in the same namespace).
+pub fn hostname(service: &Service, pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
+    (spec.subdomain.as_deref() == service.metadata.name.as_deref()
+        && pod.metadata.namespace == service.metadata.namespace)
+        .then(|| hostname.to_owned())
+}
+
 /// One subset being built: its ports, ready and not-ready addresses.
 type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
 
 /// The subsets of a Service's Endpoints: pods grouped by the ports they
-/// resolve to, each group one subset, in a stable order.
+/// resolve to, each group one subset, in a stable order. Pods being deleted
+/// are left out unless the Service publishes not-ready addresses.
 pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<Value> {
     let spec = service.spec.clone().unwrap_or_default();
     let publish = spec.publish_not_ready_addresses == Some(true);
@@ -54,12 +83,7 @@ pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<Value> {
     // Ports (as JSON) -> (the ports, ready addresses, not-ready addresses).
     let mut groups: BTreeMap<String, Subset> = BTreeMap::new();
     for pod in pods {
-        let Some(ip) = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.clone())
-            .filter(|ip| !ip.is_empty())
-        else {
+        let Some(ip) = pod_ip(pod).filter(|_| in_endpoints(pod, publish)) else {
             continue;
         };
         let resolved: Vec<Value> = ports
@@ -75,11 +99,14 @@ pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<Value> {
         if resolved.is_empty() && !ports.is_empty() {
             continue;
         }
-        let address = json!({
+        let mut address = json!({
             "ip": ip,
             "nodeName": pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             "targetRef": {"kind": "Pod", "namespace": pod.namespace(), "name": pod.name_any(), "uid": pod.uid()},
         });
+        if let Some(hostname) = hostname(service, pod) {
+            address["hostname"] = json!(hostname);
+        }
         let key = serde_json::to_string(&resolved).expect("JSON");
         let group = groups
             .entry(key)
@@ -110,48 +137,18 @@ pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<Value> {
 
 struct Controller {
     client: Client,
-    services: reflector::Store<Service>,
-    pods: reflector::Store<Pod>,
-    queue: WorkQueue,
+    members: Arc<ServicePods>,
 }
 
-/// Runs the Endpoints controller.
-pub async fn run(client: Client) {
-    let queue = WorkQueue::default();
-    let (services, watch_services) = {
-        let queue = queue.clone();
-        informer(Api::<Service>::all(client.clone()), move |s| {
-            queue.add(key_of(s))
-        })
-    };
-    let (pods, watch_pods) = {
-        let (queue, services) = (queue.clone(), services.clone());
-        informer(Api::<Pod>::all(client.clone()), move |pod| {
-            // Every Service of the pod's namespace that selects it.
-            for service in services.state() {
-                let selector = service.spec.as_ref().and_then(|s| s.selector.clone());
-                let selects = selector.is_some_and(|s| {
-                    matches(&serde_json::to_value(s).expect("JSON"), pod.labels())
-                });
-                if service.namespace() == pod.namespace() && selects {
-                    queue.add(key_of(service.as_ref()));
-                }
-            }
-        })
-    };
+/// Runs the Endpoints controller over the Services and pods of `members`.
+pub async fn run(client: Client, members: Arc<ServicePods>) {
+    let queue = members.subscribe();
     let controller = Arc::new(Controller {
         client,
-        services,
-        pods,
-        queue,
+        members: members.clone(),
     });
-    crate::workqueue::spawn_workers(
-        controller.clone(),
-        controller.queue.clone(),
-        1,
-        "endpoint-controller",
-    );
-    futures::future::join(watch_services, watch_pods).await;
+    members.synced().await;
+    crate::workqueue::spawn_workers(controller, queue, 1, "endpoint-controller");
 }
 
 impl crate::workqueue::Sync for Controller {
@@ -164,25 +161,17 @@ impl Controller {
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         let (namespace, name) = key.split_once('/').unwrap_or_default();
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), namespace);
-        let Some(service) = self.services.get(&ObjectRef::new(name).within(namespace)) else {
+        let Some(service) = self.members.services.get(namespace, name) else {
             // The Service is gone: so is its Endpoints, as upstream deletes it.
             return match api.delete(name, &Default::default()).await {
                 Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
                 Err(e) => Err(e),
             };
         };
-        let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.clone()) else {
+        if selector_of(&service).is_empty() {
             return Ok(());
-        };
-        let selector = crate::selector::parse(&serde_json::to_value(selector).expect("JSON"));
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| selector.as_ref().is_some_and(|s| s.matches_map(p.labels())))
-            .collect();
+        }
+        let pods = self.members.pods_of(&service);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let subsets = subsets(&service, &pods);
         match api.get_opt(name).await? {
@@ -228,7 +217,7 @@ mod tests {
     }
 
     fn service(ports: Value, publish: bool) -> Service {
-        serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": ports, "publishNotReadyAddresses": publish}})).unwrap()
+        serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"app": "web"}, "ports": ports, "publishNotReadyAddresses": publish}})).unwrap()
     }
 
     #[test]
@@ -271,5 +260,26 @@ mod tests {
         assert!(missing.is_empty());
         let pending = pod("d", "", false);
         assert!(subsets(&svc, &[&pending]).is_empty());
+    }
+
+    #[test]
+    fn hostnames_under_their_subdomain_and_terminating_pods_left_out() {
+        let svc = service(json!([{"port": 80, "targetPort": 9376}]), false);
+        let mut named = pod("db-0", "10.244.1.2", true);
+        let spec = named.spec.as_mut().unwrap();
+        spec.hostname = Some("db-0".into());
+        spec.subdomain = Some("web".into());
+        let found = subsets(&svc, &[&named]);
+        assert_eq!(found[0]["addresses"][0]["hostname"], "db-0");
+        named.spec.as_mut().unwrap().subdomain = Some("other".into());
+        let found = subsets(&svc, &[&named]);
+        assert!(found[0]["addresses"][0].get("hostname").is_none());
+        let mut going = pod("a", "10.244.1.3", true);
+        going.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert!(subsets(&svc, &[&going]).is_empty());
+        let published = service(json!([{"port": 80, "targetPort": 9376}]), true);
+        assert_eq!(subsets(&published, &[&going]).len(), 1);
     }
 }

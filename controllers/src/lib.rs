@@ -4,7 +4,9 @@
 
 pub mod deployment;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
+pub mod membership;
 pub mod namespace;
 pub mod replicaset;
 pub mod selector;
@@ -15,6 +17,16 @@ pub fn start(client: &dyn Fn(&str) -> kube::Client) {
     tokio::spawn(replicaset::run(client("replicaset-controller"), 4));
     tokio::spawn(deployment::run(client("deployment-controller"), 2));
     tokio::spawn(gc::run(client("generic-garbage-collector")));
-    tokio::spawn(endpoints::run(client("endpoint-controller")));
+    // The two endpoints controllers share their caches of Services and pods.
+    let members = membership::ServicePods::start(client("endpoint-controller"));
+    tokio::spawn(endpoints::run(
+        client("endpoint-controller"),
+        members.clone(),
+    ));
+    tokio::spawn(endpointslice::run(
+        client("endpointslice-controller"),
+        members,
+        4,
+    ));
     tokio::spawn(namespace::run(client("namespace-controller")));
 }
