@@ -13,6 +13,7 @@ pub mod podlog;
 pub mod protobuf;
 pub mod registry;
 pub mod service_env;
+pub mod services;
 pub mod specs;
 pub mod strategic;
 pub mod table;

@@ -294,6 +294,9 @@ impl Registry {
             }),
             entry::<discovery::v1::EndpointSlice>(PLAIN),
             entry::<coordination::v1::Lease>(PLAIN),
+            // The ClusterIPs the Service allocator hands out, one object
+            // per address, as upstream records them since 1.33.
+            entry::<networking::v1::IPAddress>(PLAIN),
             entry::<networking::v1::Ingress>(Extra {
                 short_names: &["ing"],
                 subresources: &[Status],

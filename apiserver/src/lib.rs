@@ -4,8 +4,10 @@
 //! verbs of every kind in the registry (one set of handlers, driven by the
 //! registry's data), watch streams, and Kubernetes `Status` errors.
 
+mod allocator;
 mod audit;
 mod auth;
+mod bootstrap;
 mod discovery;
 mod error;
 mod metrics;
@@ -24,6 +26,10 @@ use skiff_api::protobuf::Decoder;
 use skiff_api::Registry;
 use skiff_store::Store;
 
+pub use allocator::{Allocator, ServiceRanges};
+pub use bootstrap::{
+    bootstrap, publish_service, repair_allocations, SystemService, DEFAULT_NAMESPACES,
+};
 pub use error::{ApiError, Cause};
 
 /// Bodies over this many bytes are refused with 413, as upstream does.
@@ -47,14 +53,18 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     /// The audit trail of mutating requests.
     audit: Arc<audit::AuditLog>,
+    /// The ClusterIP and node-port allocators.
+    pub allocator: Arc<Allocator>,
 }
 
 impl AppState {
     /// State over `store` serving the built-in kinds.
     pub fn new(store: Arc<dyn Store>) -> Self {
+        let registry = Arc::new(Registry::builtin());
         Self {
+            allocator: Arc::new(allocator_for(&store, &registry, ServiceRanges::default())),
             store,
-            registry: Arc::new(Registry::builtin()),
+            registry,
             token: None,
             openapi: Arc::new(OnceLock::new()),
             protobuf: Arc::new(OnceLock::new()),
@@ -73,6 +83,14 @@ impl AppState {
         self.protobuf.get_or_init(|| Decoder::new(self.openapi()))
     }
 
+    /// Hands out ClusterIPs and node ports from `ranges`.
+    pub fn with_service_ranges(self, ranges: ServiceRanges) -> Self {
+        Self {
+            allocator: Arc::new(allocator_for(&self.store, &self.registry, ranges)),
+            ..self
+        }
+    }
+
     /// Requires `Authorization: Bearer TOKEN` on every request but health
     /// and version.
     pub fn with_token(self, token: &str) -> Self {
@@ -83,39 +101,11 @@ impl AppState {
     }
 }
 
-/// The namespaces every cluster has from its first start.
-pub const DEFAULT_NAMESPACES: [&str; 4] =
-    ["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// Creates the default namespaces that do not exist yet.
-pub async fn bootstrap(state: &AppState) -> Result<(), ApiError> {
-    let namespaces = state
-        .registry
-        .by_plural("", "v1", "namespaces")
-        .expect("namespaces are served");
-    for name in DEFAULT_NAMESPACES {
-        let namespace = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": object::now(),
-                "labels": { "kubernetes.io/metadata.name": name },
-            },
-            "spec": { "finalizers": ["kubernetes"] },
-            "status": { "phase": "Active" },
-        });
-        match state
-            .store
-            .create(&namespaces.key(None, name), object::to_stored(&namespace))
-            .await
-        {
-            Ok(_) | Err(skiff_store::StoreError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(ApiError::from_store(e, namespaces, name)),
-        }
-    }
-    Ok(())
+fn allocator_for(store: &Arc<dyn Store>, registry: &Registry, ranges: ServiceRanges) -> Allocator {
+    let addresses = registry
+        .by_plural("networking.k8s.io", "v1", "ipaddresses")
+        .expect("IPAddresses are served");
+    Allocator::new(store.clone(), ranges, addresses.clone())
 }
 
 /// The apiserver's routes: discovery and health at fixed paths, every

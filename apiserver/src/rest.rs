@@ -13,12 +13,14 @@ use serde_json::{json, Value};
 use skiff_api::fields::FieldSelector;
 use skiff_api::labels::Selector;
 use skiff_api::protobuf;
+use skiff_api::services::{Held, Settled};
 use skiff_api::validation::{
     label_1035_error, label_error, label_value_error, qualified_name_error, subdomain_error,
 };
 use skiff_api::{NameRule, ResourceType, Subresource};
 use skiff_store::{Filter, ListOptions, Preconditions};
 
+use crate::allocator::Owner;
 use crate::error::{ApiError, Cause};
 use crate::object::{
     from_stored, generated_name, label, meta_mut, meta_str, now, spec_changed, to_stored,
@@ -562,14 +564,31 @@ impl Api<'_> {
         }
         self.validate_meta(&object)?;
         self.admit_namespace(&name).await?;
+        let reserved = match self.is_service() {
+            true => {
+                let owner = self.owner(&name);
+                let allocator = &self.state.allocator;
+                allocator
+                    .settle(None, &mut object, resource, &owner)
+                    .await?
+            }
+            false => Held::default(),
+        };
         let created = self
             .state
             .store
             .create(&self.key(&name), to_stored(&object))
             .await
-            .map_err(|e| ApiError::from_store(e, resource, &name))?;
+            .map_err(|e| ApiError::from_store(e, resource, &name));
+        let created = match created {
+            Ok(created) => from_stored(&created)?,
+            Err(e) => {
+                self.state.allocator.release(&reserved).await;
+                return Err(e);
+            }
+        };
         Ok(warned(
-            json_response(StatusCode::CREATED, &from_stored(&created)?),
+            json_response(StatusCode::CREATED, &created),
             &warnings,
         ))
     }
@@ -588,6 +607,72 @@ impl Api<'_> {
             resource_version: expected,
             uid: None,
         };
+        // A Service's spec may need ClusterIPs or node ports reserved before
+        // it is written: the update stops, they are reserved, and it runs
+        // again with them.
+        let settles = self.is_service() && self.target.subresource.is_none();
+        let mut reserved = Held::default();
+        loop {
+            let needs = std::sync::Mutex::new(None);
+            let seen = std::sync::Mutex::new(Held::default());
+            let written = self
+                .write_once(
+                    name,
+                    &preconditions,
+                    &change,
+                    settles.then_some((&reserved, &needs, &seen)),
+                )
+                .await;
+            let wanted = needs.into_inner().expect("needs lock");
+            match (written, wanted) {
+                (Ok(updated), _) => {
+                    let holds = Held::of(&updated);
+                    let seen = seen.into_inner().expect("seen lock");
+                    for spare in [reserved.minus(&holds), seen.minus(&holds)] {
+                        self.state.allocator.release(&spare).await;
+                    }
+                    return self.finish_if_finalized(name, &updated).await;
+                }
+                (Err(_), Some(needs)) => {
+                    let owner = self.owner(name);
+                    self.state
+                        .allocator
+                        .reserve(&needs, &owner, resource, &mut reserved)
+                        .await?;
+                }
+                (Err(e), None) => {
+                    self.state.allocator.release(&reserved).await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Whether the request is for Services.
+    fn is_service(&self) -> bool {
+        self.resource().kind == "Service"
+    }
+
+    /// The Service `name` of the request's namespace, as an allocator owner.
+    fn owner<'a>(&'a self, name: &'a str) -> Owner<'a> {
+        Owner {
+            namespace: self.namespace().unwrap_or_default(),
+            name,
+        }
+    }
+
+    /// One attempt of [`Api::write`]; with `settle`, a Service's addresses
+    /// are settled from what is reserved, and what more it needs is left
+    /// in the first mutex (failing the attempt), what it held before in the
+    /// second.
+    async fn write_once(
+        &self,
+        name: &str,
+        preconditions: &Preconditions,
+        change: &(impl Fn(&Value) -> Result<Value, ApiError> + Send + Sync),
+        settle: Option<(&Held, &NeedsSlot, &std::sync::Mutex<Held>)>,
+    ) -> Result<Value, ApiError> {
+        let resource = self.resource();
         let update = |current: &skiff_store::Object| -> skiff_store::Result<bytes::Bytes> {
             let current = from_stored(current)?;
             let mut next = change(&current)?;
@@ -668,12 +753,32 @@ impl Api<'_> {
                 return Err(ApiError::invalid(resource, name, causes).into());
             }
             self.validate_meta(&next)?;
+            if let Some((reserved, needs, seen)) = settle {
+                match skiff_api::services::settle(Some(&current), &mut next, reserved) {
+                    Settled::Done => *seen.lock().expect("seen lock") = Held::of(&current),
+                    Settled::Invalid(invalid) => {
+                        let causes = invalid
+                            .into_iter()
+                            .map(|(field, message)| Cause {
+                                reason: "FieldValueInvalid",
+                                field,
+                                message,
+                            })
+                            .collect();
+                        return Err(ApiError::invalid(resource, name, causes).into());
+                    }
+                    Settled::Needs(wanted) => {
+                        *needs.lock().expect("needs lock") = Some(wanted);
+                        return Err(
+                            ApiError::internal("the Service needs addresses reserved").into()
+                        );
+                    }
+                }
+            }
             Ok(to_stored(&next))
         };
-        let updated = self
-            .update_stored(name, preconditions, Box::new(update))
-            .await?;
-        self.finish_if_finalized(name, &updated).await
+        self.update_stored(name, preconditions.clone(), Box::new(update))
+            .await
     }
 
     /// An object being deleted goes once its last finalizer is removed,
@@ -705,8 +810,19 @@ impl Api<'_> {
             .delete(&self.key(name), preconditions)
             .await
         {
-            Ok(_) | Err(skiff_store::StoreError::NotFound { .. }) => Ok(object.clone()),
+            Ok(_) => {
+                self.released(object).await;
+                Ok(object.clone())
+            }
+            Err(skiff_store::StoreError::NotFound { .. }) => Ok(object.clone()),
             Err(e) => Err(ApiError::from_store(e, self.resource(), name)),
+        }
+    }
+
+    /// A deleted Service's ClusterIP and node ports are free again.
+    async fn released(&self, deleted: &Value) {
+        if self.is_service() {
+            self.state.allocator.release(&Held::of(deleted)).await;
         }
     }
 
@@ -1048,7 +1164,9 @@ impl Api<'_> {
                     };
                     match self.state.store.delete(&key, preconditions).await {
                         Ok(deleted) => {
-                            return Ok(json_response(StatusCode::OK, &from_stored(&deleted)?))
+                            let deleted = from_stored(&deleted)?;
+                            self.released(&deleted).await;
+                            return Ok(json_response(StatusCode::OK, &deleted));
                         }
                         Err(skiff_store::StoreError::Conflict { .. })
                             if asked.resource_version.is_none() => {}
@@ -1122,6 +1240,9 @@ impl Api<'_> {
         Ok(json_response(StatusCode::OK, &body))
     }
 }
+
+/// Where an update attempt leaves what a Service still needs reserved.
+type NeedsSlot = std::sync::Mutex<Option<skiff_api::services::Needs>>;
 
 /// A resourceVersion from a request: a decimal revision, else 400.
 pub fn parse_revision(rv: &str) -> Result<u64, ApiError> {

@@ -1,0 +1,644 @@
+//! What a Service holds of the cluster's shared ranges — a ClusterIP from
+//! the service CIDR, node ports from the node-port range — and how a create
+//! or an update settles them, as upstream's Service REST storage does
+//! (`patchAllocatedValues`, `dropTypeDependentFields`, the allocators'
+//! static/dynamic bands). Pure: the apiserver's allocator reserves what
+//! [`settle`] asks for in the store and calls it again.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+
+/// A range of IPv4 addresses given as a CIDR; the network and broadcast
+/// addresses are never handed out, as upstream's allocator skips them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: u32,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `10.96.0.0/12`. Only IPv4 ranges of 2 to 2^24 usable
+    /// addresses are taken (upstream refuses more than a /12 for IPv4's
+    /// bitmap allocator too... a /8 is still accepted here).
+    pub fn parse(cidr: &str) -> Result<IpRange, String> {
+        let (ip, prefix) = cidr
+            .split_once('/')
+            .ok_or_else(|| format!("{cidr:?} is not a CIDR such as 10.96.0.0/12"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{cidr:?}: only IPv4 service ranges are supported"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (8..=30).contains(p))
+            .ok_or_else(|| format!("{cidr:?}: the prefix length must be 8 to 30"))?;
+        let mask = u32::MAX << (32 - prefix);
+        Ok(IpRange {
+            network: u32::from(ip) & mask,
+            prefix,
+        })
+    }
+
+    /// How many addresses can be handed out.
+    pub fn size(&self) -> u32 {
+        (1u32 << (32 - self.prefix)) - 2
+    }
+
+    /// The address at `offset` (0 is the first usable address).
+    pub fn ip(&self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.network + 1 + offset)
+    }
+
+    /// The offset of `ip`, if it can be handed out.
+    pub fn offset(&self, ip: Ipv4Addr) -> Option<u32> {
+        let offset = u32::from(ip).checked_sub(self.network + 1)?;
+        (offset < self.size()).then_some(offset)
+    }
+
+    /// Dynamic allocations start here: the band below is kept for explicit
+    /// addresses first (upstream's ServiceIPStaticSubrange:
+    /// min(max(16, size/16), 256)).
+    pub fn dynamic_start(&self) -> u32 {
+        (self.size() / 16).clamp(16, 256).min(self.size() / 2)
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.prefix)
+    }
+}
+
+/// A range of node ports, such as `30000-32767`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    first: u16,
+    last: u16,
+}
+
+impl PortRange {
+    /// Parses `30000-32767` (or one port).
+    pub fn parse(text: &str) -> Result<PortRange, String> {
+        let bad = || format!("{text:?} is not a port range such as 30000-32767");
+        let (first, last) = text.split_once('-').unwrap_or((text, text));
+        let first: u16 = first.trim().parse().map_err(|_| bad())?;
+        let last: u16 = last.trim().parse().map_err(|_| bad())?;
+        if first == 0 || last < first {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+
+    /// How many ports it holds.
+    pub fn size(&self) -> u32 {
+        u32::from(self.last - self.first) + 1
+    }
+
+    /// The port at `offset`.
+    pub fn port(&self, offset: u32) -> u16 {
+        self.first + offset as u16
+    }
+
+    /// The offset of `port`, if it is in the range.
+    pub fn offset(&self, port: u16) -> Option<u32> {
+        (self.first..=self.last)
+            .contains(&port)
+            .then(|| u32::from(port - self.first))
+    }
+
+    /// Dynamic allocations start here (upstream's
+    /// ServiceNodePortStaticSubrange: min(max(16, size/32), 128)).
+    pub fn dynamic_start(&self) -> u32 {
+        (self.size() / 32).clamp(16, 128).min(self.size() / 2)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// A free offset among `size`, found from `start` (a random point) in the
+/// dynamic band `[band, size)` first, then in the static band below it.
+pub fn pick(size: u32, band: u32, start: u32, taken: impl Fn(u32) -> bool) -> Option<u32> {
+    let scan = |low: u32, high: u32| {
+        let width = high.checked_sub(low).filter(|w| *w > 0)?;
+        (0..width)
+            .map(|i| low + (start % width + i) % width)
+            .find(|&o| !taken(o))
+    };
+    scan(band, size).or_else(|| scan(0, band))
+}
+
+/// What a Service holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Its ClusterIP (none for headless and ExternalName Services).
+    pub ip: Option<Ipv4Addr>,
+    /// Its node ports (one per number: a TCP and a UDP port may share one).
+    pub ports: BTreeSet<u16>,
+}
+
+impl Held {
+    /// What `service` holds, as stored.
+    pub fn of(service: &Value) -> Held {
+        let spec = &service["spec"];
+        Held {
+            ip: spec["clusterIP"].as_str().and_then(|ip| ip.parse().ok()),
+            ports: node_ports(spec).into_iter().flatten().collect(),
+        }
+    }
+
+    /// What `self` holds that `other` does not.
+    pub fn minus(&self, other: &Held) -> Held {
+        Held {
+            ip: self.ip.filter(|ip| other.ip != Some(*ip)),
+            ports: self.ports.difference(&other.ports).copied().collect(),
+        }
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ip.is_none() && self.ports.is_empty()
+    }
+}
+
+/// What a create or update still needs reserved before [`settle`] can
+/// finish: specific values (asked for by the user) and any values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// A ClusterIP: `Some(ip)` that one, `None` any.
+    pub ip: Option<Option<Ipv4Addr>>,
+    /// Node ports: (index of the port in spec.ports, `Some(port)` that
+    /// one or `None` any).
+    pub ports: Vec<(usize, Option<u16>)>,
+}
+
+/// Why a Service's addresses are refused: (field, message) as a 422 cause.
+pub type Invalid = (String, String);
+
+/// The outcome of [`settle`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Every value is in place.
+    Done,
+    /// These must be reserved first.
+    Needs(Needs),
+    /// The spec asks for what may not be.
+    Invalid(Vec<Invalid>),
+}
+
+/// A list of strings as upstream's messages print it: `[]string{"a"}`.
+fn go_strings(list: &Value) -> String {
+    let items: Vec<String> = list
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|v| format!("{:?}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("[]string{{{}}}", items.join(", "))
+}
+
+fn needs_cluster_ip(spec: &Value) -> bool {
+    spec["type"].as_str().unwrap_or("ClusterIP") != "ExternalName"
+}
+
+fn needs_node_ports(spec: &Value) -> bool {
+    match spec["type"].as_str().unwrap_or_default() {
+        "NodePort" => true,
+        "LoadBalancer" => spec["allocateLoadBalancerNodePorts"] != false,
+        _ => false,
+    }
+}
+
+/// The node port of each port of `spec`, as written (0 and absent: None).
+fn node_ports(spec: &Value) -> Vec<Option<u16>> {
+    ports(spec)
+        .iter()
+        .map(|p| {
+            p["nodePort"]
+                .as_u64()
+                .filter(|n| *n > 0)
+                .and_then(|n| u16::try_from(n).ok())
+        })
+        .collect()
+}
+
+fn ports(spec: &Value) -> &[Value] {
+    spec["ports"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn cluster_ip(spec: &Value) -> &str {
+    match spec["clusterIP"].as_str() {
+        Some(ip) if !ip.is_empty() => ip,
+        _ => spec["clusterIPs"][0].as_str().unwrap_or_default(),
+    }
+}
+
+/// Upstream's update rules before allocation: a type that no longer needs
+/// a ClusterIP or node ports drops the ones the client left unchanged,
+/// and what the client omitted but still needs is carried over from the
+/// stored object (so a PUT or an apply without `clusterIP` keeps it).
+fn carry_over(current: &Value, next: &mut Value) {
+    let (old, new) = (&current["spec"], &mut next["spec"]);
+    if !new.is_object() {
+        return;
+    }
+    if needs_cluster_ip(old) && !needs_cluster_ip(new) {
+        if cluster_ip(new) == cluster_ip(old) {
+            for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                new.as_object_mut().map(|s| s.remove(field));
+            }
+        }
+    } else if needs_cluster_ip(new) && cluster_ip(new).is_empty() && !cluster_ip(old).is_empty() {
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if new[field].is_null() {
+                new[field] = old[field].clone();
+            }
+        }
+    }
+    // A client that changed only `clusterIP` means `clusterIPs` too.
+    if new["clusterIPs"] == old["clusterIPs"]
+        && !new["clusterIP"].is_null()
+        && new["clusterIP"] != old["clusterIP"]
+    {
+        new["clusterIPs"] = json!([new["clusterIP"]]);
+    }
+    if !needs_node_ports(new) && new["type"] != "LoadBalancer" {
+        new.as_object_mut()
+            .map(|s| s.remove("externalTrafficPolicy"));
+    }
+    let old_ports: Vec<(Value, Value, Option<u16>)> = ports(old)
+        .iter()
+        .zip(node_ports(old))
+        .map(|(p, n)| (p["port"].clone(), p["protocol"].clone(), n))
+        .collect();
+    let (old_needs, new_needs) = (needs_node_ports(old), needs_node_ports(new));
+    if let Some(list) = new["ports"].as_array_mut() {
+        for port in list {
+            let had = old_ports
+                .iter()
+                .find(|(number, protocol, _)| {
+                    *number == port["port"] && *protocol == port["protocol"]
+                })
+                .and_then(|(_, _, n)| *n);
+            let given = port["nodePort"].as_u64().filter(|n| *n > 0);
+            if old_needs && !new_needs {
+                if given.is_some() && given == had.map(u64::from) {
+                    port.as_object_mut().map(|p| p.remove("nodePort"));
+                }
+            } else if new_needs && given.is_none() {
+                if let Some(had) = had {
+                    port["nodePort"] = json!(had);
+                }
+            }
+        }
+    }
+}
+
+/// Settles a Service's ClusterIP and node ports for a create (`current`
+/// None) or an update: checks what the spec asks for, fills in what it
+/// leaves to the server from `reserved` (what the allocator holds for this
+/// request), and answers what is still to be reserved. Values `current`
+/// already holds need no reservation.
+pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Settled {
+    if let Some(current) = current {
+        carry_over(current, next);
+    }
+    let held = current.map(Held::of).unwrap_or_default();
+    let spec = &next["spec"];
+    let mut invalid: Vec<Invalid> = Vec::new();
+    let mut needs = Needs::default();
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    let asked = cluster_ip(spec).to_owned();
+    if let (Some(a), Some(b)) = (spec["clusterIP"].as_str(), spec["clusterIPs"][0].as_str()) {
+        if !a.is_empty() && a != b {
+            invalid.push((
+                "spec.clusterIPs".into(),
+                format!(
+                    "Invalid value: {}: must match the spec.clusterIP {a:?}",
+                    go_strings(&spec["clusterIPs"])
+                ),
+            ));
+        }
+    }
+    let mut ip: Option<Ipv4Addr> = None;
+    if !needs_cluster_ip(spec) {
+        if !asked.is_empty() {
+            invalid.push((
+                "spec.clusterIPs".into(),
+                format!("Invalid value: []string{{{asked:?}}}: may not be set for ExternalName services"),
+            ));
+        }
+    } else if asked == "None" {
+        if kind == "NodePort" || kind == "LoadBalancer" {
+            invalid.push((
+                "spec.clusterIPs[0]".into(),
+                format!("Invalid value: \"None\": may not be set to 'None' for {kind} services"),
+            ));
+        }
+    } else if asked.is_empty() {
+        match held.ip.or(reserved.ip) {
+            Some(found) => ip = Some(found),
+            None => needs.ip = Some(None),
+        }
+    } else {
+        match asked.parse::<Ipv4Addr>() {
+            Err(_) => invalid.push((
+                "spec.clusterIPs[0]".into(),
+                format!("Invalid value: \"{asked}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"),
+            )),
+            Ok(found) if held.ip == Some(found) || reserved.ip == Some(found) => ip = Some(found),
+            Ok(found) => needs.ip = Some(Some(found)),
+        }
+    }
+    if let Some(old) = current
+        .map(|c| &c["spec"])
+        .filter(|old| needs_cluster_ip(old))
+    {
+        let was = cluster_ip(old);
+        if needs_cluster_ip(spec) && !was.is_empty() && asked != was {
+            invalid.push((
+                "spec.clusterIPs[0]".into(),
+                format!("Invalid value: []string{{{asked:?}}}: may not change once set"),
+            ));
+        }
+    }
+    // Node ports: the asked ones first, then any others from what is left.
+    let mut chosen: Vec<Option<u16>> = node_ports(spec);
+    if needs_node_ports(spec) {
+        let asked: BTreeSet<u16> = chosen.iter().flatten().copied().collect();
+        for (i, port) in chosen.iter().enumerate() {
+            if let Some(port) = port {
+                if !held.ports.contains(port) && !reserved.ports.contains(port) {
+                    needs.ports.push((i, Some(*port)));
+                }
+            }
+        }
+        let mut spare = reserved
+            .ports
+            .iter()
+            .chain(held.ports.iter())
+            .filter(|p| !asked.contains(p))
+            .copied()
+            .collect::<BTreeSet<u16>>()
+            .into_iter();
+        for (i, port) in chosen.iter_mut().enumerate() {
+            if port.is_none() {
+                match spare.next() {
+                    Some(found) => *port = Some(found),
+                    None => needs.ports.push((i, None)),
+                }
+            }
+        }
+    } else if kind == "ClusterIP" || kind == "ExternalName" {
+        for (i, port) in chosen.iter().enumerate() {
+            if port.is_some() {
+                invalid.push((
+                    format!("spec.ports[{i}].nodePort"),
+                    format!("Forbidden: may not be used when `type` is '{kind}'"),
+                ));
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        return Settled::Invalid(invalid);
+    }
+    if needs != Needs::default() {
+        return Settled::Needs(needs);
+    }
+    let spec = &mut next["spec"];
+    if needs_cluster_ip(spec) {
+        let value = ip.map(|ip| ip.to_string()).unwrap_or_else(|| "None".into());
+        spec["clusterIP"] = json!(value);
+        spec["clusterIPs"] = json!([value]);
+        if spec["ipFamilies"].is_null() {
+            spec["ipFamilies"] = json!(["IPv4"]);
+        }
+        if spec["ipFamilyPolicy"].is_null() {
+            spec["ipFamilyPolicy"] = json!("SingleStack");
+        }
+    }
+    if needs_node_ports(spec) {
+        if let Some(list) = spec["ports"].as_array_mut() {
+            for (port, value) in list.iter_mut().zip(chosen) {
+                port["nodePort"] = json!(value);
+            }
+        }
+    }
+    Settled::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(spec: Value) -> Value {
+        json!({"metadata": {"name": "web"}, "spec": spec})
+    }
+
+    fn held(ip: Option<&str>, ports: &[u16]) -> Held {
+        Held {
+            ip: ip.map(|ip| ip.parse().unwrap()),
+            ports: ports.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn ranges_skip_network_and_broadcast_and_keep_a_static_band() {
+        let range = IpRange::parse("10.96.0.0/12").unwrap();
+        assert_eq!(range.size(), (1 << 20) - 2);
+        assert_eq!(range.ip(0), Ipv4Addr::new(10, 96, 0, 1));
+        assert_eq!(range.offset(Ipv4Addr::new(10, 96, 0, 10)), Some(9));
+        assert_eq!(range.offset(Ipv4Addr::new(10, 96, 0, 0)), None);
+        assert_eq!(range.offset(Ipv4Addr::new(10, 111, 255, 255)), None);
+        assert_eq!(range.offset(Ipv4Addr::new(10, 112, 0, 1)), None);
+        assert_eq!(range.dynamic_start(), 256);
+        assert_eq!(range.to_string(), "10.96.0.0/12");
+        assert_eq!(
+            IpRange::parse("10.0.0.7/24").unwrap().to_string(),
+            "10.0.0.0/24"
+        );
+        assert!(IpRange::parse("fd00::/108").is_err());
+        assert!(IpRange::parse("10.0.0.0").is_err());
+        let ports = PortRange::parse("30000-32767").unwrap();
+        assert_eq!((ports.size(), ports.dynamic_start()), (2768, 86));
+        assert_eq!(ports.offset(30080), Some(80));
+        assert_eq!(ports.offset(80), None);
+        assert_eq!(ports.port(80), 30080);
+        assert!(PortRange::parse("32767-30000").is_err());
+    }
+
+    #[test]
+    fn picks_in_the_dynamic_band_first_then_below_and_none_when_full() {
+        assert_eq!(pick(100, 20, 5, |_| false), Some(25));
+        assert_eq!(pick(100, 20, 79, |o| o < 99), Some(99));
+        assert_eq!(pick(100, 20, 0, |o| !(7..20).contains(&o)), Some(7));
+        assert_eq!(pick(100, 20, 0, |_| true), None);
+    }
+
+    #[test]
+    fn a_new_service_asks_for_an_ip_then_takes_the_reserved_one() {
+        let mut web = svc(json!({"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP"}]}));
+        let needs = settle(None, &mut web, &Held::default());
+        assert_eq!(
+            needs,
+            Settled::Needs(Needs {
+                ip: Some(None),
+                ports: vec![]
+            })
+        );
+        assert_eq!(
+            settle(None, &mut web, &held(Some("10.96.3.4"), &[])),
+            Settled::Done
+        );
+        assert_eq!(web["spec"]["clusterIP"], "10.96.3.4");
+        assert_eq!(web["spec"]["clusterIPs"], json!(["10.96.3.4"]));
+        assert_eq!(web["spec"]["ipFamilies"], json!(["IPv4"]));
+        assert_eq!(web["spec"]["ipFamilyPolicy"], "SingleStack");
+    }
+
+    #[test]
+    fn node_ports_asked_for_and_left_to_the_server() {
+        let spec = json!({"type": "NodePort", "ports": [
+            {"name": "a", "port": 80, "protocol": "TCP", "nodePort": 30080},
+            {"name": "b", "port": 81, "protocol": "TCP"},
+            {"name": "c", "port": 80, "protocol": "UDP", "nodePort": 30080},
+        ]});
+        let mut web = svc(spec);
+        let Settled::Needs(needs) = settle(None, &mut web, &Held::default()) else {
+            panic!("needs")
+        };
+        assert_eq!(needs.ip, Some(None));
+        assert_eq!(
+            needs.ports,
+            vec![(0, Some(30080)), (2, Some(30080)), (1, None)]
+        );
+        let reserved = held(Some("10.96.0.20"), &[30080, 31000]);
+        assert_eq!(settle(None, &mut web, &reserved), Settled::Done);
+        let ports: Vec<&Value> = web["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| &p["nodePort"])
+            .collect();
+        assert_eq!(ports, [&json!(30080), &json!(31000), &json!(30080)]);
+        assert_eq!(Held::of(&web), reserved);
+    }
+
+    #[test]
+    fn headless_external_name_and_bad_addresses() {
+        let mut headless = svc(json!({"clusterIP": "None", "selector": {"a": "b"}}));
+        assert_eq!(settle(None, &mut headless, &Held::default()), Settled::Done);
+        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+        assert!(Held::of(&headless).is_empty());
+        let mut external = svc(json!({"type": "ExternalName", "externalName": "example.com"}));
+        assert_eq!(settle(None, &mut external, &Held::default()), Settled::Done);
+        assert!(external["spec"]["clusterIP"].is_null());
+        for (spec, field) in [
+            (json!({"clusterIP": "banana"}), "spec.clusterIPs[0]"),
+            (
+                json!({"type": "NodePort", "clusterIP": "None"}),
+                "spec.clusterIPs[0]",
+            ),
+            (
+                json!({"type": "ExternalName", "clusterIP": "10.96.0.9"}),
+                "spec.clusterIPs",
+            ),
+            (
+                json!({"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.8"]}),
+                "spec.clusterIPs",
+            ),
+            (
+                json!({"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 30001}]}),
+                "spec.ports[0].nodePort",
+            ),
+        ] {
+            let Settled::Invalid(causes) = settle(None, &mut svc(spec.clone()), &Held::default())
+            else {
+                panic!("{spec} is invalid")
+            };
+            assert_eq!(causes[0].0, field, "{spec}");
+        }
+    }
+
+    #[test]
+    fn updates_keep_what_is_held_and_refuse_a_changed_ip() {
+        let stored = svc(
+            json!({"type": "NodePort", "clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}),
+        );
+        // An apply that omits both keeps both, needing nothing.
+        let mut next = svc(json!({"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}));
+        assert_eq!(
+            settle(Some(&stored), &mut next, &Held::default()),
+            Settled::Done
+        );
+        assert_eq!(Held::of(&next), Held::of(&stored));
+        // A new port needs one more node port.
+        let mut more = svc(
+            json!({"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}, {"port": 90, "protocol": "TCP"}]}),
+        );
+        assert_eq!(
+            settle(Some(&stored), &mut more, &Held::default()),
+            Settled::Needs(Needs {
+                ip: None,
+                ports: vec![(1, None)]
+            })
+        );
+        // Back to ClusterIP: the node ports go (the IP stays).
+        let mut back = stored.clone();
+        back["spec"]["type"] = json!("ClusterIP");
+        assert_eq!(
+            settle(Some(&stored), &mut back, &Held::default()),
+            Settled::Done
+        );
+        assert_eq!(
+            Held::of(&stored).minus(&Held::of(&back)),
+            held(None, &[30080])
+        );
+        // To ExternalName: the IP goes too.
+        let mut external = back.clone();
+        external["spec"]["type"] = json!("ExternalName");
+        external["spec"]["externalName"] = json!("example.com");
+        assert_eq!(
+            settle(Some(&back), &mut external, &Held::default()),
+            Settled::Done
+        );
+        assert!(Held::of(&external).is_empty());
+        // The IP may not change.
+        let mut moved = stored.clone();
+        moved["spec"]["clusterIP"] = json!("10.96.0.21");
+        moved["spec"]["clusterIPs"] = json!(["10.96.0.21"]);
+        let Settled::Invalid(causes) =
+            settle(Some(&stored), &mut moved, &held(Some("10.96.0.21"), &[]))
+        else {
+            panic!("immutable")
+        };
+        assert!(
+            causes[0].1.contains("may not change once set"),
+            "{causes:?}"
+        );
+        // A patch of `clusterIP` alone is the same change, refused once.
+        let mut patched = stored.clone();
+        patched["spec"]["clusterIP"] = json!("10.96.0.21");
+        let Settled::Invalid(causes) = settle(Some(&stored), &mut patched, &Held::default()) else {
+            panic!("immutable")
+        };
+        assert_eq!(
+            causes,
+            [(
+                "spec.clusterIPs[0]".to_owned(),
+                "Invalid value: []string{\"10.96.0.21\"}: may not change once set".to_owned()
+            )]
+        );
+    }
+}

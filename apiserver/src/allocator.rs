@@ -1,0 +1,524 @@
+//! The Service allocators: ClusterIPs from the service CIDR and node ports
+//! from the node-port range.
+//!
+//! Every allocation is one object in the store, created only if absent, so
+//! the store alone decides who holds a value and nothing is given twice:
+//! a ClusterIP is an `IPAddress` (networking.k8s.io/v1, named by the
+//! address, with a `parentRef` to its Service) as upstream keeps them since
+//! 1.33; a node port is a record under `/registry/skiff/servicenodeports/`.
+//! A bitmap in memory (filled from the store on first use) only speeds up
+//! the search for a free value. A Service's create or update reserves what
+//! `skiff_api::services::settle` asks for before the Service is written,
+//! and releases what it no longer holds after; a crash in between leaves a
+//! record no Service holds, which [`Allocator::repair`] releases.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use skiff_api::services::{pick, Held, IpRange, Needs, PortRange, Settled};
+use skiff_api::ResourceType;
+use skiff_store::{ListOptions, Preconditions, Store, StoreError};
+use tokio::sync::OnceCell;
+
+use crate::error::{ApiError, Cause};
+use crate::object::{from_stored, now, to_stored};
+
+/// The ranges Services are given addresses and ports from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceRanges {
+    /// `--service-cidr`.
+    pub cidr: IpRange,
+    /// `--service-node-port-range`.
+    pub node_ports: PortRange,
+}
+
+impl Default for ServiceRanges {
+    fn default() -> Self {
+        ServiceRanges {
+            cidr: IpRange::parse("10.96.0.0/12").expect("the default CIDR"),
+            node_ports: PortRange::parse("30000-32767").expect("the default range"),
+        }
+    }
+}
+
+const PORTS_PREFIX: &str = "/registry/skiff/servicenodeports/";
+const MANAGED_BY: &str = "ipaddress.kubernetes.io/managed-by";
+const ALLOCATOR: &str = "ipallocator.k8s.io";
+
+/// Offsets in use, as a bitmap.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(size: u32) -> Bits {
+        Bits(vec![0; (size as usize).div_ceil(64)])
+    }
+    fn get(&self, offset: u32) -> bool {
+        self.0[offset as usize / 64] & (1 << (offset % 64)) != 0
+    }
+    fn set(&mut self, offset: u32, on: bool) {
+        let word = &mut self.0[offset as usize / 64];
+        if on {
+            *word |= 1 << (offset % 64);
+        } else {
+            *word &= !(1 << (offset % 64));
+        }
+    }
+}
+
+/// One of the two ranges: its store records and its bitmap.
+struct Pool {
+    size: u32,
+    band: u32,
+    used: Mutex<Bits>,
+}
+
+impl Pool {
+    fn new(size: u32, band: u32) -> Pool {
+        Pool {
+            size,
+            band,
+            used: Mutex::new(Bits::new(size)),
+        }
+    }
+
+    fn mark(&self, offset: u32, on: bool) {
+        self.used.lock().expect("bitmap").set(offset, on);
+    }
+
+    /// Claims a free offset in the bitmap (the store still decides).
+    fn claim(&self) -> Option<u32> {
+        let mut used = self.used.lock().expect("bitmap");
+        let offset = pick(self.size, self.band, fastrand::u32(..), |o| used.get(o))?;
+        used.set(offset, true);
+        Some(offset)
+    }
+}
+
+/// Who an allocation is for.
+pub struct Owner<'a> {
+    /// The Service's namespace.
+    pub namespace: &'a str,
+    /// The Service's name.
+    pub name: &'a str,
+}
+
+/// The ClusterIP and node-port allocators over one store.
+pub struct Allocator {
+    store: Arc<dyn Store>,
+    ranges: ServiceRanges,
+    addresses: ResourceType,
+    ips: Pool,
+    ports: Pool,
+    /// Set once the bitmaps hold what the store records.
+    loaded: OnceCell<()>,
+}
+
+impl Allocator {
+    /// Allocators over `store` handing out from `ranges`; `addresses` is
+    /// the served IPAddress kind, whose objects record the ClusterIPs.
+    pub fn new(store: Arc<dyn Store>, ranges: ServiceRanges, addresses: ResourceType) -> Self {
+        Allocator {
+            store,
+            ips: Pool::new(ranges.cidr.size(), ranges.cidr.dynamic_start()),
+            ports: Pool::new(ranges.node_ports.size(), ranges.node_ports.dynamic_start()),
+            ranges,
+            addresses,
+            loaded: OnceCell::new(),
+        }
+    }
+
+    /// The ranges handed out from.
+    pub fn ranges(&self) -> ServiceRanges {
+        self.ranges
+    }
+
+    fn ip_key(&self, ip: Ipv4Addr) -> String {
+        self.addresses.key(None, &ip.to_string())
+    }
+
+    async fn records(&self, prefix: &str) -> Result<Vec<(String, Value)>, ApiError> {
+        let list = self
+            .store
+            .list(prefix, ListOptions::default())
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot list {prefix}: {e}")))?;
+        list.items
+            .iter()
+            .map(|o| Ok((o.key[prefix.len()..].to_owned(), from_stored(o)?)))
+            .collect()
+    }
+
+    /// Bitmaps of what the store records now: (addresses, ports).
+    async fn scan(&self) -> Result<(Bits, Bits), ApiError> {
+        let mut ips = Bits::new(self.ips.size);
+        for (name, _) in self.records(&self.addresses.prefix(None)).await? {
+            if let Some(offset) = name.parse().ok().and_then(|ip| self.ranges.cidr.offset(ip)) {
+                ips.set(offset, true);
+            }
+        }
+        let mut ports = Bits::new(self.ports.size);
+        for (name, _) in self.records(PORTS_PREFIX).await? {
+            let offset = name
+                .parse()
+                .ok()
+                .and_then(|p| self.ranges.node_ports.offset(p));
+            if let Some(offset) = offset {
+                ports.set(offset, true);
+            }
+        }
+        Ok((ips, ports))
+    }
+
+    fn install(&self, (ips, ports): (Bits, Bits)) {
+        *self.ips.used.lock().expect("bitmap") = ips;
+        *self.ports.used.lock().expect("bitmap") = ports;
+    }
+
+    /// Fills the bitmaps from the store, once.
+    async fn load(&self) -> Result<(), ApiError> {
+        self.loaded
+            .get_or_try_init(|| async {
+                self.install(self.scan().await?);
+                Ok::<(), ApiError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn ip_record(ip: Ipv4Addr, owner: &Owner<'_>) -> Value {
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IPAddress",
+            "metadata": {
+                "name": ip.to_string(),
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": now(),
+                "labels": {"ipaddress.kubernetes.io/ip-family": "IPv4", MANAGED_BY: ALLOCATOR},
+            },
+            "spec": {"parentRef": {"group": "", "resource": "services", "namespace": owner.namespace, "name": owner.name}},
+        })
+    }
+
+    fn port_record(owner: &Owner<'_>) -> Value {
+        json!({"namespace": owner.namespace, "name": owner.name, "creationTimestamp": now()})
+    }
+
+    /// Creates the record of one value; false if someone holds it.
+    async fn take(&self, key: &str, record: &Value) -> Result<bool, ApiError> {
+        match self.store.create(key, to_stored(record)).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(ApiError::internal(format!("cannot record {key}: {e}"))),
+        }
+    }
+
+    async fn reserve_ip(
+        &self,
+        asked: Option<Ipv4Addr>,
+        owner: &Owner<'_>,
+    ) -> Result<Ipv4Addr, Refused> {
+        let cidr = self.ranges.cidr;
+        if let Some(ip) = asked {
+            let offset = cidr.offset(ip).ok_or_else(|| Refused::Invalid(format!(
+                "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {cidr}"
+            )))?;
+            if !self
+                .take(&self.ip_key(ip), &Self::ip_record(ip, owner))
+                .await?
+            {
+                self.ips.mark(offset, true);
+                return Err(Refused::Invalid(format!(
+                    "failed to allocate IP {ip}: provided IP is already allocated"
+                )));
+            }
+            self.ips.mark(offset, true);
+            return Ok(ip);
+        }
+        loop {
+            let offset = self.ips.claim().ok_or_else(|| {
+                Refused::Internal("failed to allocate a serviceIP: range is full".into())
+            })?;
+            let ip = cidr.ip(offset);
+            match self
+                .take(&self.ip_key(ip), &Self::ip_record(ip, owner))
+                .await
+            {
+                Ok(true) => return Ok(ip),
+                Ok(false) => continue,
+                Err(e) => {
+                    self.ips.mark(offset, false);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    async fn reserve_port(&self, asked: Option<u16>, owner: &Owner<'_>) -> Result<u16, Refused> {
+        let range = self.ranges.node_ports;
+        if let Some(port) = asked {
+            let offset = range.offset(port).ok_or_else(|| {
+                Refused::Invalid(format!(
+                    "provided port is not in the valid range. The range of valid ports is {range}"
+                ))
+            })?;
+            let taken = !self
+                .take(&format!("{PORTS_PREFIX}{port}"), &Self::port_record(owner))
+                .await?;
+            self.ports.mark(offset, true);
+            if taken {
+                return Err(Refused::Invalid(
+                    "provided port is already allocated".into(),
+                ));
+            }
+            return Ok(port);
+        }
+        loop {
+            let offset = self.ports.claim().ok_or_else(|| {
+                Refused::Internal("failed to allocate a nodePort: range is full".into())
+            })?;
+            let port = range.port(offset);
+            match self
+                .take(&format!("{PORTS_PREFIX}{port}"), &Self::port_record(owner))
+                .await
+            {
+                Ok(true) => return Ok(port),
+                Ok(false) => continue,
+                Err(e) => {
+                    self.ports.mark(offset, false);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Reserves what `needs` asks for, adding it to `reserved`; a value
+    /// refused is a cause in `causes`.
+    async fn reserve_into(
+        &self,
+        needs: &Needs,
+        owner: &Owner<'_>,
+        reserved: &mut Held,
+        causes: &mut Vec<Cause>,
+    ) -> Result<(), ApiError> {
+        self.load().await?;
+        if let Some(asked) = needs.ip {
+            match self.reserve_ip(asked, owner).await {
+                Ok(ip) => reserved.ip = Some(ip),
+                Err(Refused::Invalid(message)) => causes.push(Cause {
+                    reason: "FieldValueInvalid",
+                    field: "spec.clusterIPs".into(),
+                    message: format!(
+                        "Invalid value: []string{{{}}}: {message}",
+                        asked
+                            .map(|ip| format!("{:?}", ip.to_string()))
+                            .unwrap_or_default()
+                    ),
+                }),
+                Err(Refused::Internal(message)) => return Err(ApiError::internal(message)),
+                Err(Refused::Api(e)) => return Err(e),
+            }
+        }
+        let mut asked_done = HashSet::new();
+        for (index, asked) in &needs.ports {
+            if asked.is_some_and(|p| !asked_done.insert(p)) {
+                continue;
+            }
+            match self.reserve_port(*asked, owner).await {
+                Ok(port) => {
+                    reserved.ports.insert(port);
+                }
+                Err(Refused::Invalid(message)) => causes.push(Cause {
+                    reason: "FieldValueInvalid",
+                    field: format!("spec.ports[{index}].nodePort"),
+                    message: format!("Invalid value: {}: {message}", asked.unwrap_or_default()),
+                }),
+                Err(Refused::Internal(message)) => return Err(ApiError::internal(message)),
+                Err(Refused::Api(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserves what `needs` asks for, adding it to `reserved`;
+    /// if anything is refused (422 with the fields at fault, or 500), all
+    /// of `reserved` is released.
+    pub async fn reserve(
+        &self,
+        needs: &Needs,
+        owner: &Owner<'_>,
+        resource: &ResourceType,
+        reserved: &mut Held,
+    ) -> Result<(), ApiError> {
+        let mut causes = Vec::new();
+        let outcome = self.reserve_into(needs, owner, reserved, &mut causes).await;
+        let outcome = match outcome {
+            Ok(()) if causes.is_empty() => return Ok(()),
+            Ok(()) => Err(ApiError::invalid(resource, owner.name, causes)),
+            Err(e) => Err(e),
+        };
+        self.release(reserved).await;
+        *reserved = Held::default();
+        outcome
+    }
+
+    /// Settles `next`'s ClusterIP and node ports (see
+    /// `skiff_api::services::settle`), reserving what it needs. Answers
+    /// what was reserved, which the caller releases if the write fails.
+    pub async fn settle(
+        &self,
+        current: Option<&Value>,
+        next: &mut Value,
+        resource: &ResourceType,
+        owner: &Owner<'_>,
+    ) -> Result<Held, ApiError> {
+        let mut reserved = Held::default();
+        // Each round reserves everything still needed, so one suffices;
+        // the bound only guards against a rule that never settles.
+        for _ in 0..4 {
+            match skiff_api::services::settle(current, next, &reserved) {
+                Settled::Done => return Ok(reserved),
+                Settled::Invalid(invalid) => {
+                    self.release(&reserved).await;
+                    let causes = invalid
+                        .into_iter()
+                        .map(|(field, message)| Cause {
+                            reason: "FieldValueInvalid",
+                            field,
+                            message,
+                        })
+                        .collect();
+                    return Err(ApiError::invalid(resource, owner.name, causes));
+                }
+                Settled::Needs(needs) => {
+                    self.reserve(&needs, owner, resource, &mut reserved).await?
+                }
+            }
+        }
+        self.release(&reserved).await;
+        Err(ApiError::internal("the Service's addresses did not settle"))
+    }
+
+    /// Releases what `held` names.
+    pub async fn release(&self, held: &Held) {
+        if let Some(ip) = held.ip {
+            self.forget(&self.ip_key(ip)).await;
+            if let Some(offset) = self.ranges.cidr.offset(ip) {
+                self.ips.mark(offset, false);
+            }
+        }
+        for port in &held.ports {
+            self.forget(&format!("{PORTS_PREFIX}{port}")).await;
+            if let Some(offset) = self.ranges.node_ports.offset(*port) {
+                self.ports.mark(offset, false);
+            }
+        }
+    }
+
+    async fn forget(&self, key: &str) {
+        match self.store.delete(key, Preconditions::default()).await {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            // The repair pass releases it later.
+            Err(e) => eprintln!("skiff: cannot release {key}: {e}"),
+        }
+    }
+
+    /// Reconciles the records with the Services: records what a Service
+    /// holds without one, and releases records no Service holds that are
+    /// older than `grace` (a create in flight holds its values briefly
+    /// before its Service is written; at startup nothing is in flight and
+    /// `grace` is zero). Answers (recorded, released).
+    pub async fn repair(
+        &self,
+        services: &ResourceType,
+        grace: Duration,
+    ) -> Result<(usize, usize), ApiError> {
+        let mut holders: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (_, service) in self.records(&services.prefix(None)).await? {
+            let held = Held::of(&service);
+            let owner = (
+                service["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                service["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            if let Some(ip) = held.ip {
+                holders.insert(self.ip_key(ip), owner.clone());
+            }
+            for port in held.ports {
+                holders.insert(format!("{PORTS_PREFIX}{port}"), owner.clone());
+            }
+        }
+        let cutoff =
+            jiff::Timestamp::now() - jiff::SignedDuration::try_from(grace).unwrap_or_default();
+        let mut released = 0;
+        for (prefix, managed) in [
+            (self.addresses.prefix(None), true),
+            (PORTS_PREFIX.to_owned(), false),
+        ] {
+            for (name, record) in self.records(&prefix).await? {
+                let key = format!("{prefix}{name}");
+                if holders.remove(&key).is_some() {
+                    continue;
+                }
+                // Addresses someone reserved by hand are theirs.
+                if managed && record["metadata"]["labels"][MANAGED_BY] != ALLOCATOR {
+                    continue;
+                }
+                let created = record["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .or(record["creationTimestamp"].as_str())
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                if created.is_some_and(|t| t > cutoff) {
+                    continue;
+                }
+                self.forget(&key).await;
+                released += 1;
+            }
+        }
+        let recorded = holders.len();
+        for (key, (namespace, name)) in holders {
+            let owner = Owner {
+                namespace: &namespace,
+                name: &name,
+            };
+            let record = match key.strip_prefix(PORTS_PREFIX) {
+                Some(_) => Self::port_record(&owner),
+                None => {
+                    let ip = key.rsplit('/').next().and_then(|ip| ip.parse().ok());
+                    match ip {
+                        Some(ip) => Self::ip_record(ip, &owner),
+                        None => continue,
+                    }
+                }
+            };
+            self.take(&key, &record).await?;
+        }
+        // The bitmaps are rebuilt from what is recorded now.
+        self.install(self.scan().await?);
+        let _ = self.loaded.set(());
+        Ok((recorded, released))
+    }
+}
+
+/// Why a value was not reserved.
+enum Refused {
+    /// The user asked for a value that cannot be had (422).
+    Invalid(String),
+    /// The range is full, or the store failed.
+    Internal(String),
+    /// The store failed.
+    Api(ApiError),
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Self {
+        Refused::Api(e)
+    }
+}
