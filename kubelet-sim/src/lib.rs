@@ -4,7 +4,10 @@
 //! through the lifecycle a kubelet reports (ContainerCreating, Running with
 //! a pod IP from the node's CIDR, ready, crash-looping, finished), honouring
 //! graceful deletion: a pod marked for deletion gets its Killing event, its
-//! containers stop, and the agent deletes it for good.
+//! containers stop, and the agent deletes it for good. Each container starts
+//! with the Service environment variables a kubelet gives it
+//! ([`skiff_api::service_env`], from one Services cache for all the nodes
+//! of the process), recorded in the pod for its log to show.
 //!
 //! What the pods do is set per pod by annotations ([`lifecycle`]).
 
@@ -17,11 +20,12 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use skiff_api::{podlog, service_env};
 use skiff_runtime::events::{reference, Recorder, Type};
 
 use crate::lifecycle::{after_exit, status, Behaviour, State};
@@ -78,6 +82,8 @@ struct Running {
 struct Agents {
     client: Client,
     events: Recorder,
+    /// Every Service of the cluster: one cache for all the nodes.
+    services: reflector::Store<Service>,
     nodes: HashMap<String, SimNode>,
     state: Mutex<AgentState>,
 }
@@ -95,8 +101,22 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         .collect();
     register(&client, &nodes, &options.capacity).await?;
     tokio::spawn(renew_leases(client.clone(), nodes.clone()));
+    let (services, writer) = reflector::store();
+    let cache = reflector(
+        writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    );
+    tokio::spawn(
+        cache
+            .default_backoff()
+            .for_each(|_| futures::future::ready(())),
+    );
     let agents = Arc::new(Agents {
         events: Recorder::new(client.clone(), "kubelet", None),
+        services,
         client: client.clone(),
         nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
         state: Mutex::default(),
@@ -284,6 +304,26 @@ impl Agents {
             .map(|_| ())
     }
 
+    /// The [`podlog::ENVIRONMENT`] record of the Service variables each
+    /// container of `pod` starts with now. As a kubelet, it waits for the
+    /// Services to have been listed once.
+    async fn environment(&self, pod: &Pod) -> String {
+        // The cache's writer lives as long as the process.
+        let _ = self.services.wait_until_ready().await;
+        let services = self.services.state();
+        let containers: Vec<(String, Vec<(String, String)>)> = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .map(|c| {
+                let variables =
+                    service_env::for_container(pod, c, services.iter().map(Arc::as_ref));
+                (c.name.clone(), variables)
+            })
+            .collect();
+        podlog::record(&containers)
+    }
+
     fn event(&self, pod: &Pod, kind: Type, reason: &str, message: String) {
         self.events.record(reference(pod), kind, reason, message);
     }
@@ -324,7 +364,19 @@ impl Agents {
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_default();
         let mut restarts = 0;
+        let mut recorded = None;
         loop {
+            let environment = self.environment(&pod).await;
+            if recorded.as_ref() != Some(&environment) {
+                let annotations = json!({ podlog::ENVIRONMENT: &environment });
+                let patch = Patch::Merge(json!({"metadata": {"annotations": annotations}}));
+                // A pod that went away meanwhile is stopped by `gone`.
+                let _ = self
+                    .api(&pod)
+                    .patch(&pod.name_any(), &PatchParams::default(), &patch)
+                    .await;
+                recorded = Some(environment);
+            }
             for c in &containers {
                 let image = c.image.clone().unwrap_or_default();
                 if restarts == 0 {
