@@ -53,7 +53,8 @@ fn start(binary: &Path, data_dir: &Path) -> Result<Running, String> {
 /// [`start`] with more `skiff server` flags.
 pub fn start_with(binary: &Path, data_dir: &Path, flags: &[&str]) -> Result<Running, String> {
     let mut child = Command::new(binary)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["server", "--listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
         .arg(data_dir)
         .args(flags)
         .stdout(Stdio::piped())

@@ -5,6 +5,7 @@ mod agent;
 mod apply;
 mod cluster;
 mod describe;
+mod dns;
 mod get;
 mod manifest;
 mod pki;

@@ -32,6 +32,8 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 300)]
     history_max_age_seconds: u64,
     #[command(flatten)]
+    dns: crate::dns::DnsArgs,
+    #[command(flatten)]
     nodes: crate::agent::NodeArgs,
 }
 
@@ -87,6 +89,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     let url = format!("https://{host}:{}", address.port());
     let kubeconfig = pki::write_kubeconfig(&data_dir, &url, &credentials)?;
+    // The control plane's other components are API clients of this server,
+    // as in Kubernetes. Cluster DNS binds first, so that its address is
+    // known before anything is published.
+    let config = crate::cluster::config(Some(kubeconfig.clone())).await?;
+    let dns_address = crate::dns::start(&config, &args.dns).await?;
 
     let shared: Arc<dyn Store> = store.clone();
     let state = AppState::new(shared).with_token(&credentials.token);
@@ -99,15 +106,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .handle(handle.clone())
         .serve(router(state).into_make_service());
     let server = tokio::spawn(server);
-    // The control plane's other components are API clients of this server,
-    // as in Kubernetes.
     println!(
-        "skiff server ready at {url} in {} ms; kubeconfig: {}",
+        "skiff server ready at {url} in {} ms; dns: {dns_address}; kubeconfig: {}",
         started.elapsed().as_millis(),
         kubeconfig.display()
     );
     // The API is up; its clients start beside it.
-    let config = crate::cluster::config(Some(kubeconfig.clone())).await?;
     crate::agent::start_components(&config, &args.nodes)?;
     let stopper = handle.clone();
     tokio::spawn(async move {

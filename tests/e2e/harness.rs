@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// Where its cluster DNS answers (UDP and TCP).
+    pub dns: std::net::SocketAddr,
     pub kubeconfig: PathBuf,
     pub data_dir: PathBuf,
 }
@@ -23,7 +25,14 @@ impl Server {
     /// Starts a server with extra `skiff server` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--dns-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(flags)
             .stdout(Stdio::piped())
@@ -40,8 +49,13 @@ impl Server {
         let line = receiver
             .recv_timeout(Duration::from_secs(20))
             .expect("skiff server printed its ready line");
-        // "skiff server ready at URL in N ms; kubeconfig: PATH"
+        // "skiff server ready at URL in N ms; dns: ADDRESS; kubeconfig: PATH"
         let url = line.split_whitespace().nth(4).expect("a URL").to_owned();
+        let dns = line
+            .split("dns: ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next()?.parse().ok())
+            .expect("the DNS address");
         let kubeconfig = PathBuf::from(
             line.rsplit("kubeconfig: ")
                 .next()
@@ -50,6 +64,7 @@ impl Server {
         Server {
             child,
             url,
+            dns,
             kubeconfig,
             data_dir: data_dir.to_owned(),
         }

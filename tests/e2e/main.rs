@@ -3,6 +3,8 @@
 //! client, kube-rs) and by skiff's own client verbs.
 
 mod cli;
+mod dns;
+mod endpointslices;
 mod harness;
 mod kube_rs;
 mod kubectl;

@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::harness::{eventually, have, Server};
 
-fn items(list: &Value) -> Vec<Value> {
+/// The items of a list.
+pub(crate) fn items(list: &Value) -> Vec<Value> {
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
