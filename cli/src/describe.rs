@@ -54,6 +54,20 @@ pub async fn run(cluster: &Cluster, args: DescribeArgs) -> Result<()> {
         if i > 0 {
             say!();
         }
+        if resource.kind == "Service" {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            let slices = cluster
+                .get(&format!(
+                    "{}?labelSelector=kubernetes.io%2Fservice-name%3D{name}",
+                    catalog
+                        .resolve("endpointslices.discovery.k8s.io")?
+                        .collection(Some(&namespace))
+                ))
+                .await?;
+            let slices = slices["items"].as_array().cloned().unwrap_or_default();
+            crate::write_out(format_args!("{}", service(object, &slices, &events, now)));
+            continue;
+        }
         let related = match resource.kind.as_str() {
             "Deployment" => {
                 let sets = cluster
@@ -256,6 +270,16 @@ pub fn render(object: &Value, events: &[Value], now: jiff::Timestamp) -> Result<
         return Ok(out);
     }
     out.push_str("Events:\n");
+    let rows = event_rows(events, now);
+    let widths = crate::get::widths(&rows[0], &rows[1..]);
+    for row in &rows {
+        out.push_str(&format!("  {}\n", crate::get::line(row, &widths)));
+    }
+    Ok(out)
+}
+
+/// The table of `events`: a header, a rule, one row each.
+fn event_rows(events: &[Value], now: jiff::Timestamp) -> Vec<Vec<String>> {
     let header = ["Type", "Reason", "Age", "From", "Message"].map(String::from);
     let rule = ["----", "------", "----", "----", "-------"].map(String::from);
     let mut rows = vec![header.to_vec(), rule.to_vec()];
@@ -285,11 +309,230 @@ pub fn render(object: &Value, events: &[Value], now: jiff::Timestamp) -> Result<
             event["message"].as_str().unwrap_or_default().to_owned(),
         ]);
     }
-    let widths = crate::get::widths(&rows[0], &rows[1..]);
-    for row in &rows {
-        out.push_str(&format!("  {}\n", crate::get::line(row, &widths)));
+    rows
+}
+
+/// A Service as `kubectl describe service` prints it, with the ready
+/// endpoints of its EndpointSlices for each port.
+pub fn service(svc: &Value, slices: &[Value], events: &[Value], now: jiff::Timestamp) -> String {
+    let metadata = &svc["metadata"];
+    let spec = &svc["spec"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let joined = |v: &Value, separator: &str| -> Option<String> {
+        let items: Vec<String> = v.as_array()?.iter().map(text).collect();
+        (!items.is_empty()).then(|| items.join(separator))
+    };
+    let mut lines = vec![
+        format!("Name:\t{}", text(&metadata["name"])),
+        format!("Namespace:\t{}", text(&metadata["namespace"])),
+    ];
+    lines.extend(multiline("Labels", &metadata["labels"], "="));
+    let mut annotations = metadata["annotations"].clone();
+    if let Some(map) = annotations.as_object_mut() {
+        map.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-    Ok(out)
+    lines.extend(multiline("Annotations", &annotations, ": "));
+    let selector: Vec<String> = spec["selector"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", text(v)))
+        .collect();
+    let selector = Some(selector.join(",")).filter(|s| !s.is_empty());
+    lines.push(format!(
+        "Selector:\t{}",
+        selector.as_deref().unwrap_or("<none>")
+    ));
+    lines.push(format!("Type:\t{}", text(&spec["type"])));
+    if let Some(policy) = spec["ipFamilyPolicy"].as_str() {
+        lines.push(format!("IP Family Policy:\t{policy}"));
+    }
+    let families = joined(&spec["ipFamilies"], ",");
+    lines.push(format!(
+        "IP Families:\t{}",
+        families.as_deref().unwrap_or("<none>")
+    ));
+    lines.push(format!("IP:\t{}", text(&spec["clusterIP"])));
+    let ips = joined(&spec["clusterIPs"], ",");
+    lines.push(format!("IPs:\t{}", ips.as_deref().unwrap_or("<none>")));
+    if let Some(external) = joined(&spec["externalIPs"], ",") {
+        lines.push(format!("External IPs:\t{external}"));
+    }
+    if let Some(ip) = spec["loadBalancerIP"].as_str().filter(|ip| !ip.is_empty()) {
+        lines.push(format!("IP:\t{ip}"));
+    }
+    if let Some(name) = spec["externalName"].as_str().filter(|n| !n.is_empty()) {
+        lines.push(format!("External Name:\t{name}"));
+    }
+    let ingress: Vec<String> = svc["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let address = text(if i["ip"].is_string() {
+                &i["ip"]
+            } else {
+                &i["hostname"]
+            });
+            match i["ipMode"].as_str() {
+                Some(mode) => format!("{address} ({mode})"),
+                None => address,
+            }
+        })
+        .collect();
+    if !ingress.is_empty() {
+        lines.push(format!("LoadBalancer Ingress:\t{}", ingress.join(", ")));
+    }
+    for port in spec["ports"].as_array().into_iter().flatten() {
+        let name = port["name"].as_str().filter(|n| !n.is_empty());
+        let shown = name.unwrap_or("<unset>");
+        let protocol = text(&port["protocol"]);
+        lines.push(format!("Port:\t{shown}\t{}/{protocol}", port["port"]));
+        let target = match &port["targetPort"] {
+            Value::String(name) => name.clone(),
+            other => other.to_string(),
+        };
+        lines.push(format!("TargetPort:\t{target}/{protocol}"));
+        if let Some(node_port) = port["nodePort"].as_i64().filter(|p| *p != 0) {
+            lines.push(format!("NodePort:\t{shown}\t{node_port}/{protocol}"));
+        }
+        lines.push(format!(
+            "Endpoints:\t{}",
+            slice_endpoints(slices, name.unwrap_or_default())
+        ));
+    }
+    lines.push(format!(
+        "Session Affinity:\t{}",
+        text(&spec["sessionAffinity"])
+    ));
+    for (label, key) in [
+        ("External Traffic Policy", "externalTrafficPolicy"),
+        ("Internal Traffic Policy", "internalTrafficPolicy"),
+    ] {
+        if let Some(policy) = spec[key].as_str().filter(|p| !p.is_empty()) {
+            lines.push(format!("{label}:\t{policy}"));
+        }
+    }
+    if let Some(port) = spec["healthCheckNodePort"].as_i64().filter(|p| *p != 0) {
+        lines.push(format!("HealthCheck NodePort:\t{port}"));
+    }
+    if let Some(ranges) = joined(&spec["loadBalancerSourceRanges"], ",") {
+        lines.push(format!("LoadBalancer Source Ranges:\t{ranges}"));
+    }
+    if events.is_empty() {
+        lines.push("Events:\t<none>".into());
+    } else {
+        lines.push("Events:".into());
+        lines.extend(
+            event_rows(events, now)
+                .iter()
+                .map(|row| format!("  {}", row.join("\t"))),
+        );
+    }
+    tabbed(&lines)
+}
+
+/// `Label:\tk=v` and `\tk=v` lines for a map, sorted; `<none>` when empty.
+fn multiline(label: &str, map: &Value, separator: &str) -> Vec<String> {
+    let pairs: Vec<String> = map
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}{separator}{}", v.as_str().unwrap_or_default()))
+        .collect();
+    if pairs.is_empty() {
+        return vec![format!("{label}:\t<none>")];
+    }
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| match i {
+            0 => format!("{label}:\t{pair}"),
+            _ => format!("\t{pair}"),
+        })
+        .collect()
+}
+
+/// The ready endpoints of `slices` for the Service port named `port`, as
+/// kubectl's `formatEndpointSlices`: `ip:port`, three at most, then how
+/// many more; `<none>` without slices.
+pub fn slice_endpoints(slices: &[Value], port: &str) -> String {
+    if slices.is_empty() {
+        return "<none>".into();
+    }
+    let mut all = Vec::new();
+    for slice in slices {
+        let ready: Vec<&str> = slice["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["conditions"]["ready"] != false)
+            .filter_map(|e| e["addresses"][0].as_str())
+            .collect();
+        let ports: Vec<&Value> = slice["ports"].as_array().into_iter().flatten().collect();
+        if ports.is_empty() {
+            all.extend(ready.iter().map(|a| a.to_string()));
+            continue;
+        }
+        for p in ports
+            .iter()
+            .filter(|p| p["name"].as_str().unwrap_or_default() == port)
+        {
+            all.extend(ready.iter().map(|a| match a.contains(':') {
+                true => format!("[{a}]:{}", p["port"]),
+                false => format!("{a}:{}", p["port"]),
+            }));
+        }
+    }
+    match all.len() {
+        0..=3 => all.join(","),
+        n => format!("{} + {} more...", all[..3].join(","), n - 3),
+    }
+}
+
+/// Aligns `\t`-separated cells as Go's tabwriter does for kubectl
+/// describe (padding 2): a cell is as wide as the widest in its column
+/// among the adjacent lines that have a cell there; the last cell of a
+/// line is not aligned.
+pub fn tabbed(lines: &[String]) -> String {
+    let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
+    let mut widths: Vec<Vec<usize>> = cells.iter().map(|c| vec![0; c.len()]).collect();
+    let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
+    for column in 0..columns {
+        let mut start = 0;
+        while start < cells.len() {
+            // A block: adjacent lines whose cell `column` is not their last.
+            let mut end = start;
+            while end < cells.len() && cells[end].len() > column + 1 {
+                end += 1;
+            }
+            if end == start {
+                start += 1;
+                continue;
+            }
+            let width = (start..end)
+                .map(|i| cells[i][column].chars().count())
+                .max()
+                .unwrap_or(0)
+                + 2;
+            for row in widths.iter_mut().take(end).skip(start) {
+                row[column] = width;
+            }
+            start = end;
+        }
+    }
+    let mut out = String::new();
+    for (row, widths) in cells.iter().zip(&widths) {
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}", width = widths[i]));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -361,5 +604,84 @@ Events:
         assert!(render(&pod, &[], now)
             .unwrap()
             .ends_with("Events:            <none>\n"));
+    }
+
+    #[test]
+    fn services_read_as_kubectl_describes_them() {
+        let svc = json!({
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"},
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"type": "NodePort", "selector": {"app": "web"}, "clusterIP": "10.96.50.50",
+                     "clusterIPs": ["10.96.50.50"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                     "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"}],
+                     "sessionAffinity": "None", "externalTrafficPolicy": "Cluster", "internalTrafficPolicy": "Cluster"},
+        });
+        let slice = json!({"ports": [{"name": "", "port": 8080}], "endpoints": [
+            {"addresses": ["10.244.1.2"], "conditions": {"ready": true}},
+            {"addresses": ["10.244.2.2"]},
+            {"addresses": ["10.244.3.2"], "conditions": {"ready": false}},
+        ]});
+        let now: jiff::Timestamp = "2026-11-23T10:05:00Z".parse().unwrap();
+        let expected = "\
+Name:                     web
+Namespace:                default
+Labels:                   app=web
+Annotations:              <none>
+Selector:                 app=web
+Type:                     NodePort
+IP Family Policy:         SingleStack
+IP Families:              IPv4
+IP:                       10.96.50.50
+IPs:                      10.96.50.50
+Port:                     <unset>  80/TCP
+TargetPort:               8080/TCP
+NodePort:                 <unset>  30080/TCP
+Endpoints:                10.244.1.2:8080,10.244.2.2:8080
+Session Affinity:         None
+External Traffic Policy:  Cluster
+Internal Traffic Policy:  Cluster
+Events:                   <none>
+";
+        assert_eq!(service(&svc, &[slice], &[], now), expected);
+
+        let lb = json!({
+            "metadata": {"name": "lb", "namespace": "shop", "labels": {"a": "1", "b": "2"}},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "lb"}, "clusterIP": "10.96.0.40",
+                     "ports": [{"name": "http", "port": 80, "targetPort": "web", "nodePort": 31000, "protocol": "TCP"}],
+                     "sessionAffinity": "ClientIP"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "172.31.255.1", "ipMode": "VIP"}]}},
+        });
+        let events = [
+            json!({"type": "Normal", "reason": "IPAllocated", "lastTimestamp": "2026-11-23T10:04:00Z",
+            "source": {"component": "service-lb"}, "message": "Assigned IP 172.31.255.1"}),
+        ];
+        let text = service(&lb, &[], &events, now);
+        assert!(
+            text.contains("Labels:                a=1\n                       b=2\n"),
+            "{text}"
+        );
+        assert!(text.contains("IP Families:           <none>\nIP:                    10.96.0.40\nIPs:                   <none>\n"), "{text}");
+        assert!(text.contains("LoadBalancer Ingress:  172.31.255.1 (VIP)\nPort:                  http  80/TCP\nTargetPort:            web/TCP\nNodePort:              http  31000/TCP\nEndpoints:             <none>\n"), "{text}");
+        assert!(text.ends_with("Events:\n  Type    Reason       Age   From        Message\n  ----    ------       ----  ----        -------\n  Normal  IPAllocated  60s   service-lb  Assigned IP 172.31.255.1\n"), "{text}");
+    }
+
+    #[test]
+    fn slice_endpoints_follow_the_port_name_and_stop_at_three() {
+        let slice = |port: &str, ips: &[&str]| {
+            let endpoints: Vec<Value> = ips.iter().map(|ip| json!({"addresses": [ip]})).collect();
+            json!({"ports": [{"name": port, "port": 8080}], "endpoints": endpoints})
+        };
+        let slices = [
+            slice("http", &["10.0.0.1", "10.0.0.2"]),
+            slice("http", &["10.0.0.3", "10.0.0.4"]),
+            slice("metrics", &["10.0.0.5"]),
+        ];
+        assert_eq!(
+            slice_endpoints(&slices, "http"),
+            "10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080 + 1 more..."
+        );
+        assert_eq!(slice_endpoints(&slices, "metrics"), "10.0.0.5:8080");
+        assert_eq!(slice_endpoints(&slices, "other"), "");
+        assert_eq!(slice_endpoints(&[], "http"), "<none>");
     }
 }

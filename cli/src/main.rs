@@ -6,6 +6,7 @@ mod apply;
 mod cluster;
 mod describe;
 mod dns;
+mod expose;
 mod get;
 mod manifest;
 mod pki;
@@ -46,6 +47,9 @@ enum Command {
     Delete(apply::DeleteArgs),
     /// Show objects in detail, with their events.
     Describe(describe::DescribeArgs),
+    /// Make a Service for a Deployment, ReplicaSet, ReplicationController,
+    /// Pod or Service, selecting its pods, as `kubectl expose`.
+    Expose(expose::ExposeArgs),
     /// Show how an object came to be and what it caused, step by step.
     Trace(trace::TraceArgs),
     /// Set the replicas of a Deployment, ReplicaSet, StatefulSet or RC.
@@ -104,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create(args) => apply::create(&client(cli.kubeconfig).await?, args).await,
         Command::Delete(args) => apply::delete(&client(cli.kubeconfig).await?, args).await,
         Command::Describe(args) => describe::run(&client(cli.kubeconfig).await?, args).await,
+        Command::Expose(args) => expose::run(&client(cli.kubeconfig).await?, args).await,
         Command::Trace(args) => trace::run(&client(cli.kubeconfig).await?, args).await,
         Command::Scale(args) => workload::scale(&client(cli.kubeconfig).await?, args).await,
         Command::Rollout(command) => {
