@@ -63,10 +63,17 @@ fn spawn_nodes(client: kube::Client, nodes: &NodeArgs) -> tokio::task::JoinHandl
 
 /// Starts the scheduler, the controllers and the node agents, each with a
 /// client of its own that names it.
-pub fn start_components(config: &kube::Config, nodes: &NodeArgs) -> Result<()> {
+pub fn start_components(
+    config: &kube::Config,
+    nodes: &NodeArgs,
+    controllers: &skiff_controllers::Options,
+) -> Result<()> {
     let client = |component: &str| client_as(config, component);
     tokio::spawn(skiff_scheduler::run(client(skiff_scheduler::NAME)?));
-    skiff_controllers::start(&|component| client(component).expect("a component name"));
+    skiff_controllers::start(
+        &|component| client(component).expect("a component name"),
+        controllers,
+    );
     if nodes.nodes > 0 {
         spawn_nodes(client("kubelet")?, nodes);
     }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum_server::tls_rustls::RustlsConfig;
-use skiff_apiserver::{bootstrap, router, AppState};
+use skiff_api::services::{IpRange, PortRange};
+use skiff_apiserver::{bootstrap, publish_service, router, AppState, ServiceRanges, SystemService};
 use skiff_store::{HistoryLimits, MvccStore, Store};
 
 use crate::pki;
@@ -31,6 +32,17 @@ pub struct ServerArgs {
     /// resourceVersion older than the history answers 410 Gone.
     #[arg(long, default_value_t = 300)]
     history_max_age_seconds: u64,
+    /// The IPv4 range Services' ClusterIPs come from; the `kubernetes`
+    /// Service takes its first address, `kube-dns` its tenth.
+    #[arg(long, default_value = "10.96.0.0/12", value_parser = IpRange::parse)]
+    service_cidr: IpRange,
+    /// The ports NodePort and LoadBalancer Services' node ports come from.
+    #[arg(long, default_value = "30000-32767", value_parser = PortRange::parse)]
+    service_node_port_range: PortRange,
+    /// The addresses LoadBalancer Services get as their external IP. The
+    /// default is loopback, so it never reaches the host's real network.
+    #[arg(long, default_value = "127.240.0.0/24", value_parser = IpRange::parse)]
+    load_balancer_pool: IpRange,
     #[command(flatten)]
     dns: crate::dns::DnsArgs,
     #[command(flatten)]
@@ -96,10 +108,50 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let dns_address = crate::dns::start(&config, &args.dns).await?;
 
     let shared: Arc<dyn Store> = store.clone();
-    let state = AppState::new(shared).with_token(&credentials.token);
+    let state = AppState::new(shared)
+        .with_token(&credentials.token)
+        .with_service_ranges(ServiceRanges {
+            cidr: args.service_cidr,
+            node_ports: args.service_node_port_range,
+        });
     bootstrap(&state)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot create the default namespaces: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot bootstrap the cluster: {e}"))?;
+    let local = |ip: std::net::IpAddr| match ip.is_unspecified() {
+        true => std::net::IpAddr::from([127, 0, 0, 1]),
+        false => ip,
+    };
+    let system = [
+        SystemService {
+            namespace: "default",
+            name: "kubernetes",
+            labels: serde_json::json!({"component": "apiserver", "provider": "kubernetes"}),
+            ip_index: 0,
+            ports: &[("https", 443, "TCP")],
+            address: local(address.ip()),
+            target_port: address.port(),
+        },
+        SystemService {
+            namespace: "kube-system",
+            name: "kube-dns",
+            labels: serde_json::json!({"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "skiff-dns"}),
+            ip_index: 9,
+            ports: &[("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")],
+            address: local(dns_address.ip()),
+            target_port: dns_address.port(),
+        },
+    ];
+    for service in &system {
+        // A range too small for it, or an address a user took: the rest of
+        // the cluster still works.
+        if let Err(e) = publish_service(&state, service).await {
+            eprintln!("skiff: cannot publish the {} Service: {e}", service.name);
+        }
+    }
+    tokio::spawn(skiff_apiserver::repair_allocations(
+        state.clone(),
+        Duration::from_secs(180),
+    ));
 
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, tls)
@@ -112,7 +164,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         kubeconfig.display()
     );
     // The API is up; its clients start beside it.
-    crate::agent::start_components(&config, &args.nodes)?;
+    let controllers = skiff_controllers::Options {
+        load_balancer_pool: args.load_balancer_pool,
+    };
+    crate::agent::start_components(&config, &args.nodes, &controllers)?;
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
