@@ -975,3 +975,122 @@ async fn specs_are_validated_as_upstream() {
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
     assert_eq!(status["details"]["causes"][0]["field"], "spec.containers");
 }
+
+const SVCS: &str = "/api/v1/namespaces/default/services";
+
+fn service(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+}
+
+#[tokio::test]
+async fn services_get_unique_addresses_and_ports_released_on_delete_and_type_change() {
+    let api = Api::new().await;
+    let spec = json!({"type": "NodePort", "selector": {"app": "a"}, "ports": [{"port": 80, "nodePort": 30080}]});
+    let (code, first) = api
+        .send(Method::POST, SVCS, service("a", spec.clone()))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    assert_eq!(first["spec"]["ports"][0]["nodePort"], 30080);
+    let ip = first["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(ip.starts_with("10."), "{ip}");
+    assert_eq!(first["spec"]["clusterIPs"], json!([ip]));
+    // The same node port again: 422 naming the field.
+    let (code, refused) = api
+        .send(Method::POST, SVCS, service("b", spec.clone()))
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "Service \"b\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+    );
+    // ... and the same ClusterIP, and one outside the range.
+    let taken = json!({"clusterIP": ip, "ports": [{"port": 80}]});
+    let (code, refused) = api.send(Method::POST, SVCS, service("c", taken)).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("provided IP is already allocated"));
+    let outside = json!({"clusterIP": "192.168.9.9", "ports": [{"port": 80}]});
+    let (_, refused) = api.send(Method::POST, SVCS, service("c", outside)).await;
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .contains("is not in the valid range. The range of valid IPs is 10.96.0.0/12"));
+    // The refused creates left nothing behind: a's address is the only one.
+    let (_, addresses) = api.get("/apis/networking.k8s.io/v1/ipaddresses").await;
+    let names: Vec<&str> = addresses["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [ip.as_str()]);
+    assert_eq!(addresses["items"][0]["spec"]["parentRef"]["name"], "a");
+    // Back to ClusterIP: the node port is free for b.
+    let (code, _) = api
+        .merge_patch(&format!("{SVCS}/a"), json!({"spec": {"type": "ClusterIP"}}))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, b) = api.send(Method::POST, SVCS, service("b", spec)).await;
+    assert_eq!(code, StatusCode::CREATED, "{b}");
+    // An update that omits clusterIP keeps it; one that changes it fails.
+    let (code, kept) = api
+        .send(
+            Method::PUT,
+            &format!("{SVCS}/a"),
+            service("a", json!({"ports": [{"port": 81}]})),
+        )
+        .await;
+    assert_eq!(
+        (code, kept["spec"]["clusterIP"].as_str()),
+        (StatusCode::OK, Some(ip.as_str()))
+    );
+    let (code, _) = api
+        .merge_patch(
+            &format!("{SVCS}/a"),
+            json!({"spec": {"clusterIP": "10.96.7.7"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    // Deleting a frees its address for an explicit request.
+    let (code, _) = api
+        .send(Method::DELETE, &format!("{SVCS}/a"), Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let again = json!({"clusterIP": ip, "ports": [{"port": 80}]});
+    let (code, c) = api.send(Method::POST, SVCS, service("c", again)).await;
+    assert_eq!(code, StatusCode::CREATED, "{c}");
+}
+
+#[tokio::test]
+async fn repair_records_what_services_hold_and_releases_leaks() {
+    let api = Api::new().await;
+    let spec = json!({"type": "NodePort", "ports": [{"port": 80}]});
+    let (_, held) = api.send(Method::POST, SVCS, service("a", spec)).await;
+    let ip = held["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let addresses = "/apis/networking.k8s.io/v1/ipaddresses";
+    // Its record lost, and a leaked one left by a create that never finished.
+    let (code, _) = api
+        .send(Method::DELETE, &format!("{addresses}/{ip}"), Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let leak = json!({"apiVersion": "networking.k8s.io/v1", "kind": "IPAddress",
+        "metadata": {"name": "10.96.200.1", "labels": {"ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io"}},
+        "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "gone"}}});
+    let (code, _) = api.send(Method::POST, addresses, leak).await;
+    assert_eq!(code, StatusCode::CREATED);
+    bootstrap(&api.state).await.unwrap();
+    let (_, list) = api.get(addresses).await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [ip.as_str()]);
+    // The repaired record holds: the same address is refused.
+    let taken = json!({"clusterIP": ip, "ports": [{"port": 80}]});
+    let (code, _) = api.send(Method::POST, SVCS, service("b", taken)).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+}
