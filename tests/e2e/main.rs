@@ -11,3 +11,4 @@ mod kubectl;
 mod pods;
 mod python;
 mod server;
+mod services_cli;
