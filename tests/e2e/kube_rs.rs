@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::harness::Server;
 
-async fn client(server: &Server) -> Client {
+/// A kube-rs client of `server`, from its kubeconfig.
+pub async fn client(server: &Server) -> Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
     let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await

@@ -11,4 +11,5 @@ mod kubectl;
 mod pods;
 mod python;
 mod server;
+mod services;
 mod services_cli;
