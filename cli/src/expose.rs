@@ -26,12 +26,11 @@ pub struct ExposeArgs {
     /// [default: the Service's port].
     #[arg(long)]
     target_port: Option<String>,
-    /// ClusterIP (the server's default), NodePort, LoadBalancer or
-    /// ExternalName.
-    #[arg(long = "type")]
+    /// ClusterIP (the server's default), NodePort or LoadBalancer.
+    #[arg(long = "type", value_name = "TYPE")]
     service_type: Option<String>,
     /// The Service's name [default: the object's].
-    #[arg(long = "name")]
+    #[arg(long = "name", value_name = "NAME")]
     name_override: Option<String>,
     /// TCP, UDP or SCTP [default: the object's port's protocol, else TCP].
     #[arg(long)]

@@ -167,7 +167,7 @@ fn expose_get_and_describe_services_with_skiff_and_kubectl() {
     let description = server.skiff_ok(&["describe", "svc/web-fixed"]);
     assert_eq!(field(&description, "NodePort"), ["<unset>  30080/TCP"]);
 
-    // A LoadBalancer: <pending> until an address is given, then that address.
+    // A LoadBalancer: an address from the local pool as its EXTERNAL-IP.
     server.skiff_ok(&[
         "expose",
         "deploy/web",
@@ -178,12 +178,14 @@ fn expose_get_and_describe_services_with_skiff_and_kubectl() {
         "--port",
         "80",
     ]);
-    let lb = row(&server.kubectl_ok(&["get", "svc", "web-lb"]), "web-lb").join(" ");
-    let external = lb.split_whitespace().nth(3).unwrap().to_owned();
-    assert!(
-        external == "<pending>" || external.parse::<std::net::Ipv4Addr>().is_ok(),
-        "{lb}"
-    );
+    let lb = eventually(30, "the load balancer's address", || {
+        let table = server.kubectl_ok(&["get", "svc", "web-lb"]);
+        let external = row(&table, "web-lb")[3].to_owned();
+        external.parse::<std::net::Ipv4Addr>().ok()
+    });
+    let description = server.skiff_ok(&["describe", "svc", "web-lb"]);
+    let ingress = field(&description, "LoadBalancer Ingress");
+    assert!(ingress[0].starts_with(&lb.to_string()), "{description}");
 
     // What cannot be exposed is refused with kubectl's words.
     server.kubectl_ok(&["create", "configmap", "settings"]);
