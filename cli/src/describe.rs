@@ -433,24 +433,35 @@ pub fn service(svc: &Value, slices: &[Value], events: &[Value], now: jiff::Times
 }
 
 /// `Label:\tk=v` and `\tk=v` lines for a map, sorted; `<none>` when empty.
+/// Annotations (`separator` ": ") as kubectl's `printAnnotationsMultiline`:
+/// a value that is long or has several lines goes below its key, indented,
+/// each line cut at 140 characters.
 fn multiline(label: &str, map: &Value, separator: &str) -> Vec<String> {
-    let pairs: Vec<String> = map
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}{separator}{}", v.as_str().unwrap_or_default()))
-        .collect();
-    if pairs.is_empty() {
-        return vec![format!("{label}:\t<none>")];
+    const LONGEST: usize = 140;
+    let mut lines = Vec::new();
+    for (key, value) in map.as_object().into_iter().flatten() {
+        let indent = if lines.is_empty() {
+            format!("{label}:\t")
+        } else {
+            "\t".to_owned()
+        };
+        let value = value.as_str().unwrap_or_default().trim_end_matches('\n');
+        let long = key.len() + value.len() + 2 > LONGEST || value.contains('\n');
+        if separator == "=" || !long {
+            lines.push(format!("{indent}{key}{separator}{value}"));
+            continue;
+        }
+        lines.push(format!("{indent}{key}:"));
+        for line in value.split('\n') {
+            let cut: String = line.chars().take(LONGEST - 2).collect();
+            let more = if cut.len() < line.len() { "..." } else { "" };
+            lines.push(format!("\t  {cut}{more}"));
+        }
     }
-    pairs
-        .iter()
-        .enumerate()
-        .map(|(i, pair)| match i {
-            0 => format!("{label}:\t{pair}"),
-            _ => format!("\t{pair}"),
-        })
-        .collect()
+    if lines.is_empty() {
+        lines.push(format!("{label}:\t<none>"));
+    }
+    lines
 }
 
 /// The ready endpoints of `slices` for the Service port named `port`, as
@@ -645,7 +656,8 @@ Events:                   <none>
         assert_eq!(service(&svc, &[slice], &[], now), expected);
 
         let lb = json!({
-            "metadata": {"name": "lb", "namespace": "shop", "labels": {"a": "1", "b": "2"}},
+            "metadata": {"name": "lb", "namespace": "shop", "labels": {"a": "1", "b": "2"},
+                         "annotations": {"long": "x".repeat(200), "note": "one\ntwo\n", "short": "yes"}},
             "spec": {"type": "LoadBalancer", "selector": {"app": "lb"}, "clusterIP": "10.96.0.40",
                      "ports": [{"name": "http", "port": 80, "targetPort": "web", "nodePort": 31000, "protocol": "TCP"}],
                      "sessionAffinity": "ClientIP"},
@@ -660,6 +672,11 @@ Events:                   <none>
             text.contains("Labels:                a=1\n                       b=2\n"),
             "{text}"
         );
+        let cut = format!("{}...", "x".repeat(138));
+        let annotations = format!(
+            "Annotations:           long:\n                         {cut}\n                       note:\n                         one\n                         two\n                       short: yes\n"
+        );
+        assert!(text.contains(&annotations), "{text}");
         assert!(text.contains("IP Families:           <none>\nIP:                    10.96.0.40\nIPs:                   <none>\n"), "{text}");
         assert!(text.contains("LoadBalancer Ingress:  172.31.255.1 (VIP)\nPort:                  http  80/TCP\nTargetPort:            web/TCP\nNodePort:              http  31000/TCP\nEndpoints:             <none>\n"), "{text}");
         assert!(text.ends_with("Events:\n  Type    Reason       Age   From        Message\n  ----    ------       ----  ----        -------\n  Normal  IPAllocated  60s   service-lb  Assigned IP 172.31.255.1\n"), "{text}");
