@@ -127,6 +127,7 @@ pub fn columns(kind: &str) -> Vec<Column> {
         ],
         "ServiceAccount" => vec![col("Name", s, 0), col("Secrets", i, 0), col("Age", s, 0)],
         "Lease" => vec![col("Name", s, 0), col("Holder", s, 0), col("Age", s, 0)],
+        "IPAddress" => vec![col("Name", s, 0), col("ParentRef", s, 0), col("Age", s, 0)],
         "Ingress" => vec![
             col("Name", s, 0),
             col("Class", s, 0),
@@ -501,6 +502,20 @@ pub fn cells(kind: &str, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
             json!(age(object, now)),
         ],
         "Endpoints" => vec![json!(endpoints(object)), json!(age(object, now))],
+        // Upstream's `group/resource/namespace/name` of the holder.
+        "IPAddress" => {
+            let parent = &object["spec"]["parentRef"];
+            let resource = match text(&parent["group"]) {
+                group if group.is_empty() => text(&parent["resource"]),
+                group => format!("{}.{group}", text(&parent["resource"])),
+            };
+            let holder = [resource, text(&parent["namespace"]), text(&parent["name"])]
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join("/");
+            vec![json!(holder), json!(age(object, now))]
+        }
         "EndpointSlice" => {
             let (ports, endpoints) = slice_cells(object);
             vec![
@@ -614,6 +629,15 @@ mod tests {
     }
 
     #[test]
+    fn an_ip_address_names_its_holder_as_upstream() {
+        let address = json!({"metadata": {"name": "10.96.0.1"}, "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "kubernetes"}}});
+        assert_eq!(
+            cells("IPAddress", &address, now())[0],
+            "services/default/kubernetes"
+        );
+    }
+
+    #[test]
     fn every_kind_has_one_cell_per_column() {
         let object =
             json!({"metadata": {"name": "x", "creationTimestamp": "2026-01-01T00:00:00Z"}});
@@ -635,6 +659,7 @@ mod tests {
             "ServiceAccount",
             "Lease",
             "Ingress",
+            "IPAddress",
             "Other",
         ] {
             assert_eq!(
