@@ -14,27 +14,41 @@ use crate::stats::round3;
 const CLIENTS: usize = 64;
 
 /// POSTs every body to `path`, `CLIENTS` at a time.
-async fn create_all(
+pub async fn create_all(
     client: &reqwest::Client,
     server: &Running,
     path: &str,
     bodies: Vec<Value>,
 ) -> Result<(), String> {
-    let url = Arc::new(format!("{}{path}", server.url));
-    futures::stream::iter(bodies)
-        .map(|body| {
-            let (client, url, token) = (client.clone(), url.clone(), server.token.clone());
+    let requests = bodies.into_iter().map(|b| (path.to_owned(), b)).collect();
+    send_all(client, server, reqwest::Method::POST, requests, 201).await
+}
+
+/// Sends each (path, JSON body) with `method`, `CLIENTS` at a time; each
+/// must answer `expected` (PATCH bodies are merge patches).
+pub async fn send_all(
+    client: &reqwest::Client,
+    server: &Running,
+    method: reqwest::Method,
+    requests: Vec<(String, Value)>,
+    expected: u16,
+) -> Result<(), String> {
+    let content_type = if method == reqwest::Method::PATCH {
+        "application/merge-patch+json"
+    } else {
+        "application/json"
+    };
+    futures::stream::iter(requests)
+        .map(|(path, body)| {
+            let request = client
+                .request(method.clone(), format!("{}{path}", server.url))
+                .bearer_auth(&server.token)
+                .header("content-type", content_type)
+                .body(body.to_string());
             async move {
-                let response = client
-                    .post(url.as_str())
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let response = request.send().await.map_err(|e| e.to_string())?;
                 match response.status().as_u16() {
-                    201 => Ok(()),
+                    code if code == expected => Ok(()),
                     code => Err(format!(
                         "{path} answered {code}: {}",
                         response.text().await.unwrap_or_default()
@@ -48,7 +62,7 @@ async fn create_all(
         .map(|_| ())
 }
 
-async fn get(client: &reqwest::Client, server: &Running, path: &str) -> Result<Value, String> {
+pub async fn get(client: &reqwest::Client, server: &Running, path: &str) -> Result<Value, String> {
     client
         .get(format!("{}{path}", server.url))
         .bearer_auth(&server.token)
@@ -63,7 +77,7 @@ async fn get(client: &reqwest::Client, server: &Running, path: &str) -> Result<V
 
 /// Reads a watch's events, handing each to `on_event` until it answers
 /// false, for at most `limit`.
-async fn read_watch(
+pub async fn read_watch(
     mut watch: reqwest::Response,
     limit: Duration,
     mut on_event: impl FnMut(&Value) -> bool,
@@ -88,7 +102,7 @@ async fn read_watch(
 }
 
 /// Opens a watch of `path` (which says `watch=1`).
-async fn open_watch(
+pub async fn open_watch(
     client: &reqwest::Client,
     server: &Running,
     path: &str,
@@ -104,7 +118,7 @@ async fn open_watch(
 /// A server with `nodes` simulated nodes, once they have all registered
 /// (at most 120 s), and how long that took. The directory lives as long as
 /// the server is used.
-async fn with_nodes(
+pub async fn with_nodes(
     nodes: usize,
 ) -> Result<(tempfile::TempDir, Running, reqwest::Client, Duration), String> {
     let binary = skiff_binary()?;
@@ -126,7 +140,7 @@ async fn with_nodes(
 }
 
 /// A Ready node as a kubelet registers it, without a kubelet behind it.
-fn node(i: usize) -> Value {
+pub fn node(i: usize) -> Value {
     let resources = json!({"cpu": "8", "memory": "32Gi", "pods": "110"});
     json!({
         "apiVersion": "v1", "kind": "Node",

@@ -2,6 +2,7 @@
 //! one JSON line of figures on standard output (progress goes to standard
 //! error). Run them with `cargo run --release -p skiff-bench -- SCENARIO`.
 
+mod endpoints;
 mod etcd;
 mod flow;
 mod server;
@@ -31,6 +32,10 @@ SCENARIOS:
              to all available, and the server's memory then
     podstart pod startup latency: pods created at a steady 100/s for 20 s
              (or --seconds) on 100 simulated nodes, create to Running p50/p99
+    endpoints  1,000 Services of 10 pods each (on kubelet-less nodes, their
+             status written by the benchmark); 500 pods made unready at 50/s:
+             status write answered to the EndpointSlice watch showing it,
+             p50/p99/max
 
 OPTIONS:
     --seconds N    how long each write phase runs (default 5)
@@ -58,6 +63,7 @@ fn main() -> std::process::ExitCode {
         "schedule" => runtime.block_on(flow::schedule(5_000, 10_000)),
         "deploy" => runtime.block_on(flow::deploy(1_000, 10_000)),
         "podstart" => runtime.block_on(flow::podstart(100, 100, seconds.max(20))),
+        "endpoints" => runtime.block_on(endpoints::run(1_000, 10, 500, 50)),
         other => return fail(&format!("unknown scenario {other:?}; see --help")),
     };
     match result {
