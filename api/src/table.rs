@@ -632,7 +632,7 @@ mod tests {
     fn an_ip_address_names_its_holder_as_upstream() {
         let address = json!({"metadata": {"name": "10.96.0.1"}, "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "kubernetes"}}});
         assert_eq!(
-            cells("IPAddress", &address, now())[0],
+            cells("IPAddress", &address, now())[1],
             "services/default/kubernetes"
         );
     }
