@@ -3,6 +3,7 @@
 //! error). Run them with `cargo run --release -p skiff-bench -- SCENARIO`.
 
 mod endpoints;
+mod dns;
 mod etcd;
 mod flow;
 mod server;
@@ -32,6 +33,9 @@ SCENARIOS:
              to all available, and the server's memory then
     podstart pod startup latency: pods created at a steady 100/s for 20 s
              (or --seconds) on 100 simulated nodes, create to Running p50/p99
+    dns      cluster DNS: 1,000 Services, then A queries over UDP on loopback
+             from 8 sockets (one in flight each) for 5 s (or --seconds):
+             queries/s and p50/p99 latency; also create to all answered
     endpoints  1,000 Services of 10 pods each (on kubelet-less nodes, their
              status written by the benchmark); 500 pods made unready at 50/s:
              status write answered to the EndpointSlice watch showing it,
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
         "schedule" => runtime.block_on(flow::schedule(5_000, 10_000)),
         "deploy" => runtime.block_on(flow::deploy(1_000, 10_000)),
         "podstart" => runtime.block_on(flow::podstart(100, 100, seconds.max(20))),
+        "dns" => runtime.block_on(dns::run(std::time::Duration::from_secs(seconds))),
         "endpoints" => runtime.block_on(endpoints::run(1_000, 10, 500, 50)),
         other => return fail(&format!("unknown scenario {other:?}; see --help")),
     };

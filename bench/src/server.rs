@@ -20,6 +20,8 @@ const CLIENT_COUNTS: [usize; 2] = [16, 64];
 pub struct Running {
     pub child: Child,
     pub url: String,
+    /// Where its cluster DNS answers (UDP and TCP).
+    pub dns: std::net::SocketAddr,
     pub token: String,
     pub ca: Vec<u8>,
 }
@@ -53,7 +55,13 @@ fn start(binary: &Path, data_dir: &Path) -> Result<Running, String> {
 /// [`start`] with more `skiff server` flags.
 pub fn start_with(binary: &Path, data_dir: &Path, flags: &[&str]) -> Result<Running, String> {
     let mut child = Command::new(binary)
-        .args(["server", "--listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0"])
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--dns-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .args(flags)
@@ -71,11 +79,18 @@ pub fn start_with(binary: &Path, data_dir: &Path, flags: &[&str]) -> Result<Runn
         .nth(4)
         .ok_or_else(|| format!("no URL in {line:?}"))?
         .to_owned();
+    // "...; dns: ADDRESS; kubeconfig: PATH"
+    let dns = line
+        .split("dns: ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next()?.parse().ok())
+        .ok_or_else(|| format!("no DNS address in {line:?}"))?;
     let token = std::fs::read_to_string(data_dir.join("pki/token")).map_err(|e| e.to_string())?;
     let ca = std::fs::read(data_dir.join("pki/ca.crt")).map_err(|e| e.to_string())?;
     Ok(Running {
         child,
         url,
+        dns,
         token: token.trim().to_owned(),
         ca,
     })
