@@ -28,11 +28,13 @@ fn pod_ip(k: usize) -> String {
     format!("10.{}.{}.{}", 64 + k / 62_500, k / 250 % 250, k % 250 + 1)
 }
 
-/// For one change: when its status write was answered and when the watch
-/// showed it.
+/// For one change: when its status write was answered, when a watch on
+/// pods showed it (the floor of what any controller can do), and when the
+/// watch on EndpointSlices did.
 #[derive(Default)]
 struct Change {
     answered: Option<Instant>,
+    pod_seen: Option<Instant>,
     seen: Option<Instant>,
 }
 
@@ -130,6 +132,12 @@ pub async fn run(
         &format!("{slices_path}?watch=1&resourceVersion={revision}"),
     )
     .await?;
+    let pod_watch = open_watch(
+        &client,
+        &server,
+        &format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={revision}"),
+    )
+    .await?;
     // Distinct pods spread over the Services (a stride coprime with the
     // pod count).
     let stride = (7_919..).find(|s| gcd(*s, pods) == 1).expect("a stride");
@@ -178,8 +186,26 @@ pub async fn run(
         })
     };
     let total = chosen.len();
-    let mut seen = 0;
     let limit = Duration::from_secs(60) + Duration::from_secs(total as u64) / rate;
+    let pod_reader = {
+        let pending = pending.clone();
+        let mut seen = 0;
+        tokio::spawn(read_watch(pod_watch, limit, move |event| {
+            let pod = &event["object"];
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            let unready = pod["status"]["conditions"][0]["status"] == "False";
+            let mut pending = pending.lock().expect("changes");
+            if let Some(change) = pending
+                .get_mut(name)
+                .filter(|c| unready && c.pod_seen.is_none())
+            {
+                change.pod_seen = Some(Instant::now());
+                seen += 1;
+            }
+            seen < total
+        }))
+    };
+    let mut seen = 0;
     read_watch(watch, limit, |event| {
         let mut pending = pending.lock().expect("changes");
         for endpoint in event["object"]["endpoints"]
@@ -201,16 +227,22 @@ pub async fn run(
     .await
     .map_err(|e| format!("{e} ({seen} of {total} changes seen)"))?;
     writer.await.map_err(|e| e.to_string())??;
-    // A change the watch showed before its write's response arrived counts
+    pod_reader.await.map_err(|e| e.to_string())??;
+    // A change a watch showed before its write's response arrived counts
     // as zero.
-    let latencies: Vec<Duration> = pending
-        .lock()
-        .expect("changes")
-        .values()
-        .filter_map(|c| Some(c.seen?.saturating_duration_since(c.answered?)))
-        .collect();
+    let pending = pending.lock().expect("changes");
+    let since_answer = |seen: fn(&Change) -> Option<Instant>| -> Vec<Duration> {
+        pending
+            .values()
+            .filter_map(|c| Some(seen(c)?.saturating_duration_since(c.answered?)))
+            .collect()
+    };
+    let latencies = since_answer(|c| c.seen);
     let max = latencies.iter().max().copied().unwrap_or_default();
+    let pod_watch = summary(since_answer(|c| c.pod_seen));
     let mut figures = summary(latencies);
+    figures["pod_watch_p50_ms"] = pod_watch["p50_ms"].clone();
+    figures["pod_watch_p99_ms"] = pod_watch["p99_ms"].clone();
     figures["scenario"] = json!("endpoints");
     figures["services"] = json!(services);
     figures["pods"] = json!(pods);
