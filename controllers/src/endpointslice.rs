@@ -307,19 +307,69 @@ fn fill(slice: &mut EndpointSlice, wanted: &mut BTreeMap<Identity, Endpoint>, ma
     }
 }
 
-/// A slice as this controller last wrote it (None: deleted), until its
-/// cache shows that write: `namespace/name` -> (the Service's key, slice).
-type Written = HashMap<String, (String, Option<EndpointSlice>)>;
+/// The slices this controller wrote (None: deleted) that its cache does
+/// not show yet. Read over the cache, they keep a sync that follows another
+/// closely from acting on slices older than its own writes (which would
+/// create slices twice or conflict).
+#[derive(Default)]
+struct Writes {
+    /// `namespace/name` -> (the Service's key, the slice as written).
+    by_slice: HashMap<String, (String, Option<EndpointSlice>)>,
+}
+
+impl Writes {
+    fn record(&mut self, service: &str, slice: &str, written: Option<EndpointSlice>) {
+        self.by_slice
+            .insert(slice.to_owned(), (service.to_owned(), written));
+    }
+
+    fn forget(&mut self, slice: &str) {
+        self.by_slice.remove(slice);
+    }
+
+    /// The cache now shows `seen` (None: deleted) as the slice `slice`
+    /// (`namespace/name`): whether that is this controller's own write
+    /// coming back. Either way, a write the cache has caught up with (or
+    /// a deleted slice) is forgotten.
+    fn observed(&mut self, slice: &str, seen: Option<&EndpointSlice>) -> bool {
+        let ours = match (self.by_slice.get(slice), seen) {
+            (Some((_, Some(mine))), Some(seen)) => {
+                mine.resource_version() == seen.resource_version()
+            }
+            (Some((_, None)), None) => true,
+            _ => false,
+        };
+        if ours || seen.is_none() {
+            self.forget(slice);
+        }
+        ours
+    }
+
+    /// `cached`, the cache's slices of the Service `service`
+    /// (`namespace/name`), with this controller's later writes in their
+    /// place.
+    fn overlay(&self, service: &str, cached: Vec<EndpointSlice>) -> Vec<EndpointSlice> {
+        let namespace = service.split('/').next().unwrap_or_default();
+        let mut slices: BTreeMap<String, EndpointSlice> = cached
+            .into_iter()
+            .map(|s| (format!("{namespace}/{}", s.name_any()), s))
+            .collect();
+        for (key, (of, written)) in &self.by_slice {
+            match written {
+                Some(slice) if of == service => slices.insert(key.clone(), slice.clone()),
+                None if of == service => slices.remove(key),
+                _ => None,
+            };
+        }
+        slices.into_values().collect()
+    }
+}
 
 struct Controller {
     client: Client,
     members: Arc<ServicePods>,
     slices: Arc<Cache<EndpointSlice>>,
-    /// What this controller wrote and its cache does not show yet: read
-    /// over the cache, so that a sync right after another never acts on
-    /// slices older than its own writes (which would create twice or
-    /// conflict).
-    written: Arc<Mutex<Written>>,
+    written: Arc<Mutex<Writes>>,
 }
 
 /// The indexed labels of a slice: its own when this controller manages it,
@@ -336,7 +386,7 @@ fn managed_labels(slice: &EndpointSlice) -> Labels {
 /// Services and pods of `members`.
 pub async fn run(client: Client, members: Arc<ServicePods>, workers: usize) {
     let queue = members.subscribe();
-    let written: Arc<Mutex<Written>> = Arc::default();
+    let written: Arc<Mutex<Writes>> = Arc::default();
     let slices = {
         let (queue, members, written) = (queue.clone(), members.clone(), written.clone());
         Cache::start(
@@ -360,13 +410,13 @@ pub async fn run(client: Client, members: Arc<ServicePods>, workers: usize) {
 fn slice_changed(
     queue: &WorkQueue,
     members: &ServicePods,
-    written: &Mutex<Written>,
+    written: &Mutex<Writes>,
     change: Change<'_, EndpointSlice>,
 ) {
     let mut written = written.lock().expect("written");
     match change {
         Change::Relisted => {
-            written.clear();
+            *written = Writes::default();
             for service in members.services.all() {
                 queue.add(crate::workqueue::key_of(service.as_ref()));
             }
@@ -377,18 +427,7 @@ fn slice_changed(
             before,
             after,
         } => {
-            let key = format!("{namespace}/{name}");
-            let ours = match (written.get(&key), after) {
-                (Some((_, Some(mine))), Some(seen)) => {
-                    mine.resource_version() == seen.resource_version()
-                }
-                (Some((_, None)), None) => true,
-                _ => false,
-            };
-            if ours || after.is_none() {
-                written.remove(&key);
-            }
-            if ours {
+            if written.observed(&format!("{namespace}/{name}"), after) {
                 return;
             }
             let labels = after.map(managed_labels);
@@ -412,31 +451,24 @@ impl Controller {
     /// with this controller's writes the cache does not show yet.
     fn existing(&self, namespace: &str, name: &str) -> Vec<EndpointSlice> {
         let selector = Labels::from([(SERVICE_NAME.to_owned(), name.to_owned())]);
-        let mut slices: BTreeMap<String, EndpointSlice> = self
+        let cached = self
             .slices
             .selected_by(namespace, &selector)
-            .into_iter()
-            .map(|s| (s.name_any(), (*s).clone()))
+            .iter()
+            .map(|s| (**s).clone())
             .collect();
-        let service = format!("{namespace}/{name}");
-        for (key, (of, slice)) in self.written.lock().expect("written").iter() {
-            if *of != service {
-                continue;
-            }
-            let slice_name = key.rsplit('/').next().unwrap_or_default().to_owned();
-            match slice {
-                Some(slice) => slices.insert(slice_name, slice.clone()),
-                None => slices.remove(&slice_name),
-            };
-        }
-        slices.into_values().collect()
-    }
-
-    fn remember(&self, service: &str, namespace: &str, name: &str, slice: Option<EndpointSlice>) {
         self.written
             .lock()
             .expect("written")
-            .insert(format!("{namespace}/{name}"), (service.to_owned(), slice));
+            .overlay(&format!("{namespace}/{name}"), cached)
+    }
+
+    fn remember(&self, service: &str, namespace: &str, name: &str, slice: Option<EndpointSlice>) {
+        self.written.lock().expect("written").record(
+            service,
+            &format!("{namespace}/{name}"),
+            slice,
+        );
     }
 
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
@@ -476,7 +508,7 @@ impl Controller {
                     self.written
                         .lock()
                         .expect("written")
-                        .remove(&format!("{namespace}/{slice_name}"));
+                        .forget(&format!("{namespace}/{slice_name}"));
                     return Err(e);
                 }
             }
@@ -854,6 +886,56 @@ mod tests {
             Some("fe")
         );
         assert!(!plan.update[0].labels().contains_key("app"));
+    }
+
+    #[test]
+    fn own_writes_are_read_over_the_cache_until_it_shows_them() {
+        let slices = settled(&pods(0..3));
+        let at = |slice: &EndpointSlice, version: &str| {
+            let mut slice = slice.clone();
+            slice.metadata.resource_version = Some(version.into());
+            slice
+        };
+        let (old, created) = (at(&slices[0], "5"), at(&slices[0], "7"));
+        let mut other = at(&slices[0], "3");
+        other.metadata.name = Some("web-other".into());
+        let mut writes = Writes::default();
+        // Created, updated, deleted: the cache does not show them yet.
+        let mut fresh = created.clone();
+        fresh.metadata.name = Some("web-new".into());
+        writes.record("default/web", "default/web-new", Some(fresh));
+        writes.record("default/web", "default/web-0-0", Some(created.clone()));
+        writes.record("default/web", "default/web-other", None);
+        writes.record("default/db", "default/db-1", None);
+        let seen = writes.overlay("default/web", vec![old.clone(), other.clone()]);
+        let names: Vec<(String, String)> = seen
+            .iter()
+            .map(|s| (s.name_any(), s.resource_version().unwrap()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("web-0-0".into(), "7".into()),
+                ("web-new".into(), "7".into())
+            ]
+        );
+        // An older event is not ours; ours comes back and is forgotten.
+        assert!(!writes.observed("default/web-0-0", Some(&old)));
+        assert!(writes.observed("default/web-0-0", Some(&created)));
+        assert!(writes.observed("default/web-other", None));
+        let names: Vec<String> = writes
+            .overlay("default/web", vec![created.clone(), other.clone()])
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        assert_eq!(
+            names,
+            ["web-0-0", "web-new", "web-other"],
+            "the cache rules again"
+        );
+        // Someone else deleting a slice we wrote is not ours, and forgotten.
+        assert!(!writes.observed("default/web-new", None));
+        assert_eq!(writes.overlay("default/web", Vec::new()).len(), 0);
     }
 
     #[test]
