@@ -175,6 +175,25 @@ fn endpointslices_follow_pods_ready_unready_terminating_and_split_at_100() {
         (found.len() == 150 && sizes == [50, 100]).then_some(())
     });
 
+    // After a restart the same two slices change in place: none is made
+    // again or twice.
+    let names = |slices: &[Value]| {
+        let mut names: Vec<String> = slices
+            .iter()
+            .map(|s| s["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names(&endpoints(&server).1);
+    assert!(server.stop().success());
+    let server = Server::start(dir.path());
+    server.kubectl_ok(&["scale", "deployment/web", "--replicas=140"]);
+    eventually(60, "140 endpoints in the same two slices", || {
+        let (found, slices) = endpoints(&server);
+        (found.len() == 140 && names(&slices) == before).then_some(())
+    });
+
     // The Service goes: so do its slices.
     server.kubectl_ok(&["delete", "service", "web"]);
     eventually(30, "the slices to go", || {
