@@ -40,6 +40,10 @@ pub const NAME: &str = "skiff-dns";
 /// How long a TCP connection may stay idle.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
+/// UDP receive loops sharing the socket: one per core of this machine's
+/// size keeps both busy under load.
+const UDP_LOOPS: usize = 2;
+
 /// Tries at binding UDP and TCP to one free port when port 0 is asked.
 const BIND_ATTEMPTS: usize = 20;
 
@@ -93,9 +97,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The sockets failed while serving.
+    /// The TCP listener failed while serving.
     #[error("the DNS server stopped")]
     Serve(#[source] hickory_server::net::NetError),
+    /// The UDP socket failed while serving.
+    #[error("the DNS server's UDP socket failed")]
+    Udp(#[source] std::io::Error),
 }
 
 /// Binds UDP and TCP on `config.listen` and answers there from an index
@@ -119,28 +126,37 @@ pub async fn serve(
     let upstreams = match config.upstream {
         // Never ourselves: that would be a loop.
         Upstream::Forward(list) => Some(list.into_iter().filter(|u| *u != address).collect())
-            .filter(|list: &Vec<SocketAddr>| !list.is_empty()),
+            .filter(|list: &Arc<[SocketAddr]>| !list.is_empty()),
         Upstream::Refuse => None,
     };
-    let mut dns = hickory_server::Server::new(server::Handler {
+    let handler = server::Handler {
         index: index.clone(),
         upstreams,
-    });
+    };
     let failed = |source| Error::Bind {
         address: config.listen,
         source,
     };
-    dns.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(failed)?);
-    dns.register_listener(
+    let udp = Arc::new(tokio::net::UdpSocket::from_std(udp).map_err(failed)?);
+    let mut tcp_server = hickory_server::Server::new(handler.clone());
+    tcp_server.register_listener(
         tokio::net::TcpListener::from_std(tcp).map_err(failed)?,
         TCP_IDLE,
         64,
     );
     let running = async move {
+        let mut udp_loops = tokio::task::JoinSet::new();
+        for _ in 0..UDP_LOOPS {
+            udp_loops.spawn(server::serve_udp(udp.clone(), handler.clone()));
+        }
         let services = server::watch(kube::Api::<Service>::all(client.clone()), index.clone());
         let slices = server::watch(kube::Api::<EndpointSlice>::all(client), index);
         tokio::select! {
-            done = dns.block_until_done() => done.map_err(Error::Serve),
+            done = tcp_server.block_until_done() => done.map_err(Error::Serve),
+            Some(done) = udp_loops.join_next() => match done {
+                Ok(Err(e)) => Err(Error::Udp(e)),
+                _ => Ok(()),
+            },
             _ = futures::future::join(services, slices) => Ok(()),
         }
     };
