@@ -1,7 +1,8 @@
 //! Cluster DNS asked by the real `dig` (Debian's dnsutils): Services made
 //! with kubectl, a selector-less headless Service with hand-made
 //! EndpointSlices (hostnames, a not-ready endpoint, and 120 endpoints, more
-//! than a UDP answer holds), over UDP and TCP.
+//! than a UDP answer holds), over UDP and TCP; and the whole flow, pods on
+//! simulated nodes through the EndpointSlice controller to their names.
 
 use std::fmt::Write;
 use std::process::Command;
@@ -216,4 +217,145 @@ fn dig_answers_services_endpoints_hostnames_and_truncates_over_udp() {
             .contains("status: NXDOMAIN")
             .then_some(())
     });
+}
+
+const PODS: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: apps
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: apps
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: nginx
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: apps
+spec:
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 9376
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  namespace: apps
+spec:
+  clusterIP: None
+  selector:
+    app: db
+  ports:
+  - name: pg
+    port: 5432
+";
+
+/// A pod `name` of the headless `db`, with `spec.hostname` and
+/// `spec.subdomain` as a StatefulSet sets them; never ready if not `ready`.
+fn db_pod(name: &str, ready: bool) -> String {
+    let annotations = if ready {
+        String::new()
+    } else {
+        "  annotations:\n    sim.skiff.dev/ready: \"false\"\n".to_owned()
+    };
+    format!(
+        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: apps\n  labels:\n    app: db\n{annotations}spec:\n  hostname: {name}\n  subdomain: db\n  containers:\n  - name: db\n    image: postgres\n    ports:\n    - containerPort: 5432\n"
+    )
+}
+
+#[test]
+fn pods_resolve_through_their_services_and_hostname_under_a_headless_subdomain() {
+    if !have("kubectl") || !have("dig") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--dns-upstream", "refuse"]);
+    let manifest = dir.path().join("pods.yaml");
+    let pods = [
+        db_pod("db-0", true),
+        db_pod("db-1", true),
+        db_pod("db-2", false),
+    ];
+    std::fs::write(&manifest, format!("{PODS}{}", pods.concat())).unwrap();
+    server.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+
+    // The allocated ClusterIP of a Service selecting a Deployment's pods.
+    let cluster_ip = server.kubectl_ok(&[
+        "get",
+        "service",
+        "web",
+        "-n",
+        "apps",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    eventually(10, "web's A record", || {
+        (short(&server, &["web.apps.svc.cluster.local"]) == [cluster_ip.clone()]).then_some(())
+    });
+
+    // The headless Service: its ready pods, each also by hostname.
+    let ip = |pod: &str| {
+        eventually(20, &format!("{pod}'s IP"), || {
+            let ip = server.kubectl_ok(&[
+                "get",
+                "pod",
+                pod,
+                "-n",
+                "apps",
+                "-o",
+                "jsonpath={.status.podIP}",
+            ]);
+            (!ip.is_empty()).then_some(ip)
+        })
+    };
+    let (db0, db1) = (ip("db-0"), ip("db-1"));
+    let mut both = vec![db0.clone(), db1.clone()];
+    both.sort();
+    eventually(20, "db's ready pods", || {
+        (short(&server, &["db.apps.svc.cluster.local"]) == both).then_some(())
+    });
+    assert_eq!(
+        short(&server, &["db-0.db.apps.svc.cluster.local"]),
+        [db0.clone()]
+    );
+    assert_eq!(short(&server, &["db-1.db.apps.svc.cluster.local"]), [db1]);
+    let never_ready = dig(&server, &["db-2.db.apps.svc.cluster.local"]);
+    assert!(never_ready.contains("status: NXDOMAIN"), "{never_ready}");
+    let srv = short(&server, &["_pg._tcp.db.apps.svc.cluster.local", "SRV"]);
+    assert_eq!(
+        srv,
+        [
+            "0 50 5432 db-0.db.apps.svc.cluster.local.",
+            "0 50 5432 db-1.db.apps.svc.cluster.local."
+        ]
+    );
+
+    // A deleted pod leaves the answers.
+    server.kubectl_ok(&["delete", "pod", "db-1", "-n", "apps", "--wait=false"]);
+    eventually(20, "db without db-1", || {
+        (short(&server, &["db.apps.svc.cluster.local"]) == [db0.clone()]).then_some(())
+    });
+    let gone = dig(&server, &["db-1.db.apps.svc.cluster.local"]);
+    assert!(gone.contains("status: NXDOMAIN"), "{gone}");
 }
