@@ -311,7 +311,7 @@ fn pods_resolve_through_their_services_and_hostname_under_a_headless_subdomain()
         "jsonpath={.spec.clusterIP}",
     ]);
     eventually(10, "web's A record", || {
-        (short(&server, &["web.apps.svc.cluster.local"]) == [cluster_ip.clone()]).then_some(())
+        (short(&server, &["web.apps.svc.cluster.local"]) == [cluster_ip.as_str()]).then_some(())
     });
 
     // The headless Service: its ready pods, each also by hostname.
@@ -337,7 +337,7 @@ fn pods_resolve_through_their_services_and_hostname_under_a_headless_subdomain()
     });
     assert_eq!(
         short(&server, &["db-0.db.apps.svc.cluster.local"]),
-        [db0.clone()]
+        [db0.as_str()]
     );
     assert_eq!(short(&server, &["db-1.db.apps.svc.cluster.local"]), [db1]);
     let never_ready = dig(&server, &["db-2.db.apps.svc.cluster.local"]);
@@ -354,7 +354,7 @@ fn pods_resolve_through_their_services_and_hostname_under_a_headless_subdomain()
     // A deleted pod leaves the answers.
     server.kubectl_ok(&["delete", "pod", "db-1", "-n", "apps", "--wait=false"]);
     eventually(20, "db without db-1", || {
-        (short(&server, &["db.apps.svc.cluster.local"]) == [db0.clone()]).then_some(())
+        (short(&server, &["db.apps.svc.cluster.local"]) == [db0.as_str()]).then_some(())
     });
     let gone = dig(&server, &["db-1.db.apps.svc.cluster.local"]);
     assert!(gone.contains("status: NXDOMAIN"), "{gone}");
