@@ -69,6 +69,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct Index {
     domain: Name,
+    /// The same, as queries are compared.
+    zone: LowerName,
     domain_labels: usize,
     /// Counts the changes; the SOA's serial.
     serial: u32,
@@ -91,6 +93,7 @@ impl Index {
         Index {
             domain_labels: domain.iter().count(),
             soa: soa(&domain, 0),
+            zone: LowerName::from(&domain),
             domain,
             serial: 0,
             services_synced: false,
@@ -170,7 +173,7 @@ impl Index {
     /// The answer to `qtype` questions about `name`, or None when `name`
     /// is outside the cluster domain.
     pub fn answer(&self, name: &LowerName, qtype: RecordType) -> Option<Answer> {
-        if !LowerName::from(&self.domain).zone_of(name) {
+        if !self.zone.zone_of(name) {
             return None;
         }
         if !(self.services_synced && self.slices_synced) {
