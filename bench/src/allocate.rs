@@ -90,10 +90,17 @@ pub async fn run(count: usize) -> Result<Value, String> {
             }
         }
     }
-    let addresses = get(format!("{}/apis/networking.k8s.io/v1/ipaddresses", server.url)).await?;
+    let addresses = get(format!(
+        "{}/apis/networking.k8s.io/v1/ipaddresses",
+        server.url
+    ))
+    .await?;
     let recorded = addresses["items"].as_array().map_or(0, Vec::len);
     if recorded != ips.len() {
-        return Err(format!("{recorded} IPAddresses for {} ClusterIPs", ips.len()));
+        return Err(format!(
+            "{recorded} IPAddresses for {} ClusterIPs",
+            ips.len()
+        ));
     }
     Ok(json!({
         "scenario": "allocate",
