@@ -154,7 +154,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     ));
 
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, tls)
+    // TCP_NODELAY: a watch event is a small write that must not wait for
+    // the ACK of the one before (Nagle), or watchers lag by tens of ms.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let server = axum_server::from_tcp(listener)
+        .acceptor(acceptor)
         .handle(handle.clone())
         .serve(router(state).into_make_service());
     let server = tokio::spawn(server);
