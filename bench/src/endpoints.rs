@@ -231,18 +231,23 @@ pub async fn run(
     // A change a watch showed before its write's response arrived counts
     // as zero.
     let pending = pending.lock().expect("changes");
-    let since_answer = |seen: fn(&Change) -> Option<Instant>| -> Vec<Duration> {
+    type At = fn(&Change) -> Option<Instant>;
+    let between = |from: At, to: At| -> Vec<Duration> {
         pending
             .values()
-            .filter_map(|c| Some(seen(c)?.saturating_duration_since(c.answered?)))
+            .filter_map(|c| Some(to(c)?.saturating_duration_since(from(c)?)))
             .collect()
     };
-    let latencies = since_answer(|c| c.seen);
+    let latencies = between(|c| c.answered, |c| c.seen);
     let max = latencies.iter().max().copied().unwrap_or_default();
-    let pod_watch = summary(since_answer(|c| c.pod_seen));
+    let pod_watch = summary(between(|c| c.answered, |c| c.pod_seen));
+    // The controllers' share: from the pod event to the slice event.
+    let controller = summary(between(|c| c.pod_seen, |c| c.seen));
     let mut figures = summary(latencies);
-    figures["pod_watch_p50_ms"] = pod_watch["p50_ms"].clone();
-    figures["pod_watch_p99_ms"] = pod_watch["p99_ms"].clone();
+    for (name, part) in [("pod_watch", pod_watch), ("pod_to_slice", controller)] {
+        figures[format!("{name}_p50_ms")] = part["p50_ms"].clone();
+        figures[format!("{name}_p99_ms")] = part["p99_ms"].clone();
+    }
     figures["scenario"] = json!("endpoints");
     figures["services"] = json!(services);
     figures["pods"] = json!(pods);
