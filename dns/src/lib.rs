@@ -40,8 +40,8 @@ pub const NAME: &str = "skiff-dns";
 /// How long a TCP connection may stay idle.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// UDP receive loops sharing the socket: one per core of this machine's
-/// size keeps both busy under load.
+/// UDP receive loops, each with a socket of its own on the port: one per
+/// core of this machine's size keeps both busy under load.
 const UDP_LOOPS: usize = 2;
 
 /// Tries at binding UDP and TCP to one free port when port 0 is asked.
@@ -118,7 +118,7 @@ pub async fn serve(
         source,
     })?;
     let (udp, tcp) = bind(config.listen)?;
-    let address = udp.local_addr().map_err(|source| Error::Bind {
+    let address = tcp.local_addr().map_err(|source| Error::Bind {
         address: config.listen,
         source,
     })?;
@@ -137,7 +137,11 @@ pub async fn serve(
         address: config.listen,
         source,
     };
-    let udp = Arc::new(tokio::net::UdpSocket::from_std(udp).map_err(failed)?);
+    let udp = udp
+        .into_iter()
+        .map(|socket| tokio::net::UdpSocket::from_std(socket).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
     let mut tcp_server = hickory_server::Server::new(handler.clone());
     tcp_server.register_listener(
         tokio::net::TcpListener::from_std(tcp).map_err(failed)?,
@@ -146,8 +150,8 @@ pub async fn serve(
     );
     let running = async move {
         let mut udp_loops = tokio::task::JoinSet::new();
-        for _ in 0..UDP_LOOPS {
-            udp_loops.spawn(server::serve_udp(udp.clone(), handler.clone()));
+        for socket in udp {
+            udp_loops.spawn(server::serve_udp(socket, handler.clone()));
         }
         let services = server::watch(kube::Api::<Service>::all(client.clone()), index.clone());
         let slices = server::watch(kube::Api::<EndpointSlice>::all(client), index);
@@ -165,18 +169,21 @@ pub async fn serve(
 
 /// A UDP socket and a TCP listener on one port (when port 0 is asked,
 /// the first port free for both).
-fn bind(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), Error> {
+fn bind(listen: SocketAddr) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener), Error> {
     let failed = |source| Error::Bind {
         address: listen,
         source,
     };
     for _ in 0..BIND_ATTEMPTS {
-        let udp = std::net::UdpSocket::bind(listen).map_err(failed)?;
-        let address = udp.local_addr().map_err(failed)?;
+        let first = udp_socket(listen).map_err(failed)?;
+        let address = first.local_addr().map_err(failed)?;
         match std::net::TcpListener::bind(address) {
             Ok(tcp) => {
-                udp.set_nonblocking(true).map_err(failed)?;
                 tcp.set_nonblocking(true).map_err(failed)?;
+                let mut udp = vec![first];
+                for _ in 1..UDP_LOOPS {
+                    udp.push(udp_socket(address).map_err(failed)?);
+                }
                 return Ok((udp, tcp));
             }
             Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
@@ -186,6 +193,18 @@ fn bind(listen: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListene
     Err(failed(std::io::Error::from(std::io::ErrorKind::AddrInUse)))
 }
 
+/// A non-blocking UDP socket bound to `address` with SO_REUSEPORT, so that
+/// each receive loop has a socket of its own on the port and the kernel
+/// spreads the clients over them (only sockets of the same user can join).
+fn udp_socket(address: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    Ok(socket.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +212,17 @@ mod tests {
     #[test]
     fn port_zero_binds_udp_and_tcp_on_one_port() {
         let (udp, tcp) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        assert_eq!(udp.local_addr().unwrap(), tcp.local_addr().unwrap());
-        assert_ne!(udp.local_addr().unwrap().port(), 0);
+        assert_eq!(udp.len(), UDP_LOOPS);
+        for socket in &udp {
+            assert_eq!(socket.local_addr().unwrap(), tcp.local_addr().unwrap());
+        }
+        assert_ne!(tcp.local_addr().unwrap().port(), 0);
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_rather_than_shared_with_another_server() {
+        let (_udp, tcp) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = tcp.local_addr().unwrap();
+        assert!(matches!(bind(taken), Err(Error::Bind { .. })));
     }
 }
