@@ -157,18 +157,17 @@ pub async fn serve(
         let slices = server::watch(kube::Api::<EndpointSlice>::all(client), index);
         tokio::select! {
             done = tcp_server.block_until_done() => done.map_err(Error::Serve),
-            Some(done) = udp_loops.join_next() => match done {
-                Ok(Err(e)) => Err(Error::Udp(e)),
-                _ => Ok(()),
-            },
+            Some(failed) = udp_loops.join_next() => {
+                Err(Error::Udp(failed.unwrap_or_else(std::io::Error::other)))
+            }
             _ = futures::future::join(services, slices) => Ok(()),
         }
     };
     Ok((address, running))
 }
 
-/// A UDP socket and a TCP listener on one port (when port 0 is asked,
-/// the first port free for both).
+/// A UDP socket per receive loop and a TCP listener, on one port (when
+/// port 0 is asked, the first port free for both).
 fn bind(listen: SocketAddr) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener), Error> {
     let failed = |source| Error::Bind {
         address: listen,

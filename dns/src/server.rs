@@ -181,17 +181,18 @@ fn encode_udp(request: &Request, reply: &Reply) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// One UDP receive loop. Several share the socket. A query the index
+/// One UDP receive loop, on a socket of its own. A query the index
 /// answers is answered here, without a task or a channel per query (the
 /// load of cluster DNS); one that goes upstream gets a task of its own.
-pub async fn serve_udp(socket: Arc<UdpSocket>, handler: Handler) -> std::io::Result<()> {
+/// It runs until the socket fails, and answers why.
+pub async fn serve_udp(socket: Arc<UdpSocket>, handler: Handler) -> std::io::Error {
     let mut buffer = vec![0; usize::from(MAX_UDP_PAYLOAD)];
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
             Ok(received) => received,
             // An ICMP error of an earlier send, and the like.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => return Err(e),
+            Err(e) => return e,
         };
         let Ok(request) = Request::from_bytes(buffer[..length].to_vec(), peer, Protocol::Udp)
         else {
