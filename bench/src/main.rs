@@ -2,8 +2,9 @@
 //! one JSON line of figures on standard output (progress goes to standard
 //! error). Run them with `cargo run --release -p skiff-bench -- SCENARIO`.
 
-mod endpoints;
+mod allocate;
 mod dns;
+mod endpoints;
 mod etcd;
 mod flow;
 mod server;
@@ -33,13 +34,16 @@ SCENARIOS:
              to all available, and the server's memory then
     podstart pod startup latency: pods created at a steady 100/s for 20 s
              (or --seconds) on 100 simulated nodes, create to Running p50/p99
-    dns      cluster DNS: 1,000 Services, then A queries over UDP on loopback
-             from 8 sockets (one in flight each) for 5 s (or --seconds):
-             queries/s and p50/p99 latency; also create to all answered
     endpoints  1,000 Services of 10 pods each (on kubelet-less nodes, their
              status written by the benchmark); 500 pods made unready at 50/s:
              status write answered to the EndpointSlice watch showing it,
              p50/p99/max
+    allocate 10,000 Services (each with a selector; every fifth a NodePort)
+             created by 64 HTTPS clients: creates/s and p50/p99, then every
+             ClusterIP and node port checked to be held once
+    dns      cluster DNS: 1,000 Services, then A queries over UDP on loopback
+             from 8 sockets (one in flight each) for 5 s (or --seconds):
+             queries/s and p50/p99 latency; also create to all answered
 
 OPTIONS:
     --seconds N    how long each write phase runs (default 5)
@@ -67,8 +71,9 @@ fn main() -> std::process::ExitCode {
         "schedule" => runtime.block_on(flow::schedule(5_000, 10_000)),
         "deploy" => runtime.block_on(flow::deploy(1_000, 10_000)),
         "podstart" => runtime.block_on(flow::podstart(100, 100, seconds.max(20))),
-        "dns" => runtime.block_on(dns::run(std::time::Duration::from_secs(seconds))),
         "endpoints" => runtime.block_on(endpoints::run(1_000, 10, 500, 50)),
+        "allocate" => runtime.block_on(allocate::run(10_000)),
+        "dns" => runtime.block_on(dns::run(std::time::Duration::from_secs(seconds))),
         other => return fail(&format!("unknown scenario {other:?}; see --help")),
     };
     match result {
