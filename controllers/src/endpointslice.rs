@@ -3,9 +3,9 @@
 //! (generateName `<service>-`, labelled with the Service's name and this
 //! controller's, owned by the Service) holding at most
 //! [`MAX_ENDPOINTS_PER_SLICE`] endpoints each: one per selected pod with an
-//! IP, with its ready/serving/terminating conditions, node, hostname and
-//! pod reference; pods whose ports resolve differently go to different
-//! slices.
+//! IP, with its ready/serving/terminating conditions, node (and the node's
+//! zone, read as the slice is written), hostname and pod reference; pods
+//! whose ports resolve differently go to different slices.
 //!
 //! Updates touch as few slices as possible ([`reconcile`], pure, as
 //! upstream's reconciler): an endpoint changes in place, one no longer
@@ -19,10 +19,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, PartialObjectMeta, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
@@ -42,6 +42,8 @@ pub const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
 /// The label of the slices of a headless Service.
 const HEADLESS: &str = "service.kubernetes.io/headless";
+/// The label of a node's zone.
+pub const ZONE: &str = "topology.kubernetes.io/zone";
 
 /// The endpoints a Service should have, grouped by the ports they resolve
 /// to: the ports as JSON (the key) -> the ports and the endpoints.
@@ -51,10 +53,11 @@ fn ports_key(ports: &[EndpointPort]) -> String {
     serde_json::to_string(ports).expect("JSON")
 }
 
-/// The endpoint of `pod` for `service`: ready when the pod is Ready and not
-/// terminating (or the Service publishes not-ready addresses), serving when
-/// it is Ready, terminating once it is being deleted.
-pub fn endpoint(service: &Service, pod: &Pod, ip: &str) -> Endpoint {
+/// The endpoint of `pod` (at `ip`, in `zone`) for `service`: ready when the
+/// pod is Ready and not terminating (or the Service publishes not-ready
+/// addresses), serving when it is Ready, terminating once it is being
+/// deleted.
+pub fn endpoint(service: &Service, pod: &Pod, ip: &str, zone: Option<String>) -> Endpoint {
     let serving = is_ready(pod);
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let publish = service
@@ -78,13 +81,19 @@ pub fn endpoint(service: &Service, pod: &Pod, ip: &str) -> Endpoint {
             uid: pod.metadata.uid.clone(),
             ..ObjectReference::default()
         }),
+        zone,
         ..Endpoint::default()
     }
 }
 
 /// The endpoints of `pods` (those with an IPv4 address, not finished;
-/// terminating ones included) for `service`, grouped by resolved ports.
-pub fn desired(service: &Service, pods: &[&Pod]) -> Desired {
+/// terminating ones included) for `service`, grouped by resolved ports;
+/// `zone_of` names a node's zone.
+pub fn desired(
+    service: &Service,
+    pods: &[&Pod],
+    zone_of: &dyn Fn(&str) -> Option<String>,
+) -> Desired {
     let ports: Vec<Value> = service
         .spec
         .as_ref()
@@ -101,6 +110,7 @@ pub fn desired(service: &Service, pods: &[&Pod]) -> Desired {
         if !in_endpoints(pod, true) {
             continue;
         }
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
         let resolved: Vec<EndpointPort> = ports
             .iter()
             .filter_map(|p| {
@@ -116,7 +126,7 @@ pub fn desired(service: &Service, pods: &[&Pod]) -> Desired {
             .entry(ports_key(&resolved))
             .or_insert_with(|| (resolved, Vec::new()))
             .1
-            .push(endpoint(service, pod, ip));
+            .push(endpoint(service, pod, ip, node.and_then(zone_of)));
     }
     groups
 }
@@ -369,6 +379,9 @@ struct Controller {
     client: Client,
     members: Arc<ServicePods>,
     slices: Arc<Cache<EndpointSlice>>,
+    /// The nodes' metadata, indexed by zone: read at sync time, as
+    /// upstream does (a node's zone rarely changes).
+    nodes: Arc<Cache<PartialObjectMeta<Node>>>,
     written: Arc<Mutex<Writes>>,
 }
 
@@ -395,13 +408,23 @@ pub async fn run(client: Client, members: Arc<ServicePods>, workers: usize) {
             move |_, change| slice_changed(&queue, &members, &written, change),
         )
     };
+    let nodes = Cache::start(
+        Api::<PartialObjectMeta<Node>>::all(client.clone()),
+        |node| {
+            let zone = node.labels().get(ZONE);
+            zone.map(|z| Labels::from([(ZONE.to_owned(), z.clone())]))
+                .unwrap_or_default()
+        },
+        |_, _| {},
+    );
     let controller = Arc::new(Controller {
         client,
         members: members.clone(),
         slices: slices.clone(),
+        nodes: nodes.clone(),
         written,
     });
-    futures::future::join(members.synced(), slices.synced()).await;
+    futures::future::join3(members.synced(), slices.synced(), nodes.synced()).await;
     spawn_workers(controller, queue, workers, "endpointslice-controller");
 }
 
@@ -488,7 +511,10 @@ impl Controller {
         let plan = reconcile(
             &service,
             self.existing(namespace, name),
-            desired(&service, &pods),
+            desired(&service, &pods, &|node| {
+                let node = self.nodes.get("", node)?;
+                node.labels().get(ZONE).cloned()
+            }),
             MAX_ENDPOINTS_PER_SLICE,
         );
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), namespace);
@@ -553,7 +579,7 @@ mod tests {
     }
 
     fn want(pods: &[Pod]) -> Desired {
-        desired(&service(), &pods.iter().collect::<Vec<_>>())
+        desired(&service(), &pods.iter().collect::<Vec<_>>(), &|_| None)
     }
 
     /// Applies a plan as the apiserver would: names for created slices.
@@ -602,7 +628,8 @@ mod tests {
         named.spec.as_mut().unwrap().subdomain = Some("web".into());
         let mut done = pod(3, false);
         done.status.as_mut().unwrap().phase = Some("Succeeded".into());
-        let found = desired(&svc, &[&pod(0, true), &terminating, &named, &done]);
+        let zone = |node: &str| (node == "n1").then(|| "eu-1a".to_owned());
+        let found = desired(&svc, &[&pod(0, true), &terminating, &named, &done], &zone);
         assert_eq!(found.len(), 1);
         let (ports, endpoints) = found.values().next().unwrap();
         assert_eq!(
@@ -637,10 +664,15 @@ mod tests {
             (Some("Pod"), Some("p0"), Some("u0"))
         );
         assert_eq!(endpoints[0].node_name.as_deref(), Some("n1"));
+        assert_eq!(
+            endpoints[0].zone.as_deref(),
+            Some("eu-1a"),
+            "its node's zone"
+        );
         // Publishing not-ready addresses makes every endpoint ready.
         let mut publish = service();
         publish.spec.as_mut().unwrap().publish_not_ready_addresses = Some(true);
-        let found = desired(&publish, &[&pod(0, false)]);
+        let found = desired(&publish, &[&pod(0, false)], &|_| None);
         let e = &found.values().next().unwrap().1[0];
         assert_eq!(e.conditions.as_ref().unwrap().ready, Some(true));
     }
@@ -657,7 +689,7 @@ mod tests {
             .as_mut()
             .unwrap()[0]
             .container_port = 9090;
-        let found = desired(&svc, &[&pod(0, true), &other]);
+        let found = desired(&svc, &[&pod(0, true), &other], &|_| None);
         let ports: Vec<i32> = found.values().map(|(p, _)| p[0].port.unwrap()).collect();
         assert_eq!(ports.len(), 2);
         assert!(ports.contains(&8080) && ports.contains(&9090));

@@ -149,8 +149,9 @@ where
         + Sync
         + 'static,
 {
-    /// Starts filling a cache of `api`'s objects, handing every change to
-    /// `changed` after the cache holds it.
+    /// Starts filling a cache of `api`'s objects (only their metadata for
+    /// an `Api<PartialObjectMeta<_>>`), handing every change to `changed`
+    /// after the cache holds it.
     pub fn start(
         api: Api<K>,
         pairs_of: fn(&K) -> Labels,

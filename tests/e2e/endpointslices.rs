@@ -71,6 +71,15 @@ fn endpointslices_follow_pods_ready_unready_terminating_and_split_at_100() {
     let server = Server::start(dir.path());
     let manifest = dir.path().join("web.yaml");
     std::fs::write(&manifest, MANIFEST).unwrap();
+    eventually(20, "the three nodes", || {
+        (items(&server.json(&["nodes"])).len() == 3).then_some(())
+    });
+    server.kubectl_ok(&[
+        "label",
+        "nodes",
+        "--all",
+        "topology.kubernetes.io/zone=zone-a",
+    ]);
     server.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
 
     // Three pods, not ready at first, then ready.
@@ -106,6 +115,7 @@ fn endpointslices_follow_pods_ready_unready_terminating_and_split_at_100() {
     assert_eq!(owner["controller"], true);
     let endpoint = &slice["endpoints"][0];
     assert_eq!(endpoint["targetRef"]["kind"], "Pod");
+    assert_eq!(endpoint["zone"], "zone-a", "its node's zone");
     assert!(endpoint["nodeName"]
         .as_str()
         .unwrap()
