@@ -379,7 +379,7 @@ struct Controller {
     client: Client,
     members: Arc<ServicePods>,
     slices: Arc<Cache<EndpointSlice>>,
-    /// The nodes' metadata, indexed by zone: read at sync time, as
+    /// The nodes' metadata, for their zones: read at sync time, as
     /// upstream does (a node's zone rarely changes).
     nodes: Arc<Cache<PartialObjectMeta<Node>>>,
     written: Arc<Mutex<Writes>>,
@@ -408,13 +408,10 @@ pub async fn run(client: Client, members: Arc<ServicePods>, workers: usize) {
             move |_, change| slice_changed(&queue, &members, &written, change),
         )
     };
+    // Nodes are only looked up by name: nothing to index.
     let nodes = Cache::start(
         Api::<PartialObjectMeta<Node>>::all(client.clone()),
-        |node| {
-            let zone = node.labels().get(ZONE);
-            zone.map(|z| Labels::from([(ZONE.to_owned(), z.clone())]))
-                .unwrap_or_default()
-        },
+        |_| Labels::new(),
         |_, _| {},
     );
     let controller = Arc::new(Controller {
