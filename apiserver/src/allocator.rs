@@ -382,14 +382,7 @@ impl Allocator {
                 Settled::Done => return Ok(reserved),
                 Settled::Invalid(invalid) => {
                     self.release(&reserved).await;
-                    let causes = invalid
-                        .into_iter()
-                        .map(|(field, message)| Cause {
-                            reason: "FieldValueInvalid",
-                            field,
-                            message,
-                        })
-                        .collect();
+                    let causes = invalid.into_iter().map(Cause::invalid).collect();
                     return Err(ApiError::invalid(resource, owner.name, causes));
                 }
                 Settled::Needs(needs) => {

@@ -17,6 +17,18 @@ pub struct Cause {
     pub message: String,
 }
 
+impl Cause {
+    /// A `FieldValueInvalid` cause from a (field, message) pair, the shape
+    /// the pure checks in `skiff_api` answer.
+    pub fn invalid((field, message): (String, String)) -> Cause {
+        Cause {
+            reason: "FieldValueInvalid",
+            field,
+            message,
+        }
+    }
+}
+
 /// An error answered as a `Status` object with its HTTP code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
