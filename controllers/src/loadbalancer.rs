@@ -53,7 +53,13 @@ pub fn choose(
 }
 
 fn ingress_ip(service: &Service) -> Option<Ipv4Addr> {
-    let ingress = service.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?;
+    let ingress = service
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?;
     ingress.first()?.ip.as_deref()?.parse().ok()
 }
 
@@ -110,7 +116,12 @@ impl crate::workqueue::Sync for Controller {
         let has = ingress_ip(&service);
         if !ours(&service) {
             // No longer a LoadBalancer of ours: its address goes back.
-            if service.spec.as_ref().and_then(|s| s.load_balancer_class.as_ref()).is_none() {
+            if service
+                .spec
+                .as_ref()
+                .and_then(|s| s.load_balancer_class.as_ref())
+                .is_none()
+            {
                 let clear = json!({"status": {"loadBalancer": {}}});
                 api.patch_status(name, &PatchParams::default(), &Patch::Merge(clear))
                     .await?;
@@ -141,13 +152,24 @@ impl crate::workqueue::Sync for Controller {
                 api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
                     .await?;
                 let message = format!("Assigned IP [\"{ip}\"]");
-                self.events
-                    .record(reference(service.as_ref()), Type::Normal, "IPAllocated", message);
+                self.events.record(
+                    reference(service.as_ref()),
+                    Type::Normal,
+                    "IPAllocated",
+                    message,
+                );
             }
             Err(why) => {
-                let message = format!("Failed to allocate IP for \"{}\": {why}", service.name_any());
-                self.events
-                    .record(reference(service.as_ref()), Type::Warning, "AllocationFailed", message);
+                let message = format!(
+                    "Failed to allocate IP for \"{}\": {why}",
+                    service.name_any()
+                );
+                self.events.record(
+                    reference(service.as_ref()),
+                    Type::Warning,
+                    "AllocationFailed",
+                    message,
+                );
             }
         }
         Ok(())
