@@ -101,6 +101,30 @@ pub struct SystemService<'a> {
     pub target_port: u16,
 }
 
+/// Publishes each of `services`; one that cannot be (a range too small
+/// for it, an address a user took) is reported and the rest still are.
+pub async fn publish_all(state: &AppState, services: &[SystemService<'_>]) {
+    for service in services {
+        if let Err(e) = publish_service(state, service).await {
+            eprintln!("skiff: cannot publish the {} Service: {e}", service.name);
+        }
+    }
+}
+
+/// Publishes `services` again every `every`, as upstream's apiserver
+/// keeps reconciling the `kubernetes` Service: one deleted by hand comes
+/// back, and an unchanged one costs reads, not writes.
+pub async fn keep_published(
+    state: AppState,
+    services: Vec<SystemService<'static>>,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        publish_all(&state, &services).await;
+    }
+}
+
 /// Makes sure `service` exists with its ClusterIP and ports, and writes
 /// its Endpoints and EndpointSlice to where it listens now.
 pub async fn publish_service(

@@ -28,7 +28,8 @@ use skiff_store::Store;
 
 pub use allocator::{Allocator, ServiceRanges};
 pub use bootstrap::{
-    bootstrap, publish_service, repair_allocations, SystemService, DEFAULT_NAMESPACES,
+    bootstrap, keep_published, publish_all, publish_service, repair_allocations, SystemService,
+    DEFAULT_NAMESPACES,
 };
 pub use error::{ApiError, Cause};
 

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use axum_server::tls_rustls::RustlsConfig;
 use skiff_api::services::{IpRange, PortRange};
-use skiff_apiserver::{bootstrap, publish_service, router, AppState, ServiceRanges, SystemService};
+use skiff_apiserver::{
+    bootstrap, keep_published, publish_all, router, AppState, ServiceRanges, SystemService,
+};
 use skiff_store::{HistoryLimits, MvccStore, Store};
 
 use crate::pki;
@@ -121,7 +123,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         true => std::net::IpAddr::from([127, 0, 0, 1]),
         false => ip,
     };
-    let system = [
+    let system = vec![
         SystemService {
             namespace: "default",
             name: "kubernetes",
@@ -141,13 +143,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             target_port: dns_address.port(),
         },
     ];
-    for service in &system {
-        // A range too small for it, or an address a user took: the rest of
-        // the cluster still works.
-        if let Err(e) = publish_service(&state, service).await {
-            eprintln!("skiff: cannot publish the {} Service: {e}", service.name);
-        }
-    }
+    // Published before the API serves, then kept so.
+    publish_all(&state, &system).await;
+    tokio::spawn(keep_published(
+        state.clone(),
+        system,
+        Duration::from_secs(10),
+    ));
     tokio::spawn(skiff_apiserver::repair_allocations(
         state.clone(),
         Duration::from_secs(180),

@@ -184,6 +184,19 @@ fn every_service_type_is_allocated_as_upstream_allocates_it() {
     let web = server.json(&["svc", "web"]);
     assert_eq!(web["spec"]["ports"][0]["nodePort"], 30080);
     assert_eq!(web["spec"]["clusterIP"], ip, "the ClusterIP is kept");
+
+    // The kubernetes Service is kept published: deleted, it comes back.
+    server.kubectl_ok(&["delete", "svc", "kubernetes"]);
+    eventually(30, "the kubernetes Service back", || {
+        let found = server.kubectl(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ]);
+        (String::from_utf8_lossy(&found.stdout) == "10.96.0.1").then_some(())
+    });
 }
 
 /// Every allocation the Services hold: (ClusterIPs, node ports), failing on
