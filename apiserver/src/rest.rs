@@ -696,11 +696,21 @@ impl Api<'_> {
                 .into());
             }
             if self.target.subresource == Some(Subresource::Status) {
-                // Through /status only the status changes.
+                // Through /status only the status changes, and a Pod's
+                // labels and annotations: upstream's podStatusStrategy lets
+                // kubelets record on them in the same write.
                 let mut only = current.clone();
                 match next.get("status") {
                     Some(status) => only["status"] = status.clone(),
                     None => drop(only.as_object_mut().and_then(|o| o.remove("status"))),
+                }
+                if resource.kind == "Pod" {
+                    for field in ["labels", "annotations"] {
+                        match next["metadata"].get(field) {
+                            Some(value) => meta_mut(&mut only).insert(field.into(), value.clone()),
+                            None => meta_mut(&mut only).remove(field),
+                        };
+                    }
                 }
                 next = only;
             } else if self.target.subresource == Some(Subresource::Finalize) {

@@ -1094,3 +1094,40 @@ async fn repair_records_what_services_hold_and_releases_leaks() {
     let (code, _) = api.send(Method::POST, SVCS, service("b", taken)).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_pods_status_write_may_record_annotations_but_never_change_its_spec_or_owners() {
+    let api = Api::new().await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let (code, _) = api.send(Method::POST, PODS, pod).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let patch = json!({
+        "metadata": {"annotations": {"kubelet.skiff.dev/environment": "A=1"}, "labels": {"x": "y"},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "u"}]},
+        "spec": {"containers": [{"name": "c", "image": "other"}]},
+        "status": {"phase": "Running"},
+    });
+    let (code, written) = api.merge_patch(&format!("{PODS}/p/status"), patch).await;
+    assert_eq!(code, StatusCode::OK, "{written}");
+    assert_eq!(written["status"]["phase"], "Running");
+    assert_eq!(
+        written["metadata"]["annotations"]["kubelet.skiff.dev/environment"],
+        "A=1"
+    );
+    assert_eq!(written["metadata"]["labels"]["x"], "y");
+    assert!(written["metadata"]["ownerReferences"].is_null());
+    assert_eq!(written["spec"]["containers"][0]["image"], "nginx");
+    // Other kinds' status writes change the status alone.
+    let (_, _) = api
+        .send(
+            Method::POST,
+            SVCS,
+            service("s", json!({"ports": [{"port": 80}]})),
+        )
+        .await;
+    let patch = json!({"metadata": {"labels": {"x": "y"}}, "status": {"loadBalancer": {}}});
+    let (code, written) = api.merge_patch(&format!("{SVCS}/s/status"), patch).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(written["metadata"]["labels"].is_null());
+}

@@ -138,8 +138,7 @@ pub fn explain(step: &Step) -> String {
     let who = step.component.as_str();
     match (who, step.action.as_str(), kind) {
         (_, "create binding", _) => "The scheduler chose a node that passes every filter (resources, taints, selectors) and scores best, and bound the pod to it by POSTing pods/NAME/binding.".into(),
-        ("kubelet", "patch status", _) => "The kubelet of the pod's node saw the pod bound to it and reported its progress: containers being created, then running with an IP from the node's pod CIDR, then ready.".into(),
-        ("kubelet", "patch", "pod") => "Before starting the containers, the kubelet worked out the Service environment variables they get ({SVC}_SERVICE_HOST, {SVC}_SERVICE_PORT, ... for each Service of the pod's namespace and for the kubernetes Service) and recorded them in the pod's kubelet.skiff.dev/environment annotation; the pod's log shows them first.".into(),
+        ("kubelet", "patch status", _) => "The kubelet of the pod's node saw the pod bound to it and reported its progress: containers being created, then running with an IP from the node's pod CIDR, then ready. With the Running status it recorded the Service environment variables the containers started with ({SVC}_SERVICE_HOST, {SVC}_SERVICE_PORT, ... for each Service of the pod's namespace and the kubernetes Service) in the pod's kubelet.skiff.dev/environment annotation; the pod's log shows them first.".into(),
         ("kubelet", "delete", _) => "The kubelet stopped the pod's containers and removed the pod for good, ending its graceful deletion.".into(),
         ("deployment-controller", "create", "replicaset") => "The Deployment controller found no ReplicaSet for the Deployment's pod template and created one, named after the template's hash.".into(),
         ("deployment-controller", "patch", "replicaset") => "The Deployment controller scaled a ReplicaSet, one step of the rollout within maxSurge and maxUnavailable.".into(),

@@ -283,12 +283,16 @@ impl Agents {
         Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default())
     }
 
+    /// Writes the pod's status for `state`, with `environment` (the
+    /// [`podlog::ENVIRONMENT`] record) on its annotations in the same
+    /// write when given.
     async fn write(
         &self,
         pod: &Pod,
         state: &State,
         ip: &str,
         started: &str,
+        environment: Option<&str>,
     ) -> Result<(), kube::Error> {
         let host = &self.nodes[pod
             .spec
@@ -297,7 +301,11 @@ impl Agents {
             .unwrap_or_default()]
         .host_ip;
         let status = status(pod, state, host, ip, started, &skiff_runtime::now());
-        let patch = Patch::Merge(json!({"status": status}));
+        let mut patch = json!({"status": status});
+        if let Some(environment) = environment {
+            patch["metadata"] = json!({"annotations": {podlog::ENVIRONMENT: environment}});
+        }
+        let patch = Patch::Merge(patch);
         self.api(pod)
             .patch_status(&pod.name_any(), &PatchParams::default(), &patch)
             .await
@@ -346,7 +354,7 @@ impl Agents {
         });
         let started = skiff_runtime::now();
         if self
-            .write(&pod, &State::Creating, &ip, &started)
+            .write(&pod, &State::Creating, &ip, &started, None)
             .await
             .is_err()
         {
@@ -366,17 +374,10 @@ impl Agents {
         let mut restarts = 0;
         let mut recorded = None;
         loop {
+            // The variables the containers start with, recorded with the
+            // Running status when they differ from the last start's.
             let environment = self.environment(&pod).await;
-            if recorded.as_ref() != Some(&environment) {
-                let annotations = json!({ podlog::ENVIRONMENT: &environment });
-                let patch = Patch::Merge(json!({"metadata": {"annotations": annotations}}));
-                // A pod that went away meanwhile is stopped by `gone`.
-                let _ = self
-                    .api(&pod)
-                    .patch(&pod.name_any(), &PatchParams::default(), &patch)
-                    .await;
-                recorded = Some(environment);
-            }
+            let record = (recorded.as_ref() != Some(&environment)).then_some(environment.as_str());
             for c in &containers {
                 let image = c.image.clone().unwrap_or_default();
                 if restarts == 0 {
@@ -404,19 +405,20 @@ impl Agents {
                 since: since.clone(),
             };
             if self
-                .write(&pod, &running(ready_now), &ip, &started)
+                .write(&pod, &running(ready_now), &ip, &started, record)
                 .await
                 .is_err()
             {
                 return;
             }
+            recorded = Some(environment);
             let becomes_ready = behaviour.ready && !ready_now;
             let exit = behaviour.exit;
             let ran = std::time::Instant::now();
             if becomes_ready && exit.is_none_or(|(after, _)| after > behaviour.ready_delay) {
                 tokio::time::sleep(behaviour.ready_delay).await;
                 if self
-                    .write(&pod, &running(true), &ip, &started)
+                    .write(&pod, &running(true), &ip, &started, None)
                     .await
                     .is_err()
                 {
@@ -428,7 +430,7 @@ impl Agents {
             };
             tokio::time::sleep(after.saturating_sub(ran.elapsed())).await;
             let next = after_exit(&policy, code, restarts);
-            if self.write(&pod, &next, &ip, &started).await.is_err() {
+            if self.write(&pod, &next, &ip, &started, None).await.is_err() {
                 return;
             }
             let State::BackOff { delay, .. } = next else {
