@@ -148,7 +148,11 @@ impl Held {
         let spec = &service["spec"];
         Held {
             ip: spec["clusterIP"].as_str().and_then(|ip| ip.parse().ok()),
-            ports: node_ports(spec).into_iter().flatten().collect(),
+            ports: node_ports(spec)
+                .into_iter()
+                .chain([health_port(spec)])
+                .flatten()
+                .collect(),
         }
     }
 
@@ -172,9 +176,10 @@ impl Held {
 pub struct Needs {
     /// A ClusterIP: `Some(ip)` that one, `None` any.
     pub ip: Option<Option<Ipv4Addr>>,
-    /// Node ports: (index of the port in spec.ports, `Some(port)` that
-    /// one or `None` any).
-    pub ports: Vec<(usize, Option<u16>)>,
+    /// Node ports: (the field that takes it — `spec.ports[0].nodePort`,
+    /// `spec.healthCheckNodePort` — and `Some(port)` that one or `None`
+    /// any).
+    pub ports: Vec<(String, Option<u16>)>,
 }
 
 /// Why a Service's addresses are refused: (field, message) as a 422 cause.
@@ -214,6 +219,21 @@ fn needs_node_ports(spec: &Value) -> bool {
         "LoadBalancer" => spec["allocateLoadBalancerNodePorts"] != false,
         _ => false,
     }
+}
+
+/// Whether `spec` needs a health-check node port: a LoadBalancer that
+/// keeps traffic on the node it arrives at (`externalTrafficPolicy:
+/// Local`), whose load balancer must ask each node whether it has
+/// endpoints.
+fn needs_health_port(spec: &Value) -> bool {
+    spec["type"] == "LoadBalancer" && spec["externalTrafficPolicy"] == "Local"
+}
+
+fn health_port(spec: &Value) -> Option<u16> {
+    spec["healthCheckNodePort"]
+        .as_u64()
+        .filter(|n| *n > 0)
+        .and_then(|n| u16::try_from(n).ok())
 }
 
 /// The node port of each port of `spec`, as written (0 and absent: None).
@@ -275,6 +295,15 @@ fn carry_over(current: &Value, next: &mut Value) {
     if !needs_node_ports(new) && new["type"] != "LoadBalancer" {
         new.as_object_mut()
             .map(|s| s.remove("externalTrafficPolicy"));
+    }
+    if needs_health_port(old) && !needs_health_port(new) {
+        if health_port(new) == health_port(old) {
+            new.as_object_mut().map(|s| s.remove("healthCheckNodePort"));
+        }
+    } else if needs_health_port(new) && health_port(new).is_none() {
+        if let Some(port) = health_port(old) {
+            new["healthCheckNodePort"] = json!(port);
+        }
     }
     let old_ports: Vec<(Value, Value, Option<u16>)> = ports(old)
         .iter()
@@ -372,40 +401,52 @@ pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Set
             ));
         }
     }
-    // Node ports: the asked ones first, then any others from what is left.
-    let mut chosen: Vec<Option<u16>> = node_ports(spec);
+    // Node ports (and a health-check port): the asked ones first, then
+    // any others from what is left.
+    let mut slots: Vec<(String, Option<u16>)> = Vec::new();
     if needs_node_ports(spec) {
-        let asked: BTreeSet<u16> = chosen.iter().flatten().copied().collect();
-        for (i, port) in chosen.iter().enumerate() {
-            if let Some(port) = port {
-                if !held.ports.contains(port) && !reserved.ports.contains(port) {
-                    needs.ports.push((i, Some(*port)));
-                }
-            }
-        }
-        let mut spare = reserved
-            .ports
-            .iter()
-            .chain(held.ports.iter())
-            .filter(|p| !asked.contains(p))
-            .copied()
-            .collect::<BTreeSet<u16>>()
-            .into_iter();
-        for (i, port) in chosen.iter_mut().enumerate() {
-            if port.is_none() {
-                match spare.next() {
-                    Some(found) => *port = Some(found),
-                    None => needs.ports.push((i, None)),
-                }
-            }
+        for (i, port) in node_ports(spec).into_iter().enumerate() {
+            slots.push((format!("spec.ports[{i}].nodePort"), port));
         }
     } else if kind == "ClusterIP" || kind == "ExternalName" {
-        for (i, port) in chosen.iter().enumerate() {
+        for (i, port) in node_ports(spec).into_iter().enumerate() {
             if port.is_some() {
                 invalid.push((
                     format!("spec.ports[{i}].nodePort"),
                     format!("Forbidden: may not be used when `type` is '{kind}'"),
                 ));
+            }
+        }
+    }
+    if needs_health_port(spec) {
+        slots.push(("spec.healthCheckNodePort".into(), health_port(spec)));
+    } else if let Some(port) = health_port(spec) {
+        invalid.push((
+            "spec.healthCheckNodePort".into(),
+            format!("Invalid value: {port}: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"),
+        ));
+    }
+    let asked: BTreeSet<u16> = slots.iter().filter_map(|(_, port)| *port).collect();
+    for (field, port) in &slots {
+        if let Some(port) = port {
+            if !held.ports.contains(port) && !reserved.ports.contains(port) {
+                needs.ports.push((field.clone(), Some(*port)));
+            }
+        }
+    }
+    let mut spare = reserved
+        .ports
+        .iter()
+        .chain(held.ports.iter())
+        .filter(|p| !asked.contains(p))
+        .copied()
+        .collect::<BTreeSet<u16>>()
+        .into_iter();
+    for (field, port) in &mut slots {
+        if port.is_none() {
+            match spare.next() {
+                Some(found) => *port = Some(found),
+                None => needs.ports.push((field.clone(), None)),
             }
         }
     }
@@ -427,12 +468,16 @@ pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Set
             spec["ipFamilyPolicy"] = json!("SingleStack");
         }
     }
+    let mut slots = slots.into_iter().map(|(_, port)| port);
     if needs_node_ports(spec) {
         if let Some(list) = spec["ports"].as_array_mut() {
-            for (port, value) in list.iter_mut().zip(chosen) {
+            for (port, value) in list.iter_mut().zip(&mut slots) {
                 port["nodePort"] = json!(value);
             }
         }
+    }
+    if needs_health_port(spec) {
+        spec["healthCheckNodePort"] = json!(slots.next().flatten());
     }
     Settled::Done
 }
@@ -518,9 +563,14 @@ mod tests {
             panic!("needs")
         };
         assert_eq!(needs.ip, Some(None));
+        let field = |i: usize| format!("spec.ports[{i}].nodePort");
         assert_eq!(
             needs.ports,
-            vec![(0, Some(30080)), (2, Some(30080)), (1, None)]
+            vec![
+                (field(0), Some(30080)),
+                (field(2), Some(30080)),
+                (field(1), None)
+            ]
         );
         let reserved = held(Some("10.96.0.20"), &[30080, 31000]);
         assert_eq!(settle(None, &mut web, &reserved), Settled::Done);
@@ -591,7 +641,7 @@ mod tests {
             settle(Some(&stored), &mut more, &Held::default()),
             Settled::Needs(Needs {
                 ip: None,
-                ports: vec![(1, None)]
+                ports: vec![("spec.ports[1].nodePort".into(), None)]
             })
         );
         // Back to ClusterIP: the node ports go (the IP stays).
@@ -640,5 +690,46 @@ mod tests {
                 "Invalid value: []string{\"10.96.0.21\"}: may not change once set".to_owned()
             )]
         );
+    }
+
+    #[test]
+    fn a_local_load_balancer_holds_a_health_check_port_while_it_is_local() {
+        let spec = json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "ports": [{"port": 80, "protocol": "TCP"}]});
+        let mut lb = svc(spec);
+        let Settled::Needs(needs) = settle(None, &mut lb, &Held::default()) else {
+            panic!("needs")
+        };
+        assert_eq!(
+            needs.ports,
+            [
+                ("spec.ports[0].nodePort".to_owned(), None),
+                ("spec.healthCheckNodePort".to_owned(), None)
+            ]
+        );
+        let reserved = held(Some("10.96.0.30"), &[30100, 30101]);
+        assert_eq!(settle(None, &mut lb, &reserved), Settled::Done);
+        assert_eq!(lb["spec"]["ports"][0]["nodePort"], 30100);
+        assert_eq!(lb["spec"]["healthCheckNodePort"], 30101);
+        assert_eq!(Held::of(&lb), reserved);
+        // Back to Cluster: the health-check port goes, the node port stays.
+        let mut cluster = lb.clone();
+        cluster["spec"]["externalTrafficPolicy"] = json!("Cluster");
+        assert_eq!(
+            settle(Some(&lb), &mut cluster, &Held::default()),
+            Settled::Done
+        );
+        assert!(cluster["spec"]["healthCheckNodePort"].is_null());
+        assert_eq!(
+            Held::of(&lb).minus(&Held::of(&cluster)),
+            held(None, &[30101])
+        );
+        // Asked for where it has no use: refused.
+        let mut wrong =
+            svc(json!({"type": "NodePort", "healthCheckNodePort": 30200, "ports": [{"port": 80}]}));
+        let Settled::Invalid(causes) = settle(None, &mut wrong, &Held::default()) else {
+            panic!("invalid")
+        };
+        assert_eq!(causes[0].0, "spec.healthCheckNodePort");
     }
 }

@@ -322,7 +322,7 @@ impl Allocator {
             }
         }
         let mut asked_done = HashSet::new();
-        for (index, asked) in &needs.ports {
+        for (field, asked) in &needs.ports {
             if asked.is_some_and(|p| !asked_done.insert(p)) {
                 continue;
             }
@@ -332,7 +332,7 @@ impl Allocator {
                 }
                 Err(Refused::Invalid(message)) => causes.push(Cause {
                     reason: "FieldValueInvalid",
-                    field: format!("spec.ports[{index}].nodePort"),
+                    field: field.clone(),
                     message: format!("Invalid value: {}: {message}", asked.unwrap_or_default()),
                 }),
                 Err(Refused::Internal(message)) => return Err(ApiError::internal(message)),
