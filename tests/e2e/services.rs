@@ -129,9 +129,19 @@ fn every_service_type_is_allocated_as_upstream_allocates_it() {
     });
     assert!(external.starts_with("127.240.0."), "{external}");
     let lb = server.json(&["svc", "lb"]);
-    assert!(lb["spec"]["ports"][0]["nodePort"]
-        .as_u64()
-        .is_some_and(|p| (30000..=32767).contains(&p)));
+    let node_port = |v: &Value| v.as_u64().is_some_and(|p| (30000..=32767).contains(&p));
+    assert!(node_port(&lb["spec"]["ports"][0]["nodePort"]), "{lb}");
+    assert!(lb["spec"]["healthCheckNodePort"].is_null());
+    // Keeping traffic local, it also gets a health-check port.
+    server.kubectl_ok(&[
+        "patch",
+        "svc",
+        "lb",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ]);
+    let lb = server.json(&["svc", "lb"]);
+    assert!(node_port(&lb["spec"]["healthCheckNodePort"]), "{lb}");
 
     // ExternalName: no address; headless: None; ClientIP affinity.
     let external_name = json!({"type": "ExternalName", "externalName": "example.com"});
