@@ -607,6 +607,15 @@ mod tests {
         apply(Vec::new(), &plan)
     }
 
+    /// The pods named by the first `count` endpoints of the slice of `size`.
+    fn pods_in(slices: &[EndpointSlice], size: usize, count: usize) -> Vec<String> {
+        let slice = slices.iter().find(|s| s.endpoints.len() == size).unwrap();
+        slice.endpoints[..count]
+            .iter()
+            .map(|e| e.target_ref.clone().unwrap().name.unwrap())
+            .collect()
+    }
+
     fn sizes(slices: &[EndpointSlice]) -> Vec<usize> {
         let mut sizes: Vec<usize> = slices.iter().map(|s| s.endpoints.len()).collect();
         sizes.sort_unstable();
@@ -770,22 +779,8 @@ mod tests {
         let all = pods(0..250);
         let slices = settled(&all);
         // Drop the 50 pods of the smallest slice and 10 of another.
-        let small: Vec<String> = slices
-            .iter()
-            .find(|s| s.endpoints.len() == 50)
-            .unwrap()
-            .endpoints
-            .iter()
-            .map(|e| e.target_ref.clone().unwrap().name.unwrap())
-            .collect();
-        let other: Vec<String> = slices
-            .iter()
-            .find(|s| s.endpoints.len() == 100)
-            .unwrap()
-            .endpoints[..10]
-            .iter()
-            .map(|e| e.target_ref.clone().unwrap().name.unwrap())
-            .collect();
+        let small = pods_in(&slices, 50, 50);
+        let other = pods_in(&slices, 100, 10);
         let left: Vec<Pod> = all
             .into_iter()
             .filter(|p| !small.contains(&p.name_any()) && !other.contains(&p.name_any()))
@@ -815,14 +810,7 @@ mod tests {
         assert_eq!(plan.update[0].endpoints.len(), 80);
         // 30 more while a full slice loses 10: they go into the slice being
         // updated anyway (fullest first), then the rest into the slice of 50.
-        let full: Vec<String> = slices
-            .iter()
-            .find(|s| s.endpoints.len() == 100)
-            .unwrap()
-            .endpoints[..10]
-            .iter()
-            .map(|e| e.target_ref.clone().unwrap().name.unwrap())
-            .collect();
+        let full = pods_in(&slices, 100, 10);
         let next: Vec<Pod> = pods(0..280)
             .into_iter()
             .filter(|p| !full.contains(&p.name_any()))
