@@ -213,12 +213,17 @@ fn needs_cluster_ip(spec: &Value) -> bool {
     spec["type"].as_str().unwrap_or("ClusterIP") != "ExternalName"
 }
 
-fn needs_node_ports(spec: &Value) -> bool {
-    match spec["type"].as_str().unwrap_or_default() {
-        "NodePort" => true,
-        "LoadBalancer" => spec["allocateLoadBalancerNodePorts"] != false,
-        _ => false,
-    }
+/// Whether `spec`'s ports may hold node ports: a NodePort or LoadBalancer
+/// Service (one with `allocateLoadBalancerNodePorts: false` still holds
+/// the ones it asks for).
+fn holds_node_ports(spec: &Value) -> bool {
+    matches!(spec["type"].as_str(), Some("NodePort" | "LoadBalancer"))
+}
+
+/// Whether ports that ask for no node port are given one.
+fn allocates_node_ports(spec: &Value) -> bool {
+    holds_node_ports(spec)
+        && !(spec["type"] == "LoadBalancer" && spec["allocateLoadBalancerNodePorts"] == false)
 }
 
 /// Whether `spec` needs a health-check node port: a LoadBalancer that
@@ -279,8 +284,11 @@ fn carry_over(current: &Value, next: &mut Value) {
             }
         }
     } else if needs_cluster_ip(new) && cluster_ip(new).is_empty() && !cluster_ip(old).is_empty() {
+        // `clusterIP: ""` and `clusterIPs: []` (as charts render them)
+        // are as good as absent.
+        let empty = |v: &Value| v.is_null() || v == "" || v.as_array().is_some_and(Vec::is_empty);
         for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-            if new[field].is_null() {
+            if empty(&new[field]) {
                 new[field] = old[field].clone();
             }
         }
@@ -292,7 +300,7 @@ fn carry_over(current: &Value, next: &mut Value) {
     {
         new["clusterIPs"] = json!([new["clusterIP"]]);
     }
-    if !needs_node_ports(new) && new["type"] != "LoadBalancer" {
+    if !holds_node_ports(new) {
         new.as_object_mut()
             .map(|s| s.remove("externalTrafficPolicy"));
     }
@@ -305,29 +313,35 @@ fn carry_over(current: &Value, next: &mut Value) {
             new["healthCheckNodePort"] = json!(port);
         }
     }
-    let old_ports: Vec<(Value, Value, Option<u16>)> = ports(old)
+    // Node ports: dropped when the new type holds none and the client left
+    // them all unchanged; carried over by port name where the client gave
+    // none and no other port uses the old value (upstream's rules).
+    let (old_holds, new_holds) = (holds_node_ports(old), holds_node_ports(new));
+    let old_ports: Vec<(Value, Option<u16>)> = ports(old)
         .iter()
         .zip(node_ports(old))
-        .map(|(p, n)| (p["port"].clone(), p["protocol"].clone(), n))
+        .map(|(p, n)| (p["name"].clone(), n))
         .collect();
-    let (old_needs, new_needs) = (needs_node_ports(old), needs_node_ports(new));
-    if let Some(list) = new["ports"].as_array_mut() {
-        for port in list {
+    if old_holds && !new_holds {
+        if node_ports(new) == node_ports(old) {
+            for port in new["ports"].as_array_mut().into_iter().flatten() {
+                port.as_object_mut().map(|p| p.remove("nodePort"));
+            }
+        }
+    } else if old_holds && new_holds {
+        let mut given: BTreeSet<u16> = node_ports(new).into_iter().flatten().collect();
+        for port in new["ports"].as_array_mut().into_iter().flatten() {
+            if port["nodePort"].as_u64().unwrap_or(0) > 0 {
+                continue;
+            }
             let had = old_ports
                 .iter()
-                .find(|(number, protocol, _)| {
-                    *number == port["port"] && *protocol == port["protocol"]
-                })
-                .and_then(|(_, _, n)| *n);
-            let given = port["nodePort"].as_u64().filter(|n| *n > 0);
-            if old_needs && !new_needs {
-                if given.is_some() && given == had.map(u64::from) {
-                    port.as_object_mut().map(|p| p.remove("nodePort"));
-                }
-            } else if new_needs && given.is_none() {
-                if let Some(had) = had {
-                    port["nodePort"] = json!(had);
-                }
+                .find(|(name, _)| *name == port["name"])
+                .and_then(|(_, n)| *n)
+                .filter(|n| !given.contains(n));
+            if let Some(had) = had {
+                port["nodePort"] = json!(had);
+                given.insert(had);
             }
         }
     }
@@ -364,7 +378,7 @@ pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Set
         if !asked.is_empty() {
             invalid.push((
                 "spec.clusterIPs".into(),
-                format!("Invalid value: []string{{{asked:?}}}: may not be set for ExternalName services"),
+                "Forbidden: may not be set for ExternalName services".into(),
             ));
         }
     } else if asked == "None" {
@@ -401,12 +415,26 @@ pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Set
             ));
         }
     }
-    // Node ports (and a health-check port): the asked ones first, then
-    // any others from what is left.
-    let mut slots: Vec<(String, Option<u16>)> = Vec::new();
-    if needs_node_ports(spec) {
-        for (i, port) in node_ports(spec).into_iter().enumerate() {
-            slots.push((format!("spec.ports[{i}].nodePort"), port));
+    // Node ports (and a health-check port): (field, value, whether the
+    // server picks one when none is asked for). The asked ones first, then
+    // any others from what is reserved.
+    let mut slots: Vec<(String, Option<u16>, bool)> = Vec::new();
+    let protocols: Vec<&Value> = ports(spec).iter().map(|p| &p["protocol"]).collect();
+    if holds_node_ports(spec) {
+        let dynamic = allocates_node_ports(spec);
+        let asked = node_ports(spec);
+        for (i, port) in asked.iter().enumerate() {
+            // One number may serve a TCP and a UDP port, never two of one.
+            let twice = asked[..i].iter().zip(&protocols).any(|(other, protocol)| {
+                other.is_some() && other == port && *protocol == protocols[i]
+            });
+            if twice {
+                invalid.push((
+                    format!("spec.ports[{i}].nodePort"),
+                    format!("Duplicate value: {}", port.unwrap_or_default()),
+                ));
+            }
+            slots.push((format!("spec.ports[{i}].nodePort"), *port, dynamic));
         }
     } else if kind == "ClusterIP" || kind == "ExternalName" {
         for (i, port) in node_ports(spec).into_iter().enumerate() {
@@ -418,32 +446,42 @@ pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Set
             }
         }
     }
+    let health = health_port(spec);
     if needs_health_port(spec) {
-        slots.push(("spec.healthCheckNodePort".into(), health_port(spec)));
-    } else if let Some(port) = health_port(spec) {
+        if let Some(port) = health.filter(|p| node_ports(spec).contains(&Some(*p))) {
+            invalid.push((
+                "spec.healthCheckNodePort".into(),
+                format!("Invalid value: {port}: failed to allocate requested HealthCheck NodePort {port}: provided port is already allocated"),
+            ));
+        }
+        let was = current
+            .map(|c| &c["spec"])
+            .filter(|old| needs_health_port(old))
+            .and_then(health_port);
+        if was.is_some() && health != was {
+            invalid.push((
+                "spec.healthCheckNodePort".into(),
+                "Forbidden: field is immutable".into(),
+            ));
+        }
+        slots.push(("spec.healthCheckNodePort".into(), health, true));
+    } else if let Some(port) = health {
         invalid.push((
             "spec.healthCheckNodePort".into(),
             format!("Invalid value: {port}: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"),
         ));
     }
-    let asked: BTreeSet<u16> = slots.iter().filter_map(|(_, port)| *port).collect();
-    for (field, port) in &slots {
+    let asked: BTreeSet<u16> = slots.iter().filter_map(|(_, port, _)| *port).collect();
+    for (field, port, _) in &slots {
         if let Some(port) = port {
             if !held.ports.contains(port) && !reserved.ports.contains(port) {
                 needs.ports.push((field.clone(), Some(*port)));
             }
         }
     }
-    let mut spare = reserved
-        .ports
-        .iter()
-        .chain(held.ports.iter())
-        .filter(|p| !asked.contains(p))
-        .copied()
-        .collect::<BTreeSet<u16>>()
-        .into_iter();
-    for (field, port) in &mut slots {
-        if port.is_none() {
+    let mut spare = reserved.ports.difference(&asked).copied();
+    for (field, port, dynamic) in &mut slots {
+        if port.is_none() && *dynamic {
             match spare.next() {
                 Some(found) => *port = Some(found),
                 None => needs.ports.push((field.clone(), None)),
@@ -468,11 +506,13 @@ pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Set
             spec["ipFamilyPolicy"] = json!("SingleStack");
         }
     }
-    let mut slots = slots.into_iter().map(|(_, port)| port);
-    if needs_node_ports(spec) {
+    let mut slots = slots.into_iter().map(|(_, port, _)| port);
+    if holds_node_ports(spec) {
         if let Some(list) = spec["ports"].as_array_mut() {
             for (port, value) in list.iter_mut().zip(&mut slots) {
-                port["nodePort"] = json!(value);
+                if let Some(value) = value {
+                    port["nodePort"] = json!(value);
+                }
             }
         }
     }
@@ -731,5 +771,115 @@ mod tests {
             panic!("invalid")
         };
         assert_eq!(causes[0].0, "spec.healthCheckNodePort");
+    }
+
+    #[test]
+    fn a_load_balancer_without_node_ports_still_holds_the_ones_it_asks_for() {
+        let spec = json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+            "ports": [{"name": "a", "port": 80, "protocol": "TCP", "nodePort": 30500},
+                      {"name": "b", "port": 81, "protocol": "TCP"}]});
+        let mut lb = svc(spec);
+        let Settled::Needs(needs) = settle(None, &mut lb, &held(Some("10.96.0.40"), &[])) else {
+            panic!("needs")
+        };
+        assert_eq!(
+            needs.ports,
+            [("spec.ports[0].nodePort".to_owned(), Some(30500))]
+        );
+        assert_eq!(
+            settle(None, &mut lb, &held(Some("10.96.0.40"), &[30500])),
+            Settled::Done
+        );
+        assert!(
+            lb["spec"]["ports"][1].get("nodePort").is_none(),
+            "none given"
+        );
+        assert_eq!(Held::of(&lb).ports, [30500].into());
+    }
+
+    #[test]
+    fn node_ports_are_not_repeated_within_a_service_but_tcp_and_udp_may_share() {
+        let two_tcp = json!({"type": "NodePort", "ports": [
+            {"name": "a", "port": 80, "protocol": "TCP", "nodePort": 30600},
+            {"name": "b", "port": 81, "protocol": "TCP", "nodePort": 30600}]});
+        let Settled::Invalid(causes) = settle(None, &mut svc(two_tcp), &Held::default()) else {
+            panic!("duplicate")
+        };
+        assert_eq!(
+            causes,
+            [(
+                "spec.ports[1].nodePort".to_owned(),
+                "Duplicate value: 30600".to_owned()
+            )]
+        );
+        let health = json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 30700,
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30700}]});
+        let Settled::Invalid(causes) = settle(None, &mut svc(health), &Held::default()) else {
+            panic!("shared with a node port")
+        };
+        assert_eq!(causes[0].0, "spec.healthCheckNodePort");
+    }
+
+    #[test]
+    fn updates_treat_empty_addresses_as_absent_and_keep_the_health_port() {
+        let stored = svc(
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 32000,
+            "clusterIP": "10.96.0.50", "clusterIPs": ["10.96.0.50"],
+            "ports": [{"name": "a", "port": 80, "protocol": "TCP", "nodePort": 31000}]}),
+        );
+        // As a chart renders it: `clusterIP: ""`, no clusterIPs.
+        let mut chart = svc(
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "clusterIP": "",
+            "ports": [{"name": "a", "port": 80, "protocol": "TCP"}]}),
+        );
+        assert_eq!(
+            settle(Some(&stored), &mut chart, &Held::default()),
+            Settled::Done
+        );
+        assert_eq!(Held::of(&chart), Held::of(&stored));
+        // The health-check port may not move while it is needed.
+        let mut moved = stored.clone();
+        moved["spec"]["healthCheckNodePort"] = json!(32001);
+        let Settled::Invalid(causes) = settle(Some(&stored), &mut moved, &held(None, &[32001]))
+        else {
+            panic!("immutable")
+        };
+        assert_eq!(
+            causes[0],
+            (
+                "spec.healthCheckNodePort".to_owned(),
+                "Forbidden: field is immutable".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn node_ports_carry_over_by_port_name_and_new_ports_get_new_values() {
+        let stored = svc(
+            json!({"type": "NodePort", "clusterIP": "10.96.0.60", "ports": [
+            {"name": "a", "port": 80, "protocol": "TCP", "nodePort": 31100},
+            {"name": "b", "port": 81, "protocol": "TCP", "nodePort": 31101}]}),
+        );
+        let mut next = svc(json!({"type": "NodePort", "ports": [
+            {"name": "a", "port": 8080, "protocol": "TCP"},
+            {"name": "c", "port": 82, "protocol": "TCP"}]}));
+        let Settled::Needs(needs) = settle(Some(&stored), &mut next, &Held::default()) else {
+            panic!("c needs a port of its own")
+        };
+        assert_eq!(needs.ports, [("spec.ports[1].nodePort".to_owned(), None)]);
+        assert_eq!(
+            settle(Some(&stored), &mut next, &held(None, &[31500])),
+            Settled::Done
+        );
+        assert_eq!(
+            next["spec"]["ports"][0]["nodePort"], 31100,
+            "a keeps its port"
+        );
+        assert_eq!(next["spec"]["ports"][1]["nodePort"], 31500);
+        assert_eq!(
+            Held::of(&stored).minus(&Held::of(&next)),
+            held(None, &[31101]),
+            "b's is released"
+        );
     }
 }

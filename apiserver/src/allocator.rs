@@ -382,7 +382,7 @@ impl Allocator {
                 Settled::Done => return Ok(reserved),
                 Settled::Invalid(invalid) => {
                     self.release(&reserved).await;
-                    let causes = invalid.into_iter().map(Cause::invalid).collect();
+                    let causes = invalid.into_iter().map(Cause::of).collect();
                     return Err(ApiError::invalid(resource, owner.name, causes));
                 }
                 Settled::Needs(needs) => {
@@ -441,11 +441,18 @@ impl Allocator {
                     .unwrap_or_default()
                     .to_owned(),
             );
-            if let Some(ip) = held.ip {
-                holders.insert(self.ip_key(ip), owner.clone());
-            }
-            for port in held.ports {
-                holders.insert(format!("{PORTS_PREFIX}{port}"), owner.clone());
+            let keys = held.ip.map(|ip| self.ip_key(ip)).into_iter().chain(
+                held.ports
+                    .iter()
+                    .map(|port| format!("{PORTS_PREFIX}{port}")),
+            );
+            for key in keys {
+                if let Some((namespace, name)) = holders.insert(key.clone(), owner.clone()) {
+                    eprintln!(
+                        "skiff: {key} is held by both {namespace}/{name} and {}/{}",
+                        owner.0, owner.1
+                    );
+                }
             }
         }
         let cutoff =

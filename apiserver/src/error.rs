@@ -18,11 +18,21 @@ pub struct Cause {
 }
 
 impl Cause {
-    /// A `FieldValueInvalid` cause from a (field, message) pair, the shape
-    /// the pure checks in `skiff_api` answer.
-    pub fn invalid((field, message): (String, String)) -> Cause {
+    /// A cause from a (field, message) pair, the shape the pure checks in
+    /// `skiff_api` answer; the reason follows the message as upstream's
+    /// field errors pair them (`Forbidden: ...` is `FieldValueForbidden`).
+    pub fn of((field, message): (String, String)) -> Cause {
+        let reason = [
+            ("Forbidden:", "FieldValueForbidden"),
+            ("Duplicate value:", "FieldValueDuplicate"),
+            ("Required value", "FieldValueRequired"),
+            ("Unsupported value:", "FieldValueNotSupported"),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map_or("FieldValueInvalid", |(_, reason)| reason);
         Cause {
-            reason: "FieldValueInvalid",
+            reason,
             field,
             message,
         }

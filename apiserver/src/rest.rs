@@ -753,7 +753,7 @@ impl Api<'_> {
             let causes: Vec<Cause> =
                 skiff_api::immutable::violations(resource.kind, &current, &next)
                     .into_iter()
-                    .map(Cause::invalid)
+                    .map(Cause::of)
                     .collect();
             if !causes.is_empty() {
                 return Err(ApiError::invalid(resource, name, causes).into());
@@ -763,7 +763,7 @@ impl Api<'_> {
                 match skiff_api::services::settle(Some(&current), &mut next, reserved) {
                     Settled::Done => *seen.lock().expect("seen lock") = Held::of(&current),
                     Settled::Invalid(invalid) => {
-                        let causes = invalid.into_iter().map(Cause::invalid).collect();
+                        let causes = invalid.into_iter().map(Cause::of).collect();
                         return Err(ApiError::invalid(resource, name, causes).into());
                     }
                     Settled::Needs(wanted) => {

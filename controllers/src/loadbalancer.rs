@@ -122,7 +122,8 @@ impl crate::workqueue::Sync for Controller {
                 .and_then(|s| s.load_balancer_class.as_ref())
                 .is_none()
             {
-                let clear = json!({"status": {"loadBalancer": {}}});
+                // A merge patch removes a field only when it says null.
+                let clear = json!({"status": {"loadBalancer": {"ingress": null}}});
                 api.patch_status(name, &PatchParams::default(), &Patch::Merge(clear))
                     .await?;
             }
@@ -145,7 +146,10 @@ impl crate::workqueue::Sync for Controller {
             .and_then(|s| s.load_balancer_ip.as_deref())
             .and_then(|ip| ip.parse().ok());
         match choose(&self.pool, has, asks, &taken) {
-            Ok(ip) if Some(ip) == has => {}
+            Ok(ip) if Some(ip) == has => {
+                // The cache shows it now: nothing left to remember.
+                self.given.lock().expect("given").remove(key);
+            }
             Ok(ip) => {
                 self.given.lock().expect("given").insert(key.to_owned(), ip);
                 let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]}}});

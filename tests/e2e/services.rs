@@ -195,6 +195,21 @@ fn every_service_type_is_allocated_as_upstream_allocates_it() {
     assert_eq!(web["spec"]["ports"][0]["nodePort"], 30080);
     assert_eq!(web["spec"]["clusterIP"], ip, "the ClusterIP is kept");
 
+    // No longer a LoadBalancer: its address goes back to the pool.
+    server.kubectl_ok(&[
+        "patch",
+        "svc",
+        "lb",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ]);
+    eventually(30, "the LoadBalancer's address cleared", || {
+        let lb = server.json(&["svc", "lb"]);
+        lb["status"]["loadBalancer"]["ingress"]
+            .is_null()
+            .then_some(())
+    });
+
     // The kubernetes Service is kept published: deleted, it comes back.
     server.kubectl_ok(&["delete", "svc", "kubernetes"]);
     eventually(30, "the kubernetes Service back", || {
@@ -224,6 +239,7 @@ fn allocations(services: &[Service]) -> (HashSet<String>, HashSet<i32>) {
             .iter()
             .flatten()
             .filter_map(|p| p.node_port)
+            .chain(spec.health_check_node_port)
             .collect();
         for port in own {
             assert!(ports.insert(port), "node port {port} given twice ({name})");
