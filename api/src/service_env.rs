@@ -115,7 +115,12 @@ fn of_service(service: &Service) -> Vec<(String, String)> {
     }
     for (i, port) in ports.iter().enumerate() {
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
-        let url = format!("{}://{ip}:{}", protocol.to_lowercase(), port.port);
+        // As Go's JoinHostPort writes it: an IPv6 address in brackets.
+        let host = match ip.contains(':') {
+            true => format!("[{ip}]"),
+            false => ip.to_string(),
+        };
+        let url = format!("{}://{host}:{}", protocol.to_lowercase(), port.port);
         if i == 0 {
             // Docker special-cases the first port.
             out.push((format!("{prefix}_PORT"), url.clone()));
@@ -290,5 +295,24 @@ mod tests {
         );
         assert!(!names(&vars).contains(&"KUBERNETES_SERVICE_HOST"));
         assert!(names(&vars).contains(&"KUBERNETES_SERVICE_PORT"));
+    }
+
+    #[test]
+    fn an_ipv6_address_is_bracketed_in_the_link_urls() {
+        let web = service(
+            "default",
+            "web",
+            "fd00::1",
+            json!([{"port": 80, "protocol": "TCP"}]),
+        );
+        let vars = of_service(&web);
+        let find = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(find("WEB_PORT"), Some("tcp://[fd00::1]:80"));
+        assert_eq!(find("WEB_SERVICE_HOST"), Some("fd00::1"));
+        assert_eq!(find("WEB_PORT_80_TCP_ADDR"), Some("fd00::1"));
     }
 }

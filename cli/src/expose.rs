@@ -4,7 +4,7 @@
 //! an RC's `spec.selector`, a pod's labels), the ports from `--port` or
 //! from the object's ports, the object's labels.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
@@ -127,24 +127,34 @@ pub fn service_for(kind: &str, object: &Value, args: &ExposeArgs) -> Result<Valu
             .filter_map(|p| Some((p["containerPort"].as_i64()?, protocol_of(&p))))
             .collect()
     };
-    let protocols: BTreeMap<i64, String> = found.iter().cloned().collect();
-    let numbers: Vec<i64> = match args.port {
-        Some(port) => vec![i64::from(port)],
-        None => found.iter().map(|(port, _)| *port).collect(),
+    // Each (port, protocol) once: a DNS server's 53/TCP and 53/UDP are two
+    // Service ports. `--protocol` overrides what was found.
+    let mut entries: Vec<(i64, String)> = match args.port {
+        Some(port) => {
+            let port = i64::from(port);
+            let protocol = found
+                .iter()
+                .find(|(p, _)| *p == port)
+                .map(|(_, proto)| proto.clone());
+            vec![(port, protocol.unwrap_or_else(|| "TCP".into()))]
+        }
+        None => found,
     };
-    if numbers.is_empty() {
+    if let Some(protocol) = &args.protocol {
+        entries
+            .iter_mut()
+            .for_each(|(_, proto)| *proto = protocol.clone());
+    }
+    let mut seen = BTreeSet::new();
+    entries.retain(|entry| seen.insert(entry.clone()));
+    if entries.is_empty() {
         bail!("couldn't find port via --port flag or introspection");
     }
-    let several = numbers.len() > 1;
-    let ports: Vec<Value> = numbers
-        .iter()
+    let several = entries.len() > 1;
+    let ports: Vec<Value> = entries
+        .into_iter()
         .enumerate()
-        .map(|(i, &port)| {
-            let protocol = args
-                .protocol
-                .clone()
-                .or_else(|| protocols.get(&port).cloned())
-                .unwrap_or_else(|| "TCP".into());
+        .map(|(i, (port, protocol))| {
             let target = match &args.target_port {
                 Some(text) => text
                     .parse::<i64>()
@@ -253,6 +263,23 @@ mod tests {
                 {"name": "port-1", "port": 8080, "protocol": "TCP", "targetPort": "http", "nodePort": 30080},
                 {"name": "port-2", "port": 9053, "protocol": "UDP", "targetPort": "http"},
             ])
+        );
+    }
+
+    #[test]
+    fn one_port_number_on_two_protocols_is_two_service_ports() {
+        let pod = json!({"metadata": {"name": "dns", "labels": {"app": "dns"}}, "spec": {"containers": [
+            {"name": "c", "ports": [{"containerPort": 53, "protocol": "UDP"}, {"containerPort": 53, "protocol": "TCP"}]}]}});
+        let service = service_for("Pod", &pod, &ExposeArgs::default()).unwrap();
+        let ports: Vec<(&Value, &Value)> = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (&p["port"], &p["protocol"]))
+            .collect();
+        assert_eq!(
+            ports,
+            [(&json!(53), &json!("UDP")), (&json!(53), &json!("TCP"))]
         );
     }
 
