@@ -327,6 +327,17 @@ struct Writes {
     by_slice: HashMap<String, (String, Option<EndpointSlice>)>,
 }
 
+/// Whether `mine` is a later version than `seen` (resourceVersions are
+/// the store's revisions; an unreadable one counts as later, so the write
+/// is kept until the cache shows the same version).
+fn newer(mine: &EndpointSlice, seen: &EndpointSlice) -> bool {
+    let revision = |s: &EndpointSlice| s.resource_version().and_then(|v| v.parse::<u64>().ok());
+    match (revision(mine), revision(seen)) {
+        (Some(mine), Some(seen)) => mine > seen,
+        _ => mine.resource_version() != seen.resource_version(),
+    }
+}
+
 impl Writes {
     fn record(&mut self, service: &str, slice: &str, written: Option<EndpointSlice>) {
         self.by_slice
@@ -342,14 +353,15 @@ impl Writes {
     /// coming back. Either way, a write the cache has caught up with (or
     /// a deleted slice) is forgotten.
     fn observed(&mut self, slice: &str, seen: Option<&EndpointSlice>) -> bool {
-        let ours = match (self.by_slice.get(slice), seen) {
-            (Some((_, Some(mine))), Some(seen)) => {
-                mine.resource_version() == seen.resource_version()
-            }
-            (Some((_, None)), None) => true,
-            _ => false,
+        let (ours, caught_up) = match (self.by_slice.get(slice), seen) {
+            (Some((_, Some(mine))), Some(seen)) => (
+                mine.resource_version() == seen.resource_version(),
+                !newer(mine, seen),
+            ),
+            (Some((_, None)), None) => (true, true),
+            _ => (false, seen.is_none()),
         };
-        if ours || seen.is_none() {
+        if caught_up {
             self.forget(slice);
         }
         ours
@@ -366,6 +378,14 @@ impl Writes {
             .collect();
         for (key, (of, written)) in &self.by_slice {
             match written {
+                // A write the cache already shows (or something newer,
+                // should its event have come before the write was
+                // recorded) is read from the cache.
+                Some(slice)
+                    if of == service && slices.get(key).is_some_and(|c| !newer(slice, c)) =>
+                {
+                    None
+                }
                 Some(slice) if of == service => slices.insert(key.clone(), slice.clone()),
                 None if of == service => slices.remove(key),
                 _ => None,
@@ -471,16 +491,16 @@ impl Controller {
     /// with this controller's writes the cache does not show yet.
     fn existing(&self, namespace: &str, name: &str) -> Vec<EndpointSlice> {
         let selector = Labels::from([(SERVICE_NAME.to_owned(), name.to_owned())]);
+        // The record is locked before the cache is read, so an event that
+        // forgets a write cannot fall between the two.
+        let written = self.written.lock().expect("written");
         let cached = self
             .slices
             .selected_by(namespace, &selector)
             .iter()
             .map(|s| (**s).clone())
             .collect();
-        self.written
-            .lock()
-            .expect("written")
-            .overlay(&format!("{namespace}/{name}"), cached)
+        written.overlay(&format!("{namespace}/{name}"), cached)
     }
 
     fn remember(&self, service: &str, namespace: &str, name: &str, slice: Option<EndpointSlice>) {
@@ -903,6 +923,31 @@ mod tests {
             Some("fe")
         );
         assert!(!plan.update[0].labels().contains_key("app"));
+    }
+
+    #[test]
+    fn a_cache_newer_than_an_own_write_wins_and_ends_it() {
+        let slices = settled(&pods(0..3));
+        let at = |version: &str| {
+            let mut slice = slices[0].clone();
+            slice.metadata.resource_version = Some(version.into());
+            slice
+        };
+        let mut writes = Writes::default();
+        writes.record("default/web", "default/web-0-0", Some(at("7")));
+        // Someone else wrote after us; the cache shows their version.
+        let seen = writes.overlay("default/web", vec![at("9")]);
+        assert_eq!(seen[0].resource_version().as_deref(), Some("9"));
+        assert!(
+            !writes.observed("default/web-0-0", Some(&at("9"))),
+            "not ours"
+        );
+        let seen = writes.overlay("default/web", vec![at("5")]);
+        assert_eq!(
+            seen[0].resource_version().as_deref(),
+            Some("5"),
+            "the write was forgotten once the cache caught up"
+        );
     }
 
     #[test]

@@ -180,9 +180,32 @@ where
                         );
                     }
                     Ok(watcher::Event::InitDone) => {
-                        *cache.inner.write().expect("cache") =
-                            fresh.take().unwrap_or_else(Inner::new);
+                        // What went while the watch was down is told as a
+                        // deletion: a relist alone names only what is left.
+                        let gone: Vec<(String, Labels)> = {
+                            let fresh = fresh.take().unwrap_or_else(Inner::new);
+                            let mut inner = cache.inner.write().expect("cache");
+                            let old = std::mem::replace(&mut *inner, fresh);
+                            old.objects
+                                .into_iter()
+                                .filter(|(key, _)| !inner.objects.contains_key(key))
+                                .map(|(key, (_, pairs))| (key, pairs))
+                                .collect()
+                        };
                         cache.synced.send_replace(true);
+                        for (key, pairs) in gone {
+                            let (namespace, name) = key.split_once('/').unwrap_or_default();
+                            let before = Some(pairs);
+                            changed(
+                                cache,
+                                Change::Object {
+                                    namespace,
+                                    name,
+                                    before,
+                                    after: None,
+                                },
+                            );
+                        }
                         changed(cache, Change::Relisted);
                     }
                     Ok(watcher::Event::Apply(object)) => {
