@@ -173,7 +173,8 @@ fn endpointslices_follow_pods_ready_unready_terminating_and_split_at_100() {
             .then_some(())
     });
 
-    // 150 pods: two slices, of 100 and 50.
+    // 150 pods: two slices of at most 100. How they split (100/50, 95/55)
+    // depends on how the pods' readiness arrives in batches, as upstream's.
     server.kubectl_ok(&["scale", "deployment/web", "--replicas=150"]);
     eventually(90, "150 endpoints in two slices", || {
         let (found, slices) = endpoints(&server);
@@ -182,7 +183,8 @@ fn endpointslices_follow_pods_ready_unready_terminating_and_split_at_100() {
             .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
             .collect();
         sizes.sort_unstable();
-        (found.len() == 150 && sizes == [50, 100]).then_some(())
+        let packed = sizes.len() == 2 && sizes.iter().all(|n| *n <= 100);
+        (found.len() == 150 && sizes.iter().sum::<usize>() == 150 && packed).then_some(())
     });
 
     // After a restart the same two slices change in place: none is made
