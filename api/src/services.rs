@@ -373,6 +373,26 @@ pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Set
             ));
         }
     }
+    // This cluster's service range is IPv4 alone.
+    for (i, family) in spec["ipFamilies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if family != "IPv4" {
+            invalid.push((
+                format!("spec.ipFamilies[{i}]"),
+                format!("Invalid value: {family}: not configured on this cluster"),
+            ));
+        }
+    }
+    if spec["ipFamilyPolicy"] == "RequireDualStack" {
+        invalid.push((
+            "spec.ipFamilyPolicy".into(),
+            "Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services".into(),
+        ));
+    }
     let mut ip: Option<Ipv4Addr> = None;
     if !needs_cluster_ip(spec) {
         if !asked.is_empty() {
@@ -881,5 +901,26 @@ mod tests {
             held(None, &[31101]),
             "b's is released"
         );
+    }
+
+    #[test]
+    fn ipv6_and_required_dual_stack_are_refused_on_this_ipv4_cluster() {
+        let spec = json!({"ipFamilies": ["IPv6"], "ipFamilyPolicy": "RequireDualStack", "ports": [{"port": 80}]});
+        let Settled::Invalid(causes) = settle(None, &mut svc(spec), &Held::default()) else {
+            panic!("refused")
+        };
+        let fields: Vec<&str> = causes.iter().map(|(field, _)| field.as_str()).collect();
+        assert_eq!(fields, ["spec.ipFamilies[0]", "spec.ipFamilyPolicy"]);
+        assert_eq!(
+            causes[0].1,
+            "Invalid value: \"IPv6\": not configured on this cluster"
+        );
+        // PreferDualStack is granted as one IPv4 family, as upstream does.
+        let mut prefer = svc(json!({"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}));
+        assert_eq!(
+            settle(None, &mut prefer, &held(Some("10.96.0.70"), &[])),
+            Settled::Done
+        );
+        assert_eq!(prefer["spec"]["ipFamilies"], json!(["IPv4"]));
     }
 }
