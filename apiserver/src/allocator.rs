@@ -153,23 +153,38 @@ impl Allocator {
 
     /// Bitmaps of what the store records now: (addresses, ports).
     async fn scan(&self) -> Result<(Bits, Bits), ApiError> {
-        let mut ips = Bits::new(self.ips.size);
-        for (name, _) in self.records(&self.addresses.prefix(None)).await? {
-            if let Some(offset) = name.parse().ok().and_then(|ip| self.ranges.cidr.offset(ip)) {
-                ips.set(offset, true);
+        let mut keys = Vec::new();
+        for prefix in [self.addresses.prefix(None), PORTS_PREFIX.to_owned()] {
+            let names = self
+                .records(&prefix)
+                .await?
+                .into_iter()
+                .map(|(name, _)| name);
+            keys.extend(names.map(|name| format!("{prefix}{name}")));
+        }
+        Ok(self.bits(&keys))
+    }
+
+    /// Bitmaps of the values the record keys `keys` name.
+    fn bits(&self, keys: &[String]) -> (Bits, Bits) {
+        let (mut ips, mut ports) = (Bits::new(self.ips.size), Bits::new(self.ports.size));
+        let addresses = self.addresses.prefix(None);
+        for key in keys {
+            if let Some(port) = key.strip_prefix(PORTS_PREFIX) {
+                let offset = port
+                    .parse()
+                    .ok()
+                    .and_then(|p| self.ranges.node_ports.offset(p));
+                if let Some(offset) = offset {
+                    ports.set(offset, true);
+                }
+            } else if let Some(ip) = key.strip_prefix(&addresses) {
+                if let Some(offset) = ip.parse().ok().and_then(|ip| self.ranges.cidr.offset(ip)) {
+                    ips.set(offset, true);
+                }
             }
         }
-        let mut ports = Bits::new(self.ports.size);
-        for (name, _) in self.records(PORTS_PREFIX).await? {
-            let offset = name
-                .parse()
-                .ok()
-                .and_then(|p| self.ranges.node_ports.offset(p));
-            if let Some(offset) = offset {
-                ports.set(offset, true);
-            }
-        }
-        Ok((ips, ports))
+        (ips, ports)
     }
 
     fn install(&self, (ips, ports): (Bits, Bits)) {
@@ -458,28 +473,28 @@ impl Allocator {
         let cutoff =
             jiff::Timestamp::now() - jiff::SignedDuration::try_from(grace).unwrap_or_default();
         let mut released = 0;
+        // The records left after the repair, for the bitmaps.
+        let mut kept: Vec<String> = Vec::new();
         for (prefix, managed) in [
             (self.addresses.prefix(None), true),
             (PORTS_PREFIX.to_owned(), false),
         ] {
             for (name, record) in self.records(&prefix).await? {
                 let key = format!("{prefix}{name}");
-                if holders.remove(&key).is_some() {
-                    continue;
-                }
-                // Addresses someone reserved by hand are theirs.
-                if managed && record["metadata"]["labels"][MANAGED_BY] != ALLOCATOR {
-                    continue;
-                }
                 let created = record["metadata"]["creationTimestamp"]
                     .as_str()
                     .or(record["creationTimestamp"].as_str())
                     .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-                if created.is_some_and(|t| t > cutoff) {
-                    continue;
+                // Held; reserved by hand (theirs); or perhaps a create in flight.
+                let keep = holders.remove(&key).is_some()
+                    || (managed && record["metadata"]["labels"][MANAGED_BY] != ALLOCATOR)
+                    || created.is_some_and(|t| t > cutoff);
+                if keep {
+                    kept.push(key);
+                } else {
+                    self.forget(&key).await;
+                    released += 1;
                 }
-                self.forget(&key).await;
-                released += 1;
             }
         }
         let recorded = holders.len();
@@ -499,9 +514,10 @@ impl Allocator {
                 }
             };
             self.take(&key, &record).await?;
+            kept.push(key);
         }
         // The bitmaps are rebuilt from what is recorded now.
-        self.install(self.scan().await?);
+        self.install(self.bits(&kept));
         let _ = self.loaded.set(());
         Ok((recorded, released))
     }
@@ -511,7 +527,7 @@ impl Allocator {
 enum Refused {
     /// The user asked for a value that cannot be had (422).
     Invalid(String),
-    /// The range is full, or the store failed.
+    /// The range is full.
     Internal(String),
     /// The store failed.
     Api(ApiError),
