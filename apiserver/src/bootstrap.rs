@@ -13,7 +13,7 @@ use skiff_store::{Preconditions, StoreError};
 
 use crate::allocator::Owner;
 use crate::error::ApiError;
-use crate::object::{from_stored, meta_mut, now, to_stored};
+use crate::object::{from_stored, identify, meta_mut, now, to_stored};
 use crate::AppState;
 
 /// The namespaces every cluster has from its first start.
@@ -183,7 +183,7 @@ pub async fn publish_service(
                 namespace: service.namespace,
                 name: service.name,
             };
-            identify(&mut object);
+            identify(meta_mut(&mut object));
             let reserved = state
                 .allocator
                 .settle(None, &mut object, services, &owner)
@@ -222,13 +222,6 @@ pub async fn publish_service(
     .await
 }
 
-/// A new object's identity: uid and creation time.
-fn identify(object: &mut Value) {
-    let meta = meta_mut(object);
-    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    meta.insert("creationTimestamp".into(), json!(now()));
-}
-
 /// Creates `object`, or replaces all but the identity of the stored one
 /// when it differs.
 async fn put(state: &AppState, resource: &ResourceType, mut object: Value) -> Result<(), ApiError> {
@@ -259,7 +252,7 @@ async fn put(state: &AppState, resource: &ResourceType, mut object: Value) -> Re
         Err(StoreError::NotFound { .. }) => {}
         Err(e) => return Err(ApiError::from_store(e, resource, &name)),
     }
-    identify(&mut object);
+    identify(meta_mut(&mut object));
     match state.store.create(&key, to_stored(&object)).await {
         Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(ApiError::from_store(e, resource, &name)),

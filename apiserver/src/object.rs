@@ -32,6 +32,16 @@ pub fn now() -> String {
         .to_string()
 }
 
+/// Stamps a new object's identity on its metadata: a fresh uid and the
+/// creation time.
+pub fn identify(meta: &mut Map<String, Value>) {
+    meta.insert(
+        "uid".into(),
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
+    meta.insert("creationTimestamp".into(), Value::String(now()));
+}
+
 /// `generateName` plus five random characters from upstream's alphabet
 /// (no vowels, so no words; no look-alike digits).
 pub fn generated_name(prefix: &str) -> String {

@@ -23,7 +23,7 @@ use skiff_store::{Filter, ListOptions, Preconditions};
 use crate::allocator::Owner;
 use crate::error::{ApiError, Cause};
 use crate::object::{
-    from_stored, generated_name, label, meta_mut, meta_str, now, spec_changed, to_stored,
+    from_stored, generated_name, identify, label, meta_mut, meta_str, now, spec_changed, to_stored,
 };
 use crate::path::{parse, Target};
 use crate::{AppState, MAX_BODY_BYTES};
@@ -547,8 +547,7 @@ impl Api<'_> {
             _ => String::new(),
         };
         meta.insert("name".into(), json!(name));
-        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), json!(now()));
+        identify(meta);
         meta.insert("generation".into(), json!(1));
         for stale in [
             "resourceVersion",
