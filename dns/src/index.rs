@@ -121,20 +121,31 @@ impl Index {
     /// `kubernetes.io/service-name` label names).
     pub fn apply_slice(&mut self, slice: EndpointSlice) {
         let (namespace, name) = names(&slice.metadata);
-        self.forget_slice(&namespace, &name);
-        let Some(service) = slice
+        let before = self.detach_slice(&namespace, &name);
+        let after = self.attach_slice(slice);
+        // Each Service touched is recomputed once.
+        for service in before
+            .iter()
+            .chain(after.iter().filter(|a| before.as_ref() != Some(*a)))
+        {
+            self.recompute(&namespace, service);
+        }
+    }
+
+    /// Files `slice` under its Service, answering that Service's name
+    /// (None: the slice names no Service); records are not recomputed.
+    fn attach_slice(&mut self, slice: EndpointSlice) -> Option<String> {
+        let (namespace, name) = names(&slice.metadata);
+        let service = slice
             .metadata
             .labels
             .as_ref()
             .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            .cloned()
-        else {
-            return;
-        };
+            .cloned()?;
         self.slice_owner
             .insert((namespace.clone(), name.clone()), service.clone());
         self.entry(&namespace, &service).slices.insert(name, slice);
-        self.recompute(&namespace, &service);
+        Some(service)
     }
 
     /// Forgets an EndpointSlice.
@@ -161,11 +172,21 @@ impl Index {
 
     /// Replaces every EndpointSlice with `slices`, the result of a (re)list.
     pub fn resync_slices(&mut self, slices: Vec<EndpointSlice>) {
+        let mut touched = BTreeSet::new();
         for (namespace, name) in self.slice_owner.keys().cloned().collect::<Vec<_>>() {
-            self.forget_slice(&namespace, &name);
+            if let Some(service) = self.detach_slice(&namespace, &name) {
+                touched.insert((namespace, service));
+            }
         }
         for slice in slices {
-            self.apply_slice(slice);
+            let namespace = names(&slice.metadata).0;
+            if let Some(service) = self.attach_slice(slice) {
+                touched.insert((namespace, service));
+            }
+        }
+        // Each Service once, however many slices it has.
+        for (namespace, service) in touched {
+            self.recompute(&namespace, &service);
         }
         self.slices_synced = true;
     }
@@ -309,13 +330,19 @@ impl Index {
     }
 
     fn forget_slice(&mut self, namespace: &str, name: &str) {
-        if let Some(service) = self
-            .slice_owner
-            .remove(&(namespace.to_owned(), name.to_owned()))
-        {
-            self.entry(namespace, &service).slices.remove(name);
+        if let Some(service) = self.detach_slice(namespace, name) {
             self.recompute(namespace, &service);
         }
+    }
+
+    /// Unfiles the slice `namespace/name`, answering the Service it was
+    /// filed under; records are not recomputed.
+    fn detach_slice(&mut self, namespace: &str, name: &str) -> Option<String> {
+        let service = self
+            .slice_owner
+            .remove(&(namespace.to_owned(), name.to_owned()))?;
+        self.entry(namespace, &service).slices.remove(name);
+        Some(service)
     }
 
     /// Recomputes one Service's records after a change, and drops its
