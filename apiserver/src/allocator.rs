@@ -429,7 +429,7 @@ impl Allocator {
         match self.store.delete(key, Preconditions::default()).await {
             Ok(_) | Err(StoreError::NotFound { .. }) => {}
             // The repair pass releases it later.
-            Err(e) => eprintln!("skiff: cannot release {key}: {e}"),
+            Err(e) => tracing::warn!(%key, error = %e, "cannot release an allocation"),
         }
     }
 
@@ -463,9 +463,11 @@ impl Allocator {
             );
             for key in keys {
                 if let Some((namespace, name)) = holders.insert(key.clone(), owner.clone()) {
-                    eprintln!(
-                        "skiff: {key} is held by both {namespace}/{name} and {}/{}",
-                        owner.0, owner.1
+                    tracing::warn!(
+                        %key,
+                        "held by both {namespace}/{name} and {}/{}",
+                        owner.0,
+                        owner.1
                     );
                 }
             }

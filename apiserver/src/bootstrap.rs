@@ -59,9 +59,7 @@ pub async fn bootstrap(state: &AppState) -> Result<(), ApiError> {
         .repair(served(state, "", "services"), Duration::ZERO)
         .await?;
     if recorded + released > 0 {
-        eprintln!(
-            "skiff: service allocations repaired: {recorded} recorded, {released} leaked released"
-        );
+        tracing::info!(recorded, released, "service allocations repaired");
     }
     Ok(())
 }
@@ -77,7 +75,7 @@ pub async fn repair_allocations(state: AppState, every: Duration) {
             .repair(&services, Duration::from_secs(60))
             .await
         {
-            eprintln!("skiff: the allocation repair failed: {e}");
+            tracing::warn!(error = %e, "the allocation repair failed");
         }
     }
 }
@@ -106,7 +104,7 @@ pub struct SystemService<'a> {
 pub async fn publish_all(state: &AppState, services: &[SystemService<'_>]) {
     for service in services {
         if let Err(e) = publish_service(state, service).await {
-            eprintln!("skiff: cannot publish the {} Service: {e}", service.name);
+            tracing::warn!(service = service.name, error = %e, "cannot publish a system Service");
         }
     }
 }

@@ -56,7 +56,7 @@ fn spawn_nodes(client: kube::Client, nodes: &NodeArgs) -> tokio::task::JoinHandl
     let options = nodes.options();
     tokio::spawn(async move {
         if let Err(e) = skiff_kubelet_sim::run(client, options).await {
-            eprintln!("skiff: the node agents stopped: {e}");
+            tracing::error!(error = %e, "the node agents stopped");
         }
     })
 }

@@ -45,7 +45,7 @@ pub async fn start(config: &kube::Config, args: &DnsArgs) -> Result<SocketAddr> 
     let (address, serving) = skiff_dns::serve(client_as(config, skiff_dns::NAME)?, dns).await?;
     tokio::spawn(async move {
         if let Err(e) = serving.await {
-            eprintln!("skiff: the cluster DNS stopped: {e}");
+            tracing::error!(error = %e, "the cluster DNS stopped");
         }
     });
     Ok(address)

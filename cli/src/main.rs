@@ -26,6 +26,11 @@ struct Cli {
     /// one `skiff server` writes into its default data directory].
     #[arg(long, global = true)]
     kubeconfig: Option<PathBuf>,
+    /// What the components log to standard error: error, warn, info, debug
+    /// or trace, or a filter such as `info,skiff_scheduler=debug`
+    /// [default: $RUST_LOG, else info].
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,8 +127,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Logs to standard error, filtered by `--log-level`, else `RUST_LOG`,
+/// else `info`.
+fn init_logs(level: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(level) => {
+            EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}"))?
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = init_logs(cli.log_level.as_deref()) {
+        eprintln!("skiff: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

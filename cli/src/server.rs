@@ -187,6 +187,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .context("the HTTPS server failed")?;
     // The last reference: dropping it flushes and checkpoints the store.
     drop(store);
-    eprintln!("skiff server stopped; the store is flushed");
+    tracing::info!("skiff server stopped; the store is flushed");
     Ok(())
 }
