@@ -54,6 +54,6 @@ pub fn start(client: &dyn Fn(&str) -> kube::Client, informers: &Informers, optio
         informers,
         options.load_balancer_pool,
     ));
-    tokio::spawn(namespace::run(client("namespace-controller")));
-    tokio::spawn(gc::run(client("generic-garbage-collector")));
+    tokio::spawn(namespace::run(client("namespace-controller"), informers));
+    tokio::spawn(gc::run(client("generic-garbage-collector"), informers));
 }
