@@ -35,22 +35,37 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// Watches being served now.
     pub open_watches: AtomicI64,
+    /// Watches being served now, by resource (plural).
+    open_by_resource: Mutex<BTreeMap<&'static str, i64>>,
 }
 
-/// Decrements the open-watch gauge when a watch stream ends.
-pub struct WatchGuard(pub Arc<Metrics>);
+/// Decrements the open-watch gauges when a watch stream ends.
+pub struct WatchGuard(pub Arc<Metrics>, &'static str);
 
 impl WatchGuard {
-    /// Counts one more open watch until the guard is dropped.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// Counts one more open watch of `resource` until the guard is dropped.
+    pub fn new(metrics: Arc<Metrics>, resource: &'static str) -> Self {
         metrics.open_watches.fetch_add(1, Ordering::Relaxed);
-        Self(metrics)
+        *metrics
+            .open_by_resource
+            .lock()
+            .expect("metrics lock")
+            .entry(resource)
+            .or_default() += 1;
+        Self(metrics, resource)
     }
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.0.open_watches.fetch_sub(1, Ordering::Relaxed);
+        let mut open = self.0.open_by_resource.lock().expect("metrics lock");
+        if let Some(n) = open.get_mut(self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(self.1);
+            }
+        }
     }
 }
 
@@ -145,7 +160,13 @@ impl Metrics {
             );
         }
         let watches = self.open_watches.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP apiserver_longrunning_requests Watches being served.\n# TYPE apiserver_longrunning_requests gauge\napiserver_longrunning_requests{{verb=\"watch\"}} {watches}");
+        let _ = writeln!(out, "# HELP apiserver_longrunning_requests Watches being served, in all and by resource.\n# TYPE apiserver_longrunning_requests gauge\napiserver_longrunning_requests{{verb=\"watch\"}} {watches}");
+        for (resource, open) in self.open_by_resource.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "apiserver_longrunning_requests{{verb=\"watch\",resource=\"{resource}\"}} {open}"
+            );
+        }
         let _ = writeln!(out, "# HELP skiff_store_revision The store's current revision.\n# TYPE skiff_store_revision gauge\nskiff_store_revision {revision}");
         let _ = writeln!(out, "# HELP skiff_store_compacted_revision The revision history is compacted up to.\n# TYPE skiff_store_compacted_revision gauge\nskiff_store_compacted_revision {compacted}");
         let gauges = [
@@ -280,7 +301,10 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record("create", "pods".into(), 201, Instant::now());
         metrics.record("watch", "pods".into(), 200, Instant::now());
-        let _watch = WatchGuard::new(Arc::new(Metrics::default()));
+        let metrics = Arc::new(metrics);
+        let _watch = WatchGuard::new(metrics.clone(), "pods");
+        let ended = WatchGuard::new(metrics.clone(), "nodes");
+        drop(ended);
         let text = metrics.render(
             42,
             7,
@@ -296,6 +320,11 @@ mod tests {
         assert!(text.contains("apiserver_request_duration_seconds_count{verb=\"create\"} 1"));
         assert!(!text.contains("apiserver_request_duration_seconds_count{verb=\"watch\"}"));
         assert!(text.contains("skiff_store_revision 42"));
+        assert!(text.contains("apiserver_longrunning_requests{verb=\"watch\"} 1\n"));
+        assert!(
+            text.contains("apiserver_longrunning_requests{verb=\"watch\",resource=\"pods\"} 1\n")
+        );
+        assert!(!text.contains("resource=\"nodes\"}"), "ended watches go");
         assert!(
             text.contains("\nskiff_store_objects 3\n")
                 && text.contains("\nskiff_store_disk_bytes 4096\n")

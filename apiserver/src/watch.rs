@@ -219,7 +219,7 @@ pub async fn serve(api: &Api<'_>) -> Result<Response, ApiError> {
                 ),
                 bookmarks,
                 shape,
-                _open: crate::metrics::WatchGuard::new(api.state.metrics.clone()),
+                _open: crate::metrics::WatchGuard::new(api.state.metrics.clone(), resource.plural),
             };
             let live = stream::unfold(state, |mut live| async move {
                 let line = live.next().await?;

@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use crate::cluster::client_as;
 use skiff_kubelet_sim::node::Capacity;
+use skiff_runtime::Informers;
 
 /// The simulated nodes to run.
 #[derive(clap::Args, Clone)]
@@ -52,36 +53,56 @@ pub struct AgentArgs {
     nodes: NodeArgs,
 }
 
-fn spawn_nodes(client: kube::Client, nodes: &NodeArgs) -> tokio::task::JoinHandle<()> {
-    let options = nodes.options();
+/// The User-Agent of the process's shared watches.
+pub const INFORMERS: &str = "skiff-informers";
+
+/// The process's informer set, watching as [`INFORMERS`].
+pub fn informers(config: &kube::Config) -> Result<Informers> {
+    Ok(Informers::new(client_as(config, INFORMERS)?))
+}
+
+fn spawn_nodes(
+    client: kube::Client,
+    informers: &Informers,
+    nodes: &NodeArgs,
+) -> tokio::task::JoinHandle<()> {
+    let running = skiff_kubelet_sim::run(client, informers, nodes.options());
     tokio::spawn(async move {
-        if let Err(e) = skiff_kubelet_sim::run(client, options).await {
+        if let Err(e) = running.await {
             tracing::error!(error = %e, "the node agents stopped");
         }
     })
 }
 
 /// Starts the scheduler, the controllers and the node agents, each with a
-/// client of its own that names it.
+/// client of its own that names it, all reading from `informers`.
 pub fn start_components(
     config: &kube::Config,
+    informers: &Informers,
     nodes: &NodeArgs,
     controllers: &skiff_controllers::Options,
 ) -> Result<()> {
     let client = |component: &str| client_as(config, component);
-    tokio::spawn(skiff_scheduler::run(client(skiff_scheduler::NAME)?));
+    tokio::spawn(skiff_scheduler::run(
+        client(skiff_scheduler::NAME)?,
+        informers.get(),
+        informers.get(),
+    ));
+    if nodes.nodes > 0 {
+        spawn_nodes(client("kubelet")?, informers, nodes);
+    }
+    // Last: the garbage collector's metadata views reuse the full
+    // informers asked for before.
     skiff_controllers::start(
         &|component| client(component).expect("a component name"),
+        informers,
         controllers,
     );
-    if nodes.nodes > 0 {
-        spawn_nodes(client("kubelet")?, nodes);
-    }
     Ok(())
 }
 
 /// `skiff agent`: node agents in this process, for a server elsewhere
-/// (reached with the kubeconfig).
+/// (reached with the kubeconfig), with an informer set of their own.
 pub async fn run(kubeconfig: Option<PathBuf>, args: AgentArgs) -> Result<()> {
     let config = crate::cluster::config(kubeconfig).await?;
     println!(
@@ -89,6 +110,7 @@ pub async fn run(kubeconfig: Option<PathBuf>, args: AgentArgs) -> Result<()> {
         args.nodes.first_node,
         args.nodes.first_node + args.nodes.nodes - 1
     );
-    spawn_nodes(client_as(&config, "kubelet")?, &args.nodes).await?;
+    let informers = informers(&config)?;
+    spawn_nodes(client_as(&config, "kubelet")?, &informers, &args.nodes).await?;
     Ok(())
 }

@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 
 use anyhow::Result;
 
-use crate::cluster::client_as;
-
 /// Options of the cluster DNS.
 #[derive(clap::Args)]
 pub struct DnsArgs {
@@ -32,7 +30,7 @@ enum DnsUpstream {
 
 /// Binds the cluster DNS, starts it, and answers its address (UDP and
 /// TCP share the port).
-pub async fn start(config: &kube::Config, args: &DnsArgs) -> Result<SocketAddr> {
+pub async fn start(informers: &skiff_runtime::Informers, args: &DnsArgs) -> Result<SocketAddr> {
     let upstream = match args.dns_upstream {
         DnsUpstream::Forward => skiff_dns::Upstream::host(),
         DnsUpstream::Refuse => skiff_dns::Upstream::Refuse,
@@ -42,7 +40,7 @@ pub async fn start(config: &kube::Config, args: &DnsArgs) -> Result<SocketAddr> 
         domain: args.cluster_domain.clone(),
         upstream,
     };
-    let (address, serving) = skiff_dns::serve(client_as(config, skiff_dns::NAME)?, dns).await?;
+    let (address, serving) = skiff_dns::serve(informers, dns).await?;
     tokio::spawn(async move {
         if let Err(e) = serving.await {
             tracing::error!(error = %e, "the cluster DNS stopped");

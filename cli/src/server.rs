@@ -107,7 +107,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // as in Kubernetes. Cluster DNS binds first, so that its address is
     // known before anything is published.
     let config = crate::cluster::config(Some(kubeconfig.clone())).await?;
-    let dns_address = crate::dns::start(&config, &args.dns).await?;
+    // One informer set for the process: each kind is watched once, and the
+    // scheduler, controllers, DNS and node agents all read from it (each
+    // writes with a client of its own).
+    let informers = crate::agent::informers(&config)?;
+    let dns_address = crate::dns::start(&informers, &args.dns).await?;
 
     let shared: Arc<dyn Store> = store.clone();
     let state = AppState::new(shared)
@@ -174,7 +178,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let controllers = skiff_controllers::Options {
         load_balancer_pool: args.load_balancer_pool,
     };
-    crate::agent::start_components(&config, &args.nodes, &controllers)?;
+    crate::agent::start_components(&config, &informers, &args.nodes, &controllers)?;
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -15,12 +15,13 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, ObjectRef};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use skiff_runtime::events::{reference, Recorder, Type};
+use skiff_runtime::informers::index;
+use skiff_runtime::{Informer, Informers};
 
-use crate::workqueue::{informer, key_of, WorkQueue};
+use crate::workqueue::{enqueue, key_of, WorkQueue};
 
 /// The label that ties a ReplicaSet and its pods to one template.
 pub const HASH_LABEL: &str = "pod-template-hash";
@@ -426,8 +427,9 @@ pub fn status(
 
 struct Controller {
     client: Client,
-    deployments: reflector::Store<Deployment>,
-    sets: reflector::Store<ReplicaSet>,
+    deployments: Informer<Deployment>,
+    /// Every ReplicaSet, indexed by controller uid.
+    sets: Informer<ReplicaSet>,
     queue: WorkQueue,
     events: Recorder,
 }
@@ -439,45 +441,44 @@ fn revision(rs: &ReplicaSet) -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs the Deployment controller.
-pub async fn run(client: Client, workers: usize) {
-    let queue = WorkQueue::default();
-    let (deployments, watch_deployments) = {
-        let queue = queue.clone();
-        informer(Api::<Deployment>::all(client.clone()), move |d| {
-            queue.add(key_of(d))
-        })
-    };
-    let (sets, watch_sets) = {
-        let queue = queue.clone();
-        informer(Api::<ReplicaSet>::all(client.clone()), move |rs| {
+/// Runs the Deployment controller, reading from the process's shared
+/// `informers` and writing through `client`.
+pub fn run(
+    client: Client,
+    informers: &Informers,
+    workers: usize,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let deployments = informers.get::<Deployment>();
+    let sets = informers.get::<ReplicaSet>();
+    sets.add_index(index::CONTROLLER, index::controller_uid);
+    async move {
+        let queue = WorkQueue::default();
+        enqueue(&deployments, queue.clone(), |d| Some(key_of(d)));
+        enqueue(&sets, queue.clone(), |rs| {
             let owner = rs
                 .owner_references()
                 .iter()
-                .find(|o| o.controller == Some(true) && o.kind == "Deployment");
-            if let Some(owner) = owner {
-                queue.add(format!(
-                    "{}/{}",
-                    rs.namespace().unwrap_or_default(),
-                    owner.name
-                ));
-            }
-        })
-    };
-    let controller = Arc::new(Controller {
-        events: Recorder::new(client.clone(), "deployment-controller", None),
-        client,
-        deployments,
-        sets,
-        queue,
-    });
-    crate::workqueue::spawn_workers(
-        controller.clone(),
-        controller.queue.clone(),
-        workers,
-        "deployment-controller",
-    );
-    futures::future::join(watch_deployments, watch_sets).await;
+                .find(|o| o.controller == Some(true) && o.kind == "Deployment")?;
+            Some(format!(
+                "{}/{}",
+                rs.namespace().unwrap_or_default(),
+                owner.name
+            ))
+        });
+        let controller = Arc::new(Controller {
+            events: Recorder::new(client.clone(), "deployment-controller", None),
+            client,
+            deployments,
+            sets,
+            queue,
+        });
+        crate::workqueue::spawn_workers(
+            controller.clone(),
+            controller.queue.clone(),
+            workers,
+            "deployment-controller",
+        );
+    }
 }
 
 impl crate::workqueue::Sync for Controller {
@@ -489,10 +490,7 @@ impl crate::workqueue::Sync for Controller {
 impl Controller {
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         let (namespace, name) = key.split_once('/').unwrap_or_default();
-        let Some(deployment) = self
-            .deployments
-            .get(&ObjectRef::new(name).within(namespace))
-        else {
+        let Some(deployment) = self.deployments.get(namespace, name) else {
             return Ok(());
         };
         if deployment.metadata.deletion_timestamp.is_some() {
@@ -501,16 +499,12 @@ impl Controller {
         let uid = deployment.uid().unwrap_or_default();
         let spec = deployment.spec.clone().unwrap_or_default();
         let replicas = spec.replicas.unwrap_or(1);
+        // Its own ReplicaSets, from the controller-uid index.
         let mut owned: Vec<Arc<ReplicaSet>> = self
             .sets
-            .state()
+            .by_index(index::CONTROLLER, &uid)
             .into_iter()
             .filter(|rs| rs.namespace().as_deref() == Some(namespace))
-            .filter(|rs| {
-                rs.owner_references()
-                    .iter()
-                    .any(|o| o.controller == Some(true) && o.uid == uid)
-            })
             .collect();
         owned.sort_by_key(|rs| {
             (

@@ -22,12 +22,13 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, PartialObjectMeta, PostParams};
+use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
+use skiff_runtime::{Event, Informer, Informers};
 
 use crate::endpoints::{hostname, in_endpoints, pod_ip, target_port};
-use crate::membership::{selector_of, Cache, Change, Labels, ServicePods};
+use crate::membership::{selector_of, Labels, ServicePods};
 use crate::replicaset::is_ready;
 use crate::workqueue::{spawn_workers, WorkQueue};
 
@@ -398,10 +399,11 @@ impl Writes {
 struct Controller {
     client: Client,
     members: Arc<ServicePods>,
-    slices: Arc<Cache<EndpointSlice>>,
-    /// The nodes' metadata, for their zones: read at sync time, as
-    /// upstream does (a node's zone rarely changes).
-    nodes: Arc<Cache<PartialObjectMeta<Node>>>,
+    /// Every slice, this controller's indexed by their Service.
+    slices: Informer<EndpointSlice>,
+    /// The nodes, for their zones: read at sync time, as upstream does (a
+    /// node's zone rarely changes).
+    nodes: Informer<Node>,
     written: Arc<Mutex<Writes>>,
 }
 
@@ -415,34 +417,49 @@ fn managed_labels(slice: &EndpointSlice) -> Labels {
     }
 }
 
+/// The name of the index of this controller's slices by Service.
+const BY_SERVICE: &str = "managed-slices-by-service";
+
+/// The Service (`namespace/name`) a slice this controller manages is of.
+fn managed_service(slice: &EndpointSlice) -> Vec<String> {
+    let namespace = slice.namespace().unwrap_or_default();
+    let labels = managed_labels(slice);
+    let service = labels.get(SERVICE_NAME);
+    service
+        .map(|s| format!("{namespace}/{s}"))
+        .into_iter()
+        .collect()
+}
+
 /// Runs the EndpointSlice controller with `workers` workers over the
-/// Services and pods of `members`.
-pub async fn run(client: Client, members: Arc<ServicePods>, workers: usize) {
-    let queue = members.subscribe();
-    let written: Arc<Mutex<Writes>> = Arc::default();
-    let slices = {
-        let (queue, members, written) = (queue.clone(), members.clone(), written.clone());
-        Cache::start(
-            Api::<EndpointSlice>::all(client.clone()),
-            managed_labels,
-            move |_, change| slice_changed(&queue, &members, &written, change),
-        )
-    };
-    // Nodes are only looked up by name: nothing to index.
-    let nodes = Cache::start(
-        Api::<PartialObjectMeta<Node>>::all(client.clone()),
-        |_| Labels::new(),
-        |_, _| {},
-    );
-    let controller = Arc::new(Controller {
-        client,
-        members: members.clone(),
-        slices: slices.clone(),
-        nodes: nodes.clone(),
-        written,
-    });
-    futures::future::join3(members.synced(), slices.synced(), nodes.synced()).await;
-    spawn_workers(controller, queue, workers, "endpointslice-controller");
+/// Services and pods of `members`, reading slices and nodes from the
+/// process's shared `informers` and writing through `client`.
+pub fn run(
+    client: Client,
+    informers: &Informers,
+    members: Arc<ServicePods>,
+    workers: usize,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let slices = informers.get::<EndpointSlice>();
+    slices.add_index(BY_SERVICE, managed_service);
+    let nodes = informers.get::<Node>();
+    async move {
+        let queue = members.subscribe();
+        let written: Arc<Mutex<Writes>> = Arc::default();
+        {
+            let (queue, members, written) = (queue.clone(), members.clone(), written.clone());
+            slices.on_event(move |event| slice_changed(&queue, &members, &written, event));
+        }
+        let controller = Arc::new(Controller {
+            client,
+            members: members.clone(),
+            slices: slices.clone(),
+            nodes: nodes.clone(),
+            written,
+        });
+        futures::future::join3(members.synced(), slices.wait_synced(), nodes.wait_synced()).await;
+        spawn_workers(controller, queue, workers, "endpointslice-controller");
+    }
 }
 
 /// A slice changed: its Service is synced again, unless the change is this
@@ -451,31 +468,30 @@ fn slice_changed(
     queue: &WorkQueue,
     members: &ServicePods,
     written: &Mutex<Writes>,
-    change: Change<'_, EndpointSlice>,
+    event: Event<EndpointSlice>,
 ) {
     let mut written = written.lock().expect("written");
-    match change {
-        Change::Relisted => {
+    let (before, after) = match &event {
+        Event::Synced => {
             *written = Writes::default();
-            for service in members.services.all() {
+            for service in members.services.list() {
                 queue.add(crate::workqueue::key_of(service.as_ref()));
             }
+            return;
         }
-        Change::Object {
-            namespace,
-            name,
-            before,
-            after,
-        } => {
-            if written.observed(&format!("{namespace}/{name}"), after) {
-                return;
-            }
-            let labels = after.map(managed_labels);
-            for service in before.iter().chain(labels.iter()) {
-                if let Some(service) = service.get(SERVICE_NAME) {
-                    queue.add(format!("{namespace}/{service}"));
-                }
-            }
+        Event::Added(slice) => (None, Some(slice.as_ref())),
+        Event::Updated { old, new } => (Some(managed_labels(old)), Some(new.as_ref())),
+        Event::Deleted(slice) => (Some(managed_labels(slice)), None),
+    };
+    let Some(slice) = event.object() else { return };
+    let (namespace, name) = (slice.namespace().unwrap_or_default(), slice.name_any());
+    if written.observed(&format!("{namespace}/{name}"), after) {
+        return;
+    }
+    let labels = after.map(managed_labels);
+    for service in before.iter().chain(labels.iter()) {
+        if let Some(service) = service.get(SERVICE_NAME) {
+            queue.add(format!("{namespace}/{service}"));
         }
     }
 }
@@ -490,13 +506,12 @@ impl Controller {
     /// The slices of the Service `namespace/name`: the cache's, overlaid
     /// with this controller's writes the cache does not show yet.
     fn existing(&self, namespace: &str, name: &str) -> Vec<EndpointSlice> {
-        let selector = Labels::from([(SERVICE_NAME.to_owned(), name.to_owned())]);
         // The record is locked before the cache is read, so an event that
         // forgets a write cannot fall between the two.
         let written = self.written.lock().expect("written");
         let cached = self
             .slices
-            .selected_by(namespace, &selector)
+            .by_index(BY_SERVICE, &format!("{namespace}/{name}"))
             .iter()
             .map(|s| (**s).clone())
             .collect();

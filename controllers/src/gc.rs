@@ -15,14 +15,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PartialObjectMeta, Patch,
-    PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use skiff_runtime::informers::Meta;
+use skiff_runtime::{Event, Informers, MetaInformer};
 use tokio::sync::mpsc;
 
 use skiff_api::deletion::{FOREGROUND, ORPHAN};
@@ -177,42 +177,47 @@ fn followed(kind: &str) -> bool {
     KINDS.iter().any(|(_, _, k, _)| *k == kind)
 }
 
-fn vertex<K: kube::Resource>(kind: usize, object: &K) -> Vertex {
+fn vertex(kind: usize, meta: &ObjectMeta) -> Vertex {
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
     Vertex {
         kind,
-        namespace: object.namespace().unwrap_or_default(),
-        name: object.name_any(),
-        owners: object
-            .owner_references()
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        owners: owners
             .iter()
             .filter(|o| followed(&o.kind))
             .map(|o| (o.uid.clone(), o.block_owner_deletion == Some(true)))
             .collect(),
-        foreign: object.owner_references().iter().any(|o| !followed(&o.kind)),
-        deleting: object.meta().deletion_timestamp.is_some(),
-        finalizers: object.finalizers().to_vec(),
+        foreign: owners.iter().any(|o| !followed(&o.kind)),
+        deleting: meta.deletion_timestamp.is_some(),
+        finalizers: meta.finalizers.clone().unwrap_or_default(),
     }
 }
 
-/// Runs the collector.
-pub async fn run(client: Client) {
+/// Runs the collector over the metadata of every kind it follows, read
+/// from the process's shared `informers` (wire it after the components that
+/// read full objects, so their informers serve it), writing through
+/// `client`.
+pub fn run(
+    client: Client,
+    informers: &Informers,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    // Metadata is all the collector reads, as upstream's metadata
+    // informers.
+    let kinds: Vec<_> = (0..KINDS.len())
+        .map(|kind| informers.metadata(&resource(kind)))
+        .collect();
+    collect(client, kinds)
+}
+
+async fn collect(client: Client, kinds: Vec<MetaInformer>) {
     let (events, mut heard) = mpsc::unbounded_channel();
-    for kind in 0..KINDS.len() {
-        let api: Api<PartialObjectMeta<DynamicObject>> =
-            Api::all_with(client.clone(), &resource(kind));
-        let events = events.clone();
+    for (kind, informer) in kinds.iter().enumerate() {
+        let (events, mut subscription) = (events.clone(), informer.subscribe());
         tokio::spawn(async move {
-            // Metadata is all the collector reads, as upstream's metadata
-            // informers: the apiserver sends PartialObjectMetadata.
-            let mut stream = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
-            while let Some(event) = stream.next().await {
-                // Errors are skipped: the watcher relists after them, backing off.
-                if let Ok(event) = event {
-                    if events.send((kind, event)).is_err() {
-                        return;
-                    }
+            while let Some(event) = subscription.recv().await {
+                if events.send((kind, event)).is_err() {
+                    return;
                 }
             }
         });
@@ -222,24 +227,24 @@ pub async fn run(client: Client) {
     let mut pending: HashSet<String> = HashSet::new();
     while let Some((kind, event)) = heard.recv().await {
         match event {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                let uid = o.uid().unwrap_or_default();
-                let v = vertex(kind, &o);
+            Event::Added(o) | Event::Updated { new: o, .. } => {
+                let meta = o.object_meta();
+                let uid = meta.uid.clone().unwrap_or_default();
+                let v = vertex(kind, meta);
                 pending.extend(v.owners.iter().map(|(owner, _)| owner.clone()));
                 graph.upsert(&uid, v);
                 pending.insert(uid);
             }
-            watcher::Event::Delete(o) => {
-                let uid = o.uid().unwrap_or_default();
+            Event::Deleted(o) => {
+                let uid = o.object_meta().uid.clone().unwrap_or_default();
                 if let Some(v) = graph.remove(&uid) {
                     pending.extend(v.owners.into_iter().map(|(owner, _)| owner));
                 }
                 pending.extend(graph.dependents_of(&uid));
             }
-            watcher::Event::InitDone => {
+            Event::Synced => {
                 synced.insert(kind);
             }
-            watcher::Event::Init => {}
         }
         // Decide only once every kind is listed (an owner not yet listed
         // is not gone), and once the burst of events is taken in.

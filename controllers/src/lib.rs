@@ -1,5 +1,5 @@
-//! The controllers: each lists and watches through the apiserver, queues
-//! the keys of what changed, and syncs one key at a time against its cache,
+//! The controllers: each reads the process's shared informers, queues
+//! the keys of what changed, and syncs one key at a time against the cache,
 //! with the decision itself a pure, tested function.
 
 pub mod deployment;
@@ -13,6 +13,8 @@ pub mod replicaset;
 pub mod selector;
 pub mod workqueue;
 
+use skiff_runtime::Informers;
+
 /// What the controllers are configured with.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -20,25 +22,38 @@ pub struct Options {
     pub load_balancer_pool: skiff_api::services::IpRange,
 }
 
-/// Starts every controller, each with the client `client(its name)`.
-pub fn start(client: &dyn Fn(&str) -> kube::Client, options: &Options) {
-    tokio::spawn(replicaset::run(client("replicaset-controller"), 4));
-    tokio::spawn(deployment::run(client("deployment-controller"), 2));
-    tokio::spawn(gc::run(client("generic-garbage-collector")));
-    // The two endpoints controllers share their caches of Services and pods.
-    let members = membership::ServicePods::start(client("endpoint-controller"));
+/// Starts every controller, each reading from the process's shared
+/// `informers` and writing with the client `client(its name)`. The garbage
+/// collector comes last: it reads every kind's metadata, through the full
+/// informers the others asked for where there is one.
+pub fn start(client: &dyn Fn(&str) -> kube::Client, informers: &Informers, options: &Options) {
+    tokio::spawn(replicaset::run(
+        client("replicaset-controller"),
+        informers,
+        4,
+    ));
+    tokio::spawn(deployment::run(
+        client("deployment-controller"),
+        informers,
+        2,
+    ));
+    // The two endpoints controllers share their view of Services and pods.
+    let members = membership::ServicePods::start(informers);
     tokio::spawn(endpoints::run(
         client("endpoint-controller"),
         members.clone(),
     ));
     tokio::spawn(endpointslice::run(
         client("endpointslice-controller"),
+        informers,
         members,
         4,
     ));
-    tokio::spawn(namespace::run(client("namespace-controller")));
     tokio::spawn(loadbalancer::run(
         client("service-lb-controller"),
+        informers,
         options.load_balancer_pool,
     ));
+    tokio::spawn(namespace::run(client("namespace-controller"), informers));
+    tokio::spawn(gc::run(client("generic-garbage-collector"), informers));
 }

@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_api::services::IpRange;
 use skiff_runtime::events::{reference, Recorder, Type};
+use skiff_runtime::{Informer, Informers};
 
-use crate::workqueue::{informer, key_of, spawn_workers, WorkQueue};
+use crate::workqueue::{enqueue, key_of, spawn_workers, WorkQueue};
 
 const NAME: &str = "service-lb-controller";
 
@@ -72,42 +72,42 @@ fn ours(service: &Service) -> bool {
 struct Controller {
     client: Client,
     pool: IpRange,
-    services: reflector::Store<Service>,
+    services: Informer<Service>,
     /// Addresses given whose status write the cache may not show yet.
     given: Mutex<HashMap<String, Ipv4Addr>>,
     events: Recorder,
 }
 
-/// Runs the controller, handing out addresses from `pool`.
-pub async fn run(client: Client, pool: IpRange) {
-    let queue = WorkQueue::default();
-    let (services, watch) = {
-        let queue = queue.clone();
-        informer(Api::<Service>::all(client.clone()), move |s| {
-            queue.add(key_of(s))
-        })
-    };
-    let controller = Arc::new(Controller {
-        events: Recorder::new(client.clone(), NAME, None),
-        client,
-        pool,
-        services: services.clone(),
-        given: Mutex::default(),
-    });
-    // Nothing is handed out before every Service's status is known.
-    let start = async move {
-        if services.wait_until_ready().await.is_ok() {
-            // One worker: two Services never race for an address.
-            spawn_workers(controller, queue, 1, NAME);
-        }
-    };
-    futures::future::join(watch, start).await;
+/// Runs the controller, handing out addresses from `pool`, reading
+/// Services from the process's shared `informers` and writing through
+/// `client`.
+pub fn run(
+    client: Client,
+    informers: &Informers,
+    pool: IpRange,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let services = informers.get::<Service>();
+    async move {
+        let queue = WorkQueue::default();
+        enqueue(&services, queue.clone(), |s| Some(key_of(s)));
+        let controller = Arc::new(Controller {
+            events: Recorder::new(client.clone(), NAME, None),
+            client,
+            pool,
+            services: services.clone(),
+            given: Mutex::default(),
+        });
+        // Nothing is handed out before every Service's status is known.
+        services.wait_synced().await;
+        // One worker: two Services never race for an address.
+        spawn_workers(controller, queue, 1, NAME);
+    }
 }
 
 impl crate::workqueue::Sync for Controller {
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         let (namespace, name) = key.split_once('/').unwrap_or_default();
-        let service = self.services.get(&ObjectRef::new(name).within(namespace));
+        let service = self.services.get(namespace, name);
         let Some(service) = service.filter(|s| ours(s) || ingress_ip(s).is_some()) else {
             self.given.lock().expect("given").remove(key);
             return Ok(());
@@ -133,7 +133,7 @@ impl crate::workqueue::Sync for Controller {
         let taken: HashSet<Ipv4Addr> = {
             let given = self.given.lock().expect("given");
             self.services
-                .state()
+                .list()
                 .iter()
                 .filter(|s| key_of(s.as_ref()) != key)
                 .filter_map(|s| ingress_ip(s))

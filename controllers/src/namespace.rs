@@ -3,15 +3,15 @@
 //! deleted, kind by kind, and once nothing is left, the finalizer removed
 //! through `namespaces/NAME/finalize`, which lets it go.
 
+use std::future::Future;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
 };
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use skiff_runtime::Informers;
 
 use crate::workqueue::WorkQueue;
 
@@ -49,45 +49,42 @@ async fn namespaced_kinds(client: &Client) -> Result<Vec<ApiResource>, kube::Err
     Ok(kinds)
 }
 
-/// Runs the namespace controller.
-pub async fn run(client: Client) {
+/// Runs the namespace controller, hearing of Namespaces from the
+/// process's shared `informers`, writing through `client`.
+pub fn run(client: Client, informers: &Informers) -> impl Future<Output = ()> + Send + 'static {
+    let namespaces = informers.get::<Namespace>();
     let queue = WorkQueue::default();
-    let watching = {
-        let queue = queue.clone();
-        let api: Api<Namespace> = Api::all(client.clone());
-        watcher(api, watcher::Config::default()).for_each(move |event| {
-            if let Ok(watcher::Event::Apply(ns) | watcher::Event::InitApply(ns)) = event {
-                if ns.metadata.deletion_timestamp.is_some() {
-                    queue.add(ns.name_any());
-                }
-            }
-            futures::future::ready(())
-        })
-    };
-    let worker = async {
-        let mut kinds = Vec::new();
-        loop {
-            let name = queue.next().await;
-            if kinds.is_empty() {
-                kinds = namespaced_kinds(&client).await.unwrap_or_default();
-            }
-            match empty(&client, &kinds, &name).await {
-                Ok(true) => {
-                    if let Err(e) = finalize(&client, &name).await {
-                        eprintln!("namespace-controller: {name}: {e}");
-                        queue.add_after(name.clone(), Duration::from_secs(1));
-                    }
-                }
-                Ok(false) => queue.add_after(name.clone(), Duration::from_millis(500)),
-                Err(e) => {
+    crate::workqueue::enqueue(&namespaces, queue.clone(), |ns| {
+        ns.metadata
+            .deletion_timestamp
+            .is_some()
+            .then(|| ns.name_any())
+    });
+    drain(client, queue)
+}
+
+async fn drain(client: Client, queue: WorkQueue) {
+    let mut kinds = Vec::new();
+    loop {
+        let name = queue.next().await;
+        if kinds.is_empty() {
+            kinds = namespaced_kinds(&client).await.unwrap_or_default();
+        }
+        match empty(&client, &kinds, &name).await {
+            Ok(true) => {
+                if let Err(e) = finalize(&client, &name).await {
                     eprintln!("namespace-controller: {name}: {e}");
                     queue.add_after(name.clone(), Duration::from_secs(1));
                 }
             }
-            queue.done(&name);
+            Ok(false) => queue.add_after(name.clone(), Duration::from_millis(500)),
+            Err(e) => {
+                eprintln!("namespace-controller: {name}: {e}");
+                queue.add_after(name.clone(), Duration::from_secs(1));
+            }
         }
-    };
-    futures::future::join(watching, worker).await;
+        queue.done(&name);
+    }
 }
 
 /// Deletes what is left in the namespace; answers whether it was empty.

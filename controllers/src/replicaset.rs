@@ -12,13 +12,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 use skiff_runtime::events::{Recorder, Type};
+use skiff_runtime::informers::index;
+use skiff_runtime::{Event, Informer, Informers};
 
 use crate::selector::matches;
 use crate::workqueue::WorkQueue;
@@ -206,11 +207,50 @@ impl Kind {
     }
 }
 
+/// One kind of owner, read from its shared informer.
+trait Owners: Send + Sync {
+    /// The owner `namespace/name`, as the sync reads it.
+    fn get(&self, namespace: &str, name: &str) -> Option<DynamicObject>;
+    /// The names of the owners of `namespace` whose selector selects
+    /// `labels`.
+    fn selecting(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Vec<String>;
+}
+
+/// A typed owner informer, with where its kind keeps its selector.
+struct Typed<K> {
+    informer: Informer<K>,
+    selector: fn(&K) -> Value,
+}
+
+impl<K> Owners for Typed<K>
+where
+    K: Resource + serde::Serialize + Send + Sync + 'static,
+{
+    fn get(&self, namespace: &str, name: &str) -> Option<DynamicObject> {
+        // One owner per sync is converted, not the cache.
+        let owner = self.informer.get(namespace, name)?;
+        serde_json::to_value(owner.as_ref())
+            .and_then(serde_json::from_value)
+            .ok()
+    }
+
+    fn selecting(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let owners = self.informer.by_index(index::NAMESPACE, namespace);
+        owners
+            .iter()
+            .filter(|o| matches(&(self.selector)(o), labels))
+            .map(|o| o.meta().name.clone().unwrap_or_default())
+            .collect()
+    }
+}
+
 struct Controller {
     client: Client,
     kinds: Vec<Kind>,
-    owners: Vec<reflector::Store<DynamicObject>>,
-    pods: reflector::Store<Pod>,
+    /// The owners of each kind, in the order of `kinds`.
+    owners: Vec<Box<dyn Owners>>,
+    /// Every pod, indexed by controller uid and orphans by namespace.
+    pods: Informer<Pod>,
     queue: WorkQueue,
     expectations: Mutex<Expectations>,
     events: Recorder,
@@ -231,67 +271,80 @@ fn controller_of(
         .find(|o| o.controller == Some(true))
 }
 
-/// Runs the ReplicaSet and ReplicationController controller.
-pub async fn run(client: Client, workers: usize) {
-    let kinds = vec![Kind::replica_set(), Kind::replication_controller()];
-    let queue = WorkQueue::default();
-    let (pods, pod_writer) = reflector::store();
-    let mut owners = Vec::new();
-    let mut streams = Vec::new();
-    for (i, kind) in kinds.iter().enumerate() {
-        let writer = reflector::store::Writer::new(kind.resource.clone());
-        owners.push(writer.as_reader());
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
-        let queue = queue.clone();
-        let stream = reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .for_each(move |object| {
-                if let Ok(object) = object {
-                    queue.add(key(
-                        i,
-                        &object.namespace().unwrap_or_default(),
-                        &object.name_any(),
-                    ));
-                }
-                futures::future::ready(())
-            });
-        streams.push(tokio::spawn(stream));
+/// Runs the ReplicaSet and ReplicationController controller, reading from
+/// the process's shared `informers` and writing through `client`.
+pub fn run(
+    client: Client,
+    informers: &Informers,
+    workers: usize,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let sets = informers.get::<ReplicaSet>();
+    sets.add_index(index::NAMESPACE, index::namespace);
+    let controllers = informers.get::<ReplicationController>();
+    controllers.add_index(index::NAMESPACE, index::namespace);
+    let pods = informers.get::<Pod>();
+    pods.add_index(index::CONTROLLER, index::controller_uid)
+        .add_index(index::ORPHANS, index::orphan_namespace);
+    async move {
+        let kinds = vec![Kind::replica_set(), Kind::replication_controller()];
+        let queue = WorkQueue::default();
+        enqueue_owners(sets.subscribe(), 0, queue.clone());
+        enqueue_owners(controllers.subscribe(), 1, queue.clone());
+        let controller = Arc::new(Controller {
+            events: Recorder::new(client.clone(), "replicaset-controller", None),
+            client,
+            kinds,
+            owners: vec![
+                Box::new(Typed {
+                    informer: sets,
+                    selector: |rs: &ReplicaSet| {
+                        serde_json::to_value(rs.spec.as_ref().map(|s| &s.selector))
+                            .unwrap_or_default()
+                    },
+                }),
+                Box::new(Typed {
+                    informer: controllers,
+                    selector: |rc: &ReplicationController| {
+                        serde_json::to_value(rc.spec.as_ref().and_then(|s| s.selector.as_ref()))
+                            .unwrap_or_default()
+                    },
+                }),
+            ],
+            pods: pods.clone(),
+            queue,
+            expectations: Mutex::default(),
+        });
+        let mut pod_events = pods.subscribe();
+        crate::workqueue::spawn_workers(
+            controller.clone(),
+            controller.queue.clone(),
+            workers,
+            "replicaset-controller",
+        );
+        while let Some(event) = pod_events.recv().await {
+            controller.pod_event(event);
+        }
     }
-    let controller = Arc::new(Controller {
-        events: Recorder::new(client.clone(), "replicaset-controller", None),
-        client: client.clone(),
-        kinds,
-        owners,
-        pods,
-        queue,
-        expectations: Mutex::default(),
-    });
-    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let pod_events = {
-        let controller = controller.clone();
-        reflector(
-            pod_writer,
-            watcher(Api::<Pod>::all(client), watcher::Config::default()),
-        )
-        .default_backoff()
-        .for_each(move |event| {
-            if let Ok(event) = event {
-                controller.pod_event(event, &seen);
+}
+
+/// Queues the key of every owner of kind `kind` added or changed.
+fn enqueue_owners<K: Resource + Send + Sync + 'static>(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event<K>>,
+    kind: usize,
+    queue: WorkQueue,
+) {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::Added(o) | Event::Updated { new: o, .. } = event {
+                let meta = o.meta();
+                queue.add(key(
+                    kind,
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                ));
             }
-            futures::future::ready(())
-        })
-    };
-    crate::workqueue::spawn_workers(
-        controller.clone(),
-        controller.queue.clone(),
-        workers,
-        "replicaset-controller",
-    );
-    pod_events.await;
-    for stream in streams {
-        stream.abort();
-    }
+        }
+    });
 }
 
 impl crate::workqueue::Sync for Controller {
@@ -303,22 +356,14 @@ impl crate::workqueue::Sync for Controller {
 impl Controller {
     /// A pod changed: its owner syncs (and learns of its creation or
     /// deletion); an orphan wakes the owners that might adopt it.
-    fn pod_event(&self, event: watcher::Event<Pod>, seen: &Mutex<HashSet<String>>) {
-        let (pod, deleted) = match event {
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => (pod, false),
-            watcher::Event::Delete(pod) => (pod, true),
-            _ => return,
+    fn pod_event(&self, event: Event<Pod>) {
+        let (pod, deleted, first_sight) = match event {
+            Event::Added(pod) => (pod, false, true),
+            Event::Updated { new, .. } => (new, false, false),
+            Event::Deleted(pod) => (pod, true, false),
+            Event::Synced => return,
         };
         let uid = pod.uid().unwrap_or_default();
-        let first_sight = {
-            let mut seen = seen.lock().expect("seen");
-            if deleted {
-                seen.remove(&uid);
-                false
-            } else {
-                seen.insert(uid.clone())
-            }
-        };
         let namespace = pod.namespace().unwrap_or_default();
         match controller_of(&pod) {
             Some(owner) => {
@@ -340,14 +385,9 @@ impl Controller {
                 self.queue.add(key);
             }
             None if !deleted => {
-                let labels = pod.labels().clone();
-                for (kind, store) in self.owners.iter().enumerate() {
-                    for owner in store.state() {
-                        if owner.namespace().as_deref() == Some(&namespace)
-                            && matches(&owner.data["spec"]["selector"], &labels)
-                        {
-                            self.queue.add(key(kind, &namespace, &owner.name_any()));
-                        }
+                for (kind, owners) in self.owners.iter().enumerate() {
+                    for name in owners.selecting(&namespace, pod.labels()) {
+                        self.queue.add(key(kind, &namespace, &name));
                     }
                 }
             }
@@ -363,9 +403,7 @@ impl Controller {
             parts.next().unwrap_or_default(),
         );
         let resource = &self.kinds[kind].resource;
-        let reference =
-            kube::runtime::reflector::ObjectRef::new_with(name, resource.clone()).within(namespace);
-        let Some(owner) = self.owners[kind].get(&reference) else {
+        let Some(owner) = self.owners[kind].get(namespace, name) else {
             return Ok(());
         };
         if owner.metadata.deletion_timestamp.is_some() {
@@ -378,8 +416,13 @@ impl Controller {
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         // Adopt matching orphans, release owned pods that stopped matching.
         let mut owned: Vec<Arc<Pod>> = Vec::new();
-        for pod in self.pods.state() {
-            // (Borrowed, not cloned: this runs over every pod per sync.)
+        // Its own pods and the namespace's orphans, from the indexes: a sync
+        // never looks at every pod.
+        let candidates = [
+            self.pods.by_index(index::CONTROLLER, &uid),
+            self.pods.by_index(index::ORPHANS, namespace),
+        ];
+        for pod in candidates.into_iter().flatten() {
             if pod.metadata.namespace.as_deref() != Some(namespace) {
                 continue;
             }

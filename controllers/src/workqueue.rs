@@ -86,38 +86,21 @@ pub fn key_of<K: kube::Resource>(object: &K) -> String {
     )
 }
 
-/// An informer: a cache of every `K`, kept by a list and watch (relisting
-/// after errors), that hands each object added or changed to `touched`.
-/// The cache fills while the returned future runs.
-pub fn informer<K>(
-    api: kube::Api<K>,
-    mut touched: impl FnMut(&K) + Send + 'static,
-) -> (
-    kube::runtime::reflector::Store<K>,
-    impl std::future::Future<Output = ()> + Send,
-)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + std::marker::Sync
-        + 'static,
+/// Queues, for every object of `informer` added, changed or deleted, the
+/// key `key` gives it (if any): a controller's event handlers, which only
+/// queue keys; its syncs read the informer's cache.
+pub fn enqueue<K>(
+    informer: &skiff_runtime::Informer<K>,
+    queue: WorkQueue,
+    key: impl Fn(&K) -> Option<String> + Send + 'static,
+) where
+    K: kube::Resource + Send + std::marker::Sync + 'static,
 {
-    use futures::StreamExt;
-    use kube::runtime::WatchStreamExt;
-    let (store, writer) = kube::runtime::reflector::store();
-    let stream = kube::runtime::reflector(writer, kube::runtime::watcher(api, Default::default()))
-        .default_backoff()
-        .touched_objects()
-        .for_each(move |object| {
-            if let Ok(object) = object {
-                touched(&object);
-            }
-            futures::future::ready(())
-        });
-    (store, stream)
+    informer.on_event(move |event| {
+        if let Some(key) = event.object().and_then(|o| key(o)) {
+            queue.add(key);
+        }
+    });
 }
 
 /// A controller's sync of one key.

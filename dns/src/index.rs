@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
@@ -58,9 +59,9 @@ struct Srv {
 /// One Service's name: what is known of it, and its records.
 #[derive(Debug, Default)]
 struct Entry {
-    service: Option<Service>,
+    service: Option<Arc<Service>>,
     /// Its EndpointSlices, by name.
-    slices: BTreeMap<String, EndpointSlice>,
+    slices: BTreeMap<String, Arc<EndpointSlice>>,
     /// None while the Service itself is unknown.
     records: Option<Records>,
 }
@@ -104,7 +105,8 @@ impl Index {
     }
 
     /// Adds or replaces a Service.
-    pub fn apply_service(&mut self, service: Service) {
+    pub fn apply_service(&mut self, service: impl Into<Arc<Service>>) {
+        let service = service.into();
         let (namespace, name) = names(&service.metadata);
         self.entry(&namespace, &name).service = Some(service);
         self.recompute(&namespace, &name);
@@ -119,7 +121,8 @@ impl Index {
 
     /// Adds or replaces an EndpointSlice (filed under the Service its
     /// `kubernetes.io/service-name` label names).
-    pub fn apply_slice(&mut self, slice: EndpointSlice) {
+    pub fn apply_slice(&mut self, slice: impl Into<Arc<EndpointSlice>>) {
+        let slice = slice.into();
         let (namespace, name) = names(&slice.metadata);
         let before = self.detach_slice(&namespace, &name);
         let after = self.attach_slice(slice);
@@ -134,7 +137,7 @@ impl Index {
 
     /// Files `slice` under its Service, answering that Service's name
     /// (None: the slice names no Service); records are not recomputed.
-    fn attach_slice(&mut self, slice: EndpointSlice) -> Option<String> {
+    fn attach_slice(&mut self, slice: Arc<EndpointSlice>) -> Option<String> {
         let (namespace, name) = names(&slice.metadata);
         let service = slice
             .metadata
@@ -155,7 +158,8 @@ impl Index {
     }
 
     /// Replaces every Service with `services`, the result of a (re)list.
-    pub fn resync_services(&mut self, services: Vec<Service>) {
+    pub fn resync_services<S: Into<Arc<Service>>>(&mut self, services: Vec<S>) {
+        let services: Vec<Arc<Service>> = services.into_iter().map(Into::into).collect();
         let listed: BTreeSet<(String, String)> =
             services.iter().map(|s| names(&s.metadata)).collect();
         for (namespace, name) in self.keys() {
@@ -171,7 +175,7 @@ impl Index {
     }
 
     /// Replaces every EndpointSlice with `slices`, the result of a (re)list.
-    pub fn resync_slices(&mut self, slices: Vec<EndpointSlice>) {
+    pub fn resync_slices<S: Into<Arc<EndpointSlice>>>(&mut self, slices: Vec<S>) {
         let mut touched = BTreeSet::new();
         for (namespace, name) in self.slice_owner.keys().cloned().collect::<Vec<_>>() {
             if let Some(service) = self.detach_slice(&namespace, &name) {
@@ -179,6 +183,7 @@ impl Index {
             }
         }
         for slice in slices {
+            let slice = slice.into();
             let namespace = names(&slice.metadata).0;
             if let Some(service) = self.attach_slice(slice) {
                 touched.insert((namespace, service));
@@ -423,7 +428,11 @@ fn host_label(endpoint: &Endpoint, ip: IpAddr) -> String {
 }
 
 /// What `service`'s names answer, given its EndpointSlices.
-fn records(domain: &Name, service: &Service, slices: &BTreeMap<String, EndpointSlice>) -> Records {
+fn records(
+    domain: &Name,
+    service: &Service,
+    slices: &BTreeMap<String, Arc<EndpointSlice>>,
+) -> Records {
     let (namespace, name) = names(&service.metadata);
     let Some(own_name) = under(&[&name, &namespace, "svc"], domain) else {
         return Records::default();
@@ -503,7 +512,7 @@ struct Target {
 
 /// A headless Service's records: its ready endpoints, by address, by host
 /// label and per named port.
-fn headless(own_name: &Name, slices: &BTreeMap<String, EndpointSlice>) -> Records {
+fn headless(own_name: &Name, slices: &BTreeMap<String, Arc<EndpointSlice>>) -> Records {
     let mut records = Records::default();
     let mut seen = BTreeSet::new();
     let mut targets: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
@@ -599,8 +608,8 @@ mod tests {
 
     fn synced() -> Index {
         let mut index = Index::new(Name::from_ascii("cluster.local").unwrap());
-        index.resync_services(Vec::new());
-        index.resync_slices(Vec::new());
+        index.resync_services(Vec::<Service>::new());
+        index.resync_slices(Vec::<EndpointSlice>::new());
         index
     }
 
@@ -741,7 +750,7 @@ mod tests {
         index.resync_services(vec![web()]);
         let answer = ask(&index, "web.shop.svc.cluster.local", RecordType::A);
         assert_eq!(answer.code, ResponseCode::ServFail);
-        index.resync_slices(Vec::new());
+        index.resync_slices(Vec::<EndpointSlice>::new());
         let answer = ask(&index, "web.shop.svc.cluster.local", RecordType::A);
         assert_eq!(answer.code, ResponseCode::NoError);
     }
@@ -892,7 +901,7 @@ mod tests {
         let answer = ask(&index, "web.shop.svc.cluster.local", RecordType::A);
         assert_eq!(answer.code, ResponseCode::NXDomain);
         // A relist without the headless Service forgets it too.
-        index.resync_services(Vec::new());
+        index.resync_services(Vec::<Service>::new());
         let answer = ask(&index, "db.shop.svc.cluster.local", RecordType::A);
         assert_eq!(answer.code, ResponseCode::NXDomain);
         assert!(index.namespaces.is_empty());

@@ -26,6 +26,7 @@ use std::time::Duration;
 use hickory_server::proto::rr::Name;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use skiff_runtime::Informers;
 
 mod forward;
 mod index;
@@ -106,11 +107,12 @@ pub enum Error {
 }
 
 /// Binds UDP and TCP on `config.listen` and answers there from an index
-/// kept by watches through `client`. Returns the bound address (the port
-/// is the same for UDP and TCP) and the future that serves and watches;
-/// it runs until the sockets fail.
+/// kept from the process's shared `informers` of Services and
+/// EndpointSlices. Returns the bound address (the port is the same for UDP
+/// and TCP) and the future that serves and follows the informers; it runs
+/// until the sockets fail.
 pub async fn serve(
-    client: kube::Client,
+    informers: &Informers,
     config: Config,
 ) -> Result<(SocketAddr, impl Future<Output = Result<(), Error>> + Send), Error> {
     let domain = Name::from_ascii(&config.domain).map_err(|source| Error::Domain {
@@ -123,6 +125,7 @@ pub async fn serve(
         source,
     })?;
     let index = Arc::new(RwLock::new(Index::new(domain)));
+    let (services, slices) = (informers.get::<Service>(), informers.get::<EndpointSlice>());
     let upstreams = match config.upstream {
         // Never ourselves: that would be a loop.
         Upstream::Forward(list) => Some(list.into_iter().filter(|u| *u != address).collect())
@@ -153,8 +156,8 @@ pub async fn serve(
         for socket in udp {
             udp_loops.spawn(server::serve_udp(socket, handler.clone()));
         }
-        let services = server::watch(kube::Api::<Service>::all(client.clone()), index.clone());
-        let slices = server::watch(kube::Api::<EndpointSlice>::all(client), index);
+        let services = server::watch(services, index.clone());
+        let slices = server::watch(slices, index);
         tokio::select! {
             done = tcp_server.block_until_done() => done.map_err(Error::Serve),
             Some(failed) = udp_loops.join_next() => {

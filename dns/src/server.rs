@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use futures::StreamExt;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
@@ -18,8 +17,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use skiff_runtime::{Event, Informer};
 use tokio::net::UdpSocket;
 
 use crate::index::Index;
@@ -222,66 +220,52 @@ pub async fn serve_udp(socket: Arc<UdpSocket>, handler: Handler) -> std::io::Err
 }
 
 /// A kind the index is kept from.
-pub trait Indexed:
-    kube::Resource<DynamicType = ()>
-    + Clone
-    + serde::de::DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
+pub trait Indexed: kube::Resource + Send + Sync + 'static {
     /// Files an added or changed object.
-    fn apply(self, index: &mut Index);
+    fn apply(this: Arc<Self>, index: &mut Index);
     /// Forgets a deleted object.
-    fn delete(self, index: &mut Index);
+    fn delete(&self, index: &mut Index);
     /// Replaces every object of the kind with a fresh list.
-    fn resync(all: Vec<Self>, index: &mut Index);
+    fn resync(all: Vec<Arc<Self>>, index: &mut Index);
 }
 
 impl Indexed for Service {
-    fn apply(self, index: &mut Index) {
-        index.apply_service(self);
+    fn apply(this: Arc<Self>, index: &mut Index) {
+        index.apply_service(this);
     }
-    fn delete(self, index: &mut Index) {
-        index.delete_service(&self);
+    fn delete(&self, index: &mut Index) {
+        index.delete_service(self);
     }
-    fn resync(all: Vec<Self>, index: &mut Index) {
+    fn resync(all: Vec<Arc<Self>>, index: &mut Index) {
         index.resync_services(all);
     }
 }
 
 impl Indexed for EndpointSlice {
-    fn apply(self, index: &mut Index) {
-        index.apply_slice(self);
+    fn apply(this: Arc<Self>, index: &mut Index) {
+        index.apply_slice(this);
     }
-    fn delete(self, index: &mut Index) {
-        index.delete_slice(&self);
+    fn delete(&self, index: &mut Index) {
+        index.delete_slice(self);
     }
-    fn resync(all: Vec<Self>, index: &mut Index) {
+    fn resync(all: Vec<Arc<Self>>, index: &mut Index) {
         index.resync_slices(all);
     }
 }
 
-/// Keeps `index` from a list and watch of every `K` (relisting with
-/// back-off after errors). Deletions count, so this is the watcher's event
-/// stream rather than an informer's touched objects.
-pub async fn watch<K: Indexed>(api: kube::Api<K>, index: Arc<RwLock<Index>>) {
-    let mut listed = Vec::new();
-    let mut events =
-        std::pin::pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
-    while let Some(event) = events.next().await {
-        // Errors are retried by the back-off.
-        let Ok(event) = event else { continue };
+/// Keeps `index` from the process's shared informer of every `K`: its
+/// objects are shared with the index, not copied. Deletions count, and a
+/// complete (re)list replaces the kind's records.
+pub async fn watch<K: Indexed>(informer: Informer<K>, index: Arc<RwLock<Index>>) {
+    let mut events = informer.subscribe();
+    while let Some(event) = events.recv().await {
+        let mut index = index.write().expect("the DNS index");
         match event {
-            Event::Init => listed.clear(),
-            Event::InitApply(object) => listed.push(object),
-            Event::InitDone => K::resync(
-                std::mem::take(&mut listed),
-                &mut index.write().expect("the DNS index"),
-            ),
-            Event::Apply(object) => object.apply(&mut index.write().expect("the DNS index")),
-            Event::Delete(object) => object.delete(&mut index.write().expect("the DNS index")),
+            Event::Added(object) | Event::Updated { new: object, .. } => {
+                K::apply(object, &mut index)
+            }
+            Event::Deleted(object) => object.delete(&mut index),
+            Event::Synced => K::resync(informer.list(), &mut index),
         }
     }
 }
@@ -297,7 +281,7 @@ mod tests {
     /// endpoints.
     fn handler(upstreams: Option<Arc<[SocketAddr]>>) -> Handler {
         let mut index = Index::new(Name::from_ascii("cluster.local").unwrap());
-        index.resync_services(vec![serde_json::from_value(json!({
+        index.resync_services(vec![serde_json::from_value::<Service>(json!({
             "metadata": {"name": "db", "namespace": "default"},
             "spec": {"clusterIP": "None"}
         }))
@@ -305,7 +289,7 @@ mod tests {
         let endpoints: Vec<_> = (1..=100)
             .map(|i| json!({"addresses": [format!("10.244.1.{i}")]}))
             .collect();
-        index.resync_slices(vec![serde_json::from_value(json!({
+        index.resync_slices(vec![serde_json::from_value::<EndpointSlice>(json!({
             "metadata": {"name": "db-1", "namespace": "default",
                          "labels": {"kubernetes.io/service-name": "db"}},
             "addressType": "IPv4",

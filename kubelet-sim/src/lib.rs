@@ -22,11 +22,11 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_api::{podlog, service_env};
 use skiff_runtime::events::{reference, Recorder, Type};
+use skiff_runtime::{Event, Informer, Informers};
 
 use crate::lifecycle::{after_exit, status, Behaviour, State};
 use crate::node::{Capacity, IpPool, SimNode};
@@ -82,8 +82,8 @@ struct Running {
 struct Agents {
     client: Client,
     events: Recorder,
-    /// Every Service of the cluster: one cache for all the nodes.
-    services: reflector::Store<Service>,
+    /// Every Service of the cluster: the process's shared cache.
+    services: Informer<Service>,
     nodes: HashMap<String, SimNode>,
     state: Mutex<AgentState>,
 }
@@ -94,46 +94,38 @@ struct AgentState {
     pods: HashMap<String, Running>,
 }
 
-/// Registers the nodes, then runs them.
-pub async fn run(client: Client, options: Options) -> Result<(), Error> {
-    let nodes: Vec<SimNode> = (options.first..options.first + options.count)
-        .map(|i| SimNode::new(&options.name_prefix, i, options.total.max(options.count)))
-        .collect();
-    register(&client, &nodes, &options.capacity).await?;
-    tokio::spawn(renew_leases(client.clone(), nodes.clone()));
-    let (services, writer) = reflector::store();
-    let cache = reflector(
-        writer,
-        watcher(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    );
-    tokio::spawn(
-        cache
-            .default_backoff()
-            .for_each(|_| futures::future::ready(())),
-    );
-    let agents = Arc::new(Agents {
-        events: Recorder::new(client.clone(), "kubelet", None),
-        services,
-        client: client.clone(),
-        nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
-        state: Mutex::default(),
-    });
-    let pods: Api<Pod> = Api::all(client);
-    let config = watcher::Config::default().fields("spec.nodeName!=");
-    let mut stream = watcher(pods, config).default_backoff().boxed();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => agents.seen(pod),
-            Ok(watcher::Event::Delete(pod)) => agents.gone(&pod),
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
-            // The watcher relists after errors (a 410, say), backing off.
-            Err(_) => {}
+/// Registers the nodes, then runs them: one subscription to the process's
+/// shared pod informer for all of them, writing through `client`.
+pub fn run(
+    client: Client,
+    informers: &Informers,
+    options: Options,
+) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
+    let services = informers.get::<Service>();
+    let pods = informers.get::<Pod>();
+    async move {
+        let nodes: Vec<SimNode> = (options.first..options.first + options.count)
+            .map(|i| SimNode::new(&options.name_prefix, i, options.total.max(options.count)))
+            .collect();
+        register(&client, &nodes, &options.capacity).await?;
+        tokio::spawn(renew_leases(client.clone(), nodes.clone()));
+        let agents = Arc::new(Agents {
+            events: Recorder::new(client.clone(), "kubelet", None),
+            services,
+            client,
+            nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
+            state: Mutex::default(),
+        });
+        let mut events = pods.subscribe();
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Added(pod) | Event::Updated { new: pod, .. } => agents.seen(pod),
+                Event::Deleted(pod) => agents.gone(&pod),
+                Event::Synced => {}
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Creates each Node, or brings an existing one's status up to date.
@@ -203,7 +195,7 @@ async fn renew_leases(client: Client, nodes: Vec<SimNode>) {
 
 impl Agents {
     /// A pod bound to one of the nodes was added or changed.
-    fn seen(self: &Arc<Self>, pod: Pod) {
+    fn seen(self: &Arc<Self>, pod: Arc<Pod>) {
         let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
             return;
         };
@@ -316,9 +308,8 @@ impl Agents {
     /// container of `pod` starts with now. As a kubelet, it waits for the
     /// Services to have been listed once.
     async fn environment(&self, pod: &Pod) -> String {
-        // The cache's writer lives as long as the process.
-        let _ = self.services.wait_until_ready().await;
-        let services = self.services.state();
+        self.services.wait_synced().await;
+        let services = self.services.list();
         let containers: Vec<(String, Vec<(String, String)>)> = pod
             .spec
             .iter()
@@ -337,7 +328,7 @@ impl Agents {
     }
 
     /// Walks a newly bound pod through its life.
-    async fn live(self: Arc<Self>, pod: Pod, node: String, ip: Option<String>) {
+    async fn live(self: Arc<Self>, pod: Arc<Pod>, node: String, ip: Option<String>) {
         let Some(ip) = ip else {
             let message = format!("node {node} has no pod IP left in its CIDR");
             self.event(&pod, Type::Warning, "FailedCreatePodSandBox", message);
@@ -450,7 +441,7 @@ impl Agents {
     }
 
     /// Stops a pod marked for deletion and deletes it for good.
-    async fn terminate(self: Arc<Self>, pod: Pod) {
+    async fn terminate(self: Arc<Self>, pod: Arc<Pod>) {
         let behaviour = Behaviour::of(&pod.annotations().clone())
             .unwrap_or_else(|_| Behaviour::of(&Default::default()).expect("the defaults"));
         let grace = pod

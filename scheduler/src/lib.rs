@@ -1,6 +1,7 @@
 //! The scheduler: binds each unscheduled pod (of `schedulerName`
 //! `default-scheduler`) to the node that fits it best, as kube-scheduler
-//! does. It lists and watches nodes and pods into its own cache, keeps a
+//! does. It reads nodes and pods from the process's shared informers into
+//! its cache of placements, keeps a
 //! queue of pods to place, runs the Filter plugins over a sample of the
 //! nodes (upstream's adaptive percentage), scores the feasible ones,
 //! assumes the winner in its cache and posts the binding while it goes on
@@ -16,13 +17,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_runtime::events::{reference, Recorder, Type};
+use skiff_runtime::{Event, Informer};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::plugins::{filter, score, unschedulable_message, NodeInfo, PodInfo};
@@ -35,8 +35,8 @@ const BINDINGS: usize = 64;
 
 /// What the scheduler hears.
 enum Change {
-    Node(Box<watcher::Event<Node>>),
-    Pod(Box<watcher::Event<Pod>>),
+    Node(Event<Node>),
+    Pod(Event<Pod>),
     /// A binding finished: the pod's uid, and the error if it failed.
     Bound(String, Option<kube::Error>),
 }
@@ -115,19 +115,18 @@ struct Scheduler {
     bindings: Arc<Semaphore>,
 }
 
-/// Runs the scheduler until its watches end.
-pub async fn run(client: Client) {
+/// Runs the scheduler, reading nodes and pods from the process's shared
+/// informers and writing (bindings, events, conditions) through `client`.
+pub async fn run(client: Client, nodes: Informer<Node>, pods: Informer<Pod>) {
     let (changes, mut heard) = mpsc::unbounded_channel();
-    spawn_watch(
-        Api::<Node>::all(client.clone()),
-        changes.clone(),
-        Change::Node,
-    );
-    spawn_watch(
-        Api::<Pod>::all(client.clone()),
-        changes.clone(),
-        Change::Pod,
-    );
+    let forward = changes.clone();
+    nodes.on_event(move |e| {
+        let _ = forward.send(Change::Node(e));
+    });
+    let forward = changes.clone();
+    pods.on_event(move |e| {
+        let _ = forward.send(Change::Pod(e));
+    });
     let mut scheduler = Scheduler {
         events: Recorder::new(client.clone(), NAME, None),
         client,
@@ -163,29 +162,6 @@ pub async fn run(client: Client) {
     }
 }
 
-fn spawn_watch<K>(
-    api: Api<K>,
-    changes: mpsc::UnboundedSender<Change>,
-    wrap: fn(Box<watcher::Event<K>>) -> Change,
-) where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-    K::DynamicType: Default,
-{
-    tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        while let Some(event) = stream.next().await {
-            // Errors are skipped: the watcher relists after them, backing off.
-            if let Ok(event) = event {
-                if changes.send(wrap(Box::new(event))).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-}
-
 fn is_bound(pod: &Pod) -> Option<&str> {
     pod.spec
         .as_ref()?
@@ -207,27 +183,23 @@ fn wants_us(pod: &Pod) -> bool {
 impl Scheduler {
     fn hear(&mut self, change: Change, nodes_synced: &mut bool, pods_synced: &mut bool) {
         match change {
-            Change::Node(event) => match *event {
-                watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+            Change::Node(event) => match event {
+                Event::Added(node) | Event::Updated { new: node, .. } => {
                     self.cache.upsert_node(&node);
                     self.queue.retry_unschedulable(Instant::now());
                 }
-                watcher::Event::Delete(node) => self.cache.remove_node(&node.name_any()),
-                watcher::Event::InitDone => *nodes_synced = true,
-                watcher::Event::Init => {}
+                Event::Deleted(node) => self.cache.remove_node(&node.name_any()),
+                Event::Synced => *nodes_synced = true,
             },
-            Change::Pod(event) => match *event {
-                watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-                    self.pod_changed(pod)
-                }
-                watcher::Event::Delete(pod) => {
+            Change::Pod(event) => match event {
+                Event::Added(pod) | Event::Updated { new: pod, .. } => self.pod_changed(pod),
+                Event::Deleted(pod) => {
                     let uid = pod.uid().unwrap_or_default();
                     self.cache.unplace(&uid);
                     self.queue.remove(&uid);
                     self.queue.retry_unschedulable(Instant::now());
                 }
-                watcher::Event::InitDone => *pods_synced = true,
-                watcher::Event::Init => {}
+                Event::Synced => *pods_synced = true,
             },
             Change::Bound(uid, None) => self.queue.bound(&uid),
             Change::Bound(uid, Some(error)) => {
@@ -241,7 +213,7 @@ impl Scheduler {
         }
     }
 
-    fn pod_changed(&mut self, pod: Pod) {
+    fn pod_changed(&mut self, pod: Arc<Pod>) {
         let uid = pod.uid().unwrap_or_default();
         match is_bound(&pod) {
             Some(_) if is_finished(&pod) => {
@@ -259,7 +231,7 @@ impl Scheduler {
     }
 
     /// Places one pod: filters, scores, assumes, and binds in the background.
-    fn schedule(&mut self, pod: Pod) {
+    fn schedule(&mut self, pod: Arc<Pod>) {
         let info = PodInfo::new(&pod);
         let total = self.cache.nodes.len();
         let wanted = feasible_to_find(total);
@@ -304,7 +276,7 @@ impl Scheduler {
         self.bind(pod, node);
     }
 
-    fn bind(&self, pod: Pod, node: String) {
+    fn bind(&self, pod: Arc<Pod>, node: String) {
         let (client, events, changes) = (
             self.client.clone(),
             self.events.clone(),
@@ -333,7 +305,7 @@ impl Scheduler {
             match result {
                 Ok(_) => {
                     let message = format!("Successfully assigned {namespace}/{name} to {node}");
-                    events.record(reference(&pod), Type::Normal, "Scheduled", message);
+                    events.record(reference(pod.as_ref()), Type::Normal, "Scheduled", message);
                     let _ = changes.send(Change::Bound(uid, None));
                 }
                 Err(error) => {
@@ -345,13 +317,13 @@ impl Scheduler {
 
     /// Reports a pod that fits nowhere (once per distinct reason) and parks
     /// it until the cluster changes.
-    fn unschedulable(&mut self, pod: Pod, message: String) {
+    fn unschedulable(&mut self, pod: Arc<Pod>, message: String) {
         let uid = pod.uid().unwrap_or_default();
         if !self.queue.unschedulable(&uid, &message, Instant::now()) {
             return;
         }
         self.events.record(
-            reference(&pod),
+            reference(pod.as_ref()),
             Type::Warning,
             "FailedScheduling",
             message.clone(),

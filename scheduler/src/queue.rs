@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -23,7 +24,8 @@ enum State {
 }
 
 struct Entry {
-    pod: Pod,
+    /// The informer's copy, shared.
+    pod: Arc<Pod>,
     state: State,
     attempts: u32,
     /// The last reason reported as unschedulable (reported once per reason).
@@ -46,7 +48,7 @@ pub fn backoff(attempts: u32) -> Duration {
 impl Queue {
     /// A pod to place, new or changed. A changed unschedulable pod may fit
     /// now: it is tried again.
-    pub fn add(&mut self, uid: String, pod: Pod) {
+    pub fn add(&mut self, uid: String, pod: Arc<Pod>) {
         match self.entries.get_mut(&uid) {
             Some(entry) => {
                 entry.pod = pod;
@@ -76,7 +78,7 @@ impl Queue {
     }
 
     /// The next pod to place, once due timers have moved theirs along.
-    pub fn pop(&mut self, now: Instant) -> Option<Pod> {
+    pub fn pop(&mut self, now: Instant) -> Option<Arc<Pod>> {
         while let Some(Reverse((due, _))) = self.timers.peek() {
             if *due > now {
                 break;
@@ -166,14 +168,14 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn pod(name: &str) -> Pod {
+    fn pod(name: &str) -> Arc<Pod> {
         let mut pod = Pod::default();
         pod.metadata.name = Some(name.into());
-        pod
+        Arc::new(pod)
     }
 
-    fn name(pod: Option<Pod>) -> Option<String> {
-        pod.and_then(|p| p.metadata.name)
+    fn name(pod: Option<Arc<Pod>>) -> Option<String> {
+        pod.and_then(|p| p.metadata.name.clone())
     }
 
     #[test]

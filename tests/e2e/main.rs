@@ -6,6 +6,7 @@ mod cli;
 mod dns;
 mod endpointslices;
 mod harness;
+mod informers;
 mod kube_rs;
 mod kubectl;
 mod pods;
