@@ -197,9 +197,9 @@ mod tests {
             Err(FieldError::Unsupported("spec.bogus".into()))
         );
         assert_eq!(
-            FieldSelector::parse("a=1,nonsense", pods),
+            FieldSelector::parse("metadata.name=1,nonsense", pods),
             Err(FieldError::Malformed(
-                "a=1,nonsense".into(),
+                "metadata.name=1,nonsense".into(),
                 "nonsense".into()
             ))
         );
