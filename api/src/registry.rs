@@ -195,7 +195,8 @@ impl Registry {
                 short_names: &["ns"],
                 subresources: &[Status, Finalize],
                 names: NameRule::Label,
-                fields: &["status.phase"],
+                // `name` is upstream's legacy alias of `metadata.name`.
+                fields: &["status.phase", "name"],
                 ..PLAIN
             }),
             entry::<core::v1::Pod>(Extra {
@@ -225,6 +226,7 @@ impl Registry {
                 categories: ALL,
                 subresources: &[Status],
                 names: NameRule::Label1035,
+                fields: &["spec.clusterIP", "spec.type"],
                 ..PLAIN
             }),
             entry::<core::v1::Endpoints>(Extra {

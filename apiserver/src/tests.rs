@@ -1131,3 +1131,66 @@ async fn a_pods_status_write_may_record_annotations_but_never_change_its_spec_or
     assert_eq!(code, StatusCode::OK);
     assert!(written["metadata"]["labels"].is_null());
 }
+
+#[tokio::test]
+async fn a_mount_naming_no_volume_is_refused_as_upstream_words_it() {
+    let api = Api::new().await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "c", "image": "nginx",
+                              "volumeMounts": [{"name": "x", "mountPath": "/x"}]}]}});
+    let (code, status) = api.send(Method::POST, PODS, pod).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(
+        status["message"],
+        "Pod \"p\" is invalid: spec.containers[0].volumeMounts[0].name: Not found: \"x\""
+    );
+    assert_eq!(
+        status["details"]["causes"][0],
+        json!({"reason": "FieldValueNotFound", "message": "Not found: \"x\"",
+               "field": "spec.containers[0].volumeMounts[0].name"})
+    );
+    let (code, _) = api.get(&format!("{PODS}/p")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "nothing was stored");
+}
+
+#[tokio::test]
+async fn field_selectors_read_absent_fields_as_their_zero_values() {
+    let api = Api::new().await;
+    for (name, spec) in [
+        ("n1", json!({})),
+        ("n2", json!({"unschedulable": false})),
+        ("n3", json!({"unschedulable": true})),
+    ] {
+        let node =
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": spec});
+        let (code, body) = api.send(Method::POST, "/api/v1/nodes", node).await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (selector, expected) in [
+        ("spec.unschedulable%3D%3Dfalse", vec!["n1", "n2"]),
+        ("spec.unschedulable%3Dfalse", vec!["n1", "n2"]),
+        ("spec.unschedulable!%3Dfalse", vec!["n3"]),
+    ] {
+        let (code, list) = api
+            .get(&format!("/api/v1/nodes?fieldSelector={selector}"))
+            .await;
+        assert_eq!(code, StatusCode::OK, "{list}");
+        assert_eq!(names(&list), expected, "{selector}");
+    }
+    let (code, status) = api
+        .get("/api/v1/nodes?fieldSelector=metadata.namespace%3Dx")
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        "field label not supported: metadata.namespace"
+    );
+}
