@@ -28,7 +28,8 @@ pub fn pod(old: &Value, new: &Value) -> Vec<Violation> {
     let mutable_removed = |spec: &Value| {
         let mut spec = spec.clone();
         for list in ["containers", "initContainers"] {
-            for container in spec[list].as_array_mut().into_iter().flatten() {
+            let containers = spec.get_mut(list).and_then(Value::as_array_mut);
+            for container in containers.into_iter().flatten() {
                 if let Some(container) = container.as_object_mut() {
                     container.remove("image");
                 }

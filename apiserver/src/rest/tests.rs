@@ -382,7 +382,7 @@ async fn wrong_typed_specs_are_refused_with_a_status() {
         ),
         (
             SVCS,
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"sessionAffinity": "ClientIP", "sessionAffinityConfig": 1, "ports": [5]}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"type": 5, "sessionAffinity": "ClientIP", "sessionAffinityConfig": 1}}),
         ),
     ];
     for (uri, body) in cases {

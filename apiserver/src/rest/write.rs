@@ -472,10 +472,17 @@ impl Api<'_> {
             self.check_preconditions(name, asked, &stored, &current)?;
             return Ok(match decide(&current, reserved)? {
                 Step::Reserve(needs) => Attempt::Needs(needs),
-                Step::Write(after) => Attempt::Written {
-                    before: current,
-                    after,
-                },
+                // Answered at the version it was decided on.
+                Step::Write(mut after) => {
+                    meta_mut(&mut after).insert(
+                        "resourceVersion".into(),
+                        json!(stored.mod_revision.to_string()),
+                    );
+                    Attempt::Written {
+                        before: current,
+                        after,
+                    }
+                }
             });
         }
         // The last decision, kept for after the write.
