@@ -7,6 +7,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::strategy::Strategy;
+
 /// The finalizer of a Foreground deletion: the owner goes after its
 /// blocking dependents.
 pub const FOREGROUND: &str = "foregroundDeletion";
@@ -53,16 +55,24 @@ pub enum Decision {
     Unchanged,
 }
 
-/// Decides a DELETE of `current` with `options` (its DeleteOptions) at
-/// `now` (RFC 3339).
+/// Decides a DELETE of `current`, of the kind `strategy` serves, with
+/// `options` (its DeleteOptions) at `now`.
 pub fn decide(
-    kind: &str,
+    strategy: &dyn Strategy,
     current: &Value,
     options: &Value,
     now: jiff::Timestamp,
 ) -> Result<Decision, String> {
     let propagation = Propagation::parse(options)?;
-    let grace = grace_period(kind, current, options)?;
+    let asked = match &options["gracePeriodSeconds"] {
+        Value::Null => None,
+        value => Some(
+            value
+                .as_i64()
+                .ok_or("gracePeriodSeconds must be an integer")?,
+        ),
+    };
+    let grace = strategy.grace_period(current, asked);
     let metadata = &current["metadata"];
     let mut finalizers: Vec<String> = metadata["finalizers"]
         .as_array()
@@ -84,10 +94,7 @@ pub fn decide(
     }
     // A namespace stays while its spec's finalizers (the namespace
     // controller's "kubernetes") have its content to delete.
-    let content = kind == "Namespace"
-        && current["spec"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
+    let content = strategy.holds_content(current);
     let marked_at = metadata["deletionTimestamp"].as_str();
     let marked_grace = metadata["deletionGracePeriodSeconds"].as_i64();
     if finalizers.is_empty() && grace == 0 && !content {
@@ -114,47 +121,14 @@ pub fn decide(
     if !finalizers.is_empty() {
         meta.insert("finalizers".into(), json!(finalizers));
     }
-    if kind == "Namespace" {
-        marked["status"]["phase"] = json!("Terminating");
-    }
+    strategy.mark_terminating(&mut marked);
     Ok(Decision::Mark(marked))
-}
-
-/// The grace period of a delete: what the options ask; for a Pod bound to a
-/// node and still running, else its `terminationGracePeriodSeconds`
-/// (default 30); 0 for an unbound or finished Pod and for other kinds.
-fn grace_period(kind: &str, current: &Value, options: &Value) -> Result<i64, String> {
-    let asked = match &options["gracePeriodSeconds"] {
-        Value::Null => None,
-        value => Some(
-            value
-                .as_i64()
-                .ok_or("gracePeriodSeconds must be an integer")?,
-        ),
-    };
-    if kind != "Pod" {
-        return Ok(0);
-    }
-    let bound = current["spec"]["nodeName"]
-        .as_str()
-        .is_some_and(|n| !n.is_empty());
-    let finished = matches!(
-        current["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    );
-    if !bound || finished {
-        return Ok(0);
-    }
-    let grace = asked
-        .or(current["spec"]["terminationGracePeriodSeconds"].as_i64())
-        .unwrap_or(30);
-    // Upstream: a negative grace period means 1 second.
-    Ok(if grace < 0 { 1 } else { grace })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::{Namespace, Plain, Pod};
 
     fn now() -> jiff::Timestamp {
         "2026-11-23T10:00:00Z".parse().unwrap()
@@ -167,7 +141,7 @@ mod tests {
     #[test]
     fn a_running_pod_is_marked_for_its_kubelet() {
         let Decision::Mark(marked) =
-            decide("Pod", &pod(Some("n1"), "Running"), &json!({}), now()).unwrap()
+            decide(&Pod, &pod(Some("n1"), "Running"), &json!({}), now()).unwrap()
         else {
             panic!("not marked");
         };
@@ -178,18 +152,18 @@ mod tests {
         assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
         // A shorter grace period shortens; a longer one changes nothing.
         let Decision::Mark(shorter) =
-            decide("Pod", &marked, &json!({"gracePeriodSeconds": 5}), now()).unwrap()
+            decide(&Pod, &marked, &json!({"gracePeriodSeconds": 5}), now()).unwrap()
         else {
             panic!("not shortened");
         };
         assert_eq!(shorter["metadata"]["deletionGracePeriodSeconds"], 5);
         assert_eq!(
-            decide("Pod", &shorter, &json!({"gracePeriodSeconds": 60}), now()).unwrap(),
+            decide(&Pod, &shorter, &json!({"gracePeriodSeconds": 60}), now()).unwrap(),
             Decision::Unchanged
         );
         // The kubelet's final delete, with grace 0, removes it.
         assert_eq!(
-            decide("Pod", &shorter, &json!({"gracePeriodSeconds": 0}), now()).unwrap(),
+            decide(&Pod, &shorter, &json!({"gracePeriodSeconds": 0}), now()).unwrap(),
             Decision::Remove
         );
     }
@@ -197,16 +171,16 @@ mod tests {
     #[test]
     fn unbound_and_finished_pods_and_other_kinds_go_at_once() {
         assert_eq!(
-            decide("Pod", &pod(None, "Pending"), &json!({}), now()).unwrap(),
+            decide(&Pod, &pod(None, "Pending"), &json!({}), now()).unwrap(),
             Decision::Remove
         );
         assert_eq!(
-            decide("Pod", &pod(Some("n1"), "Succeeded"), &json!({}), now()).unwrap(),
+            decide(&Pod, &pod(Some("n1"), "Succeeded"), &json!({}), now()).unwrap(),
             Decision::Remove
         );
         let cm = json!({"metadata": {"name": "c"}});
         assert_eq!(
-            decide("ConfigMap", &cm, &json!({"gracePeriodSeconds": 30}), now()).unwrap(),
+            decide(&Plain, &cm, &json!({"gracePeriodSeconds": 30}), now()).unwrap(),
             Decision::Remove
         );
     }
@@ -214,14 +188,14 @@ mod tests {
     #[test]
     fn a_namespace_terminates_until_its_content_is_gone() {
         let ns = json!({"metadata": {"name": "shop"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
-        let Decision::Mark(marked) = decide("Namespace", &ns, &json!({}), now()).unwrap() else {
+        let Decision::Mark(marked) = decide(&Namespace, &ns, &json!({}), now()).unwrap() else {
             panic!("not marked");
         };
         assert_eq!(marked["status"]["phase"], "Terminating");
         assert!(marked["metadata"]["deletionTimestamp"].is_string());
         let finalized = json!({"metadata": {"name": "shop"}, "spec": {"finalizers": []}});
         assert_eq!(
-            decide("Namespace", &finalized, &json!({}), now()).unwrap(),
+            decide(&Namespace, &finalized, &json!({}), now()).unwrap(),
             Decision::Remove
         );
     }
@@ -230,7 +204,7 @@ mod tests {
     fn propagation_adds_the_collectors_finalizers() {
         let rs = json!({"metadata": {"name": "r", "finalizers": ["example.com/x"]}});
         let Decision::Mark(marked) = decide(
-            "ReplicaSet",
+            &Plain,
             &rs,
             &json!({"propagationPolicy": "Foreground"}),
             now(),
@@ -247,7 +221,7 @@ mod tests {
             "2026-11-23T10:00:00Z"
         );
         let Decision::Mark(orphaned) = decide(
-            "Deployment",
+            &Plain,
             &json!({"metadata": {}}),
             &json!({"orphanDependents": true}),
             now(),
@@ -258,11 +232,11 @@ mod tests {
         assert_eq!(orphaned["metadata"]["finalizers"], json!([ORPHAN]));
         // Marked already: a second delete changes nothing.
         assert_eq!(
-            decide("ReplicaSet", &marked, &json!({}), now()).unwrap(),
+            decide(&Plain, &marked, &json!({}), now()).unwrap(),
             Decision::Unchanged
         );
         assert!(decide(
-            "ReplicaSet",
+            &Plain,
             &rs,
             &json!({"propagationPolicy": "Sideways"}),
             now()

@@ -16,6 +16,7 @@ pub mod service_env;
 pub mod services;
 pub mod specs;
 pub mod strategic;
+pub mod strategy;
 pub mod table;
 pub mod validation;
 

@@ -4,6 +4,8 @@
 use k8s_openapi::api::{apps, coordination, core, discovery, networking};
 use k8s_openapi::{ClusterResourceScope, ListableResource, NamespaceResourceScope, Resource};
 
+use crate::strategy::{self, Strategy};
+
 /// How a kind's object names are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameRule {
@@ -75,6 +77,8 @@ pub struct ResourceType {
     /// Adds its type's schema (and every schema it refers to) to a
     /// generator; returns the reference.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// What it does on create, update and delete.
+    pub strategy: &'static dyn Strategy,
 }
 
 /// Whether a `k8s-openapi` scope is namespaced.
@@ -96,6 +100,7 @@ struct Extra {
     subresources: &'static [Subresource],
     names: NameRule,
     fields: &'static [&'static str],
+    strategy: &'static dyn Strategy,
 }
 
 const PLAIN: Extra = Extra {
@@ -104,6 +109,7 @@ const PLAIN: Extra = Extra {
     subresources: &[],
     names: NameRule::Subdomain,
     fields: &[],
+    strategy: &strategy::Plain,
 };
 
 fn entry<K>(extra: Extra) -> ResourceType
@@ -125,6 +131,7 @@ where
         fields: extra.fields,
         schema_name: K::schema_name().into_owned(),
         schema: |generator| generator.subschema_for::<K>(),
+        strategy: extra.strategy,
     }
 }
 
@@ -192,6 +199,7 @@ impl Registry {
         const ALL: &[&str] = &["all"];
         let types = vec![
             entry::<core::v1::Namespace>(Extra {
+                strategy: &strategy::Namespace,
                 short_names: &["ns"],
                 subresources: &[Status, Finalize],
                 names: NameRule::Label,
@@ -200,6 +208,7 @@ impl Registry {
                 ..PLAIN
             }),
             entry::<core::v1::Pod>(Extra {
+                strategy: &strategy::Pod,
                 short_names: &["po"],
                 categories: ALL,
                 subresources: &[Status, Binding, Log],
@@ -216,12 +225,14 @@ impl Registry {
                 ..PLAIN
             }),
             entry::<core::v1::Node>(Extra {
+                strategy: &strategy::Node,
                 short_names: &["no"],
                 subresources: &[Status],
                 fields: &["spec.unschedulable"],
                 ..PLAIN
             }),
             entry::<core::v1::Service>(Extra {
+                strategy: &strategy::Service,
                 short_names: &["svc"],
                 categories: ALL,
                 subresources: &[Status],
@@ -230,6 +241,7 @@ impl Registry {
                 ..PLAIN
             }),
             entry::<core::v1::Endpoints>(Extra {
+                strategy: &strategy::Endpoints,
                 short_names: &["ep"],
                 ..PLAIN
             }),
@@ -255,6 +267,7 @@ impl Registry {
                 ..PLAIN
             }),
             entry::<core::v1::Secret>(Extra {
+                strategy: &strategy::Secret,
                 fields: &["type"],
                 ..PLAIN
             }),
@@ -263,6 +276,7 @@ impl Registry {
                 ..PLAIN
             }),
             entry::<core::v1::ReplicationController>(Extra {
+                strategy: &strategy::ReplicationController,
                 short_names: &["rc"],
                 categories: ALL,
                 subresources: &[Status, Scale],
@@ -270,12 +284,14 @@ impl Registry {
                 ..PLAIN
             }),
             entry::<apps::v1::Deployment>(Extra {
+                strategy: &strategy::Deployment,
                 short_names: &["deploy"],
                 categories: ALL,
                 subresources: &[Status, Scale],
                 ..PLAIN
             }),
             entry::<apps::v1::ReplicaSet>(Extra {
+                strategy: &strategy::ReplicaSet,
                 short_names: &["rs"],
                 categories: ALL,
                 subresources: &[Status, Scale],
@@ -283,23 +299,29 @@ impl Registry {
                 ..PLAIN
             }),
             entry::<apps::v1::DaemonSet>(Extra {
+                strategy: &strategy::DaemonSet,
                 short_names: &["ds"],
                 categories: ALL,
                 subresources: &[Status],
                 ..PLAIN
             }),
             entry::<apps::v1::StatefulSet>(Extra {
+                strategy: &strategy::StatefulSet,
                 short_names: &["sts"],
                 categories: ALL,
                 subresources: &[Status, Scale],
                 ..PLAIN
             }),
-            entry::<discovery::v1::EndpointSlice>(PLAIN),
+            entry::<discovery::v1::EndpointSlice>(Extra {
+                strategy: &strategy::EndpointSlice,
+                ..PLAIN
+            }),
             entry::<coordination::v1::Lease>(PLAIN),
             // The ClusterIPs the Service allocator hands out, one object
             // per address, as upstream records them since 1.33.
             entry::<networking::v1::IPAddress>(PLAIN),
             entry::<networking::v1::Ingress>(Extra {
+                strategy: &strategy::Ingress,
                 short_names: &["ing"],
                 subresources: &[Status],
                 ..PLAIN

@@ -331,7 +331,7 @@ fn carry_over(current: &Value, next: &mut Value) {
     } else if old_holds && new_holds {
         let mut given: BTreeSet<u16> = node_ports(new).into_iter().flatten().collect();
         for port in new["ports"].as_array_mut().into_iter().flatten() {
-            if port["nodePort"].as_u64().unwrap_or(0) > 0 {
+            if !port.is_object() || port["nodePort"].as_u64().unwrap_or(0) > 0 {
                 continue;
             }
             let had = old_ports
@@ -353,6 +353,10 @@ fn carry_over(current: &Value, next: &mut Value) {
 /// request), and answers what is still to be reserved. Values `current`
 /// already holds need no reservation.
 pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Settled {
+    if !next["spec"].is_object() {
+        // Nothing to settle: validation refuses the spec.
+        return Settled::Done;
+    }
     if let Some(current) = current {
         carry_over(current, next);
     }
@@ -530,8 +534,8 @@ pub fn settle(current: Option<&Value>, next: &mut Value, reserved: &Held) -> Set
     if holds_node_ports(spec) {
         if let Some(list) = spec["ports"].as_array_mut() {
             for (port, value) in list.iter_mut().zip(&mut slots) {
-                if let Some(value) = value {
-                    port["nodePort"] = json!(value);
+                if let (Some(port), Some(value)) = (port.as_object_mut(), value) {
+                    port.insert("nodePort".into(), json!(value));
                 }
             }
         }

@@ -88,12 +88,20 @@ impl Pool {
         self.used.lock().expect("bitmap").set(offset, on);
     }
 
-    /// Claims a free offset in the bitmap (the store still decides).
-    fn claim(&self) -> Option<u32> {
+    /// Claims a free offset in the bitmap (the store still decides); a
+    /// dry run only looks.
+    fn claim(&self, dry_run: bool) -> Option<u32> {
         let mut used = self.used.lock().expect("bitmap");
         let offset = pick(self.size, self.band, fastrand::u32(..), |o| used.get(o))?;
-        used.set(offset, true);
+        used.set(offset, !dry_run);
         Some(offset)
+    }
+
+    /// Gives back an offset [`Pool::claim`] took but the store refused.
+    fn unclaim(&self, offset: u32, dry_run: bool) {
+        if !dry_run {
+            self.mark(offset, false);
+        }
     }
 }
 
@@ -221,8 +229,16 @@ impl Allocator {
         json!({"namespace": owner.namespace, "name": owner.name, "creationTimestamp": now()})
     }
 
-    /// Creates the record of one value; false if someone holds it.
-    async fn take(&self, key: &str, record: &Value) -> Result<bool, ApiError> {
+    /// Creates the record of one value; false if someone holds it. A dry
+    /// run only looks whether someone does.
+    async fn take(&self, key: &str, record: &Value, dry_run: bool) -> Result<bool, ApiError> {
+        if dry_run {
+            return match self.store.get(key).await {
+                Ok(_) => Ok(false),
+                Err(StoreError::NotFound { .. }) => Ok(true),
+                Err(e) => Err(ApiError::internal(format!("cannot read {key}: {e}"))),
+            };
+        }
         match self.store.create(key, to_stored(record)).await {
             Ok(_) => Ok(true),
             Err(StoreError::AlreadyExists { .. }) => Ok(false),
@@ -234,6 +250,7 @@ impl Allocator {
         &self,
         asked: Option<Ipv4Addr>,
         owner: &Owner<'_>,
+        dry_run: bool,
     ) -> Result<Ipv4Addr, Refused> {
         let cidr = self.ranges.cidr;
         if let Some(ip) = asked {
@@ -241,7 +258,7 @@ impl Allocator {
                 "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {cidr}"
             )))?;
             if !self
-                .take(&self.ip_key(ip), &Self::ip_record(ip, owner))
+                .take(&self.ip_key(ip), &Self::ip_record(ip, owner), dry_run)
                 .await?
             {
                 self.ips.mark(offset, true);
@@ -249,29 +266,35 @@ impl Allocator {
                     "failed to allocate IP {ip}: provided IP is already allocated"
                 )));
             }
-            self.ips.mark(offset, true);
+            self.ips.mark(offset, !dry_run);
             return Ok(ip);
         }
         loop {
-            let offset = self.ips.claim().ok_or_else(|| {
+            let offset = self.ips.claim(dry_run).ok_or_else(|| {
                 Refused::Internal("failed to allocate a serviceIP: range is full".into())
             })?;
             let ip = cidr.ip(offset);
             match self
-                .take(&self.ip_key(ip), &Self::ip_record(ip, owner))
+                .take(&self.ip_key(ip), &Self::ip_record(ip, owner), dry_run)
                 .await
             {
                 Ok(true) => return Ok(ip),
-                Ok(false) => continue,
+                // Held in the store: the bitmap knows it now.
+                Ok(false) => self.ips.mark(offset, true),
                 Err(e) => {
-                    self.ips.mark(offset, false);
+                    self.ips.unclaim(offset, dry_run);
                     return Err(e.into());
                 }
             }
         }
     }
 
-    async fn reserve_port(&self, asked: Option<u16>, owner: &Owner<'_>) -> Result<u16, Refused> {
+    async fn reserve_port(
+        &self,
+        asked: Option<u16>,
+        owner: &Owner<'_>,
+        dry_run: bool,
+    ) -> Result<u16, Refused> {
         let range = self.ranges.node_ports;
         if let Some(port) = asked {
             let offset = range.offset(port).ok_or_else(|| {
@@ -279,10 +302,11 @@ impl Allocator {
                     "provided port is not in the valid range. The range of valid ports is {range}"
                 ))
             })?;
+            let record = Self::port_record(owner);
             let taken = !self
-                .take(&format!("{PORTS_PREFIX}{port}"), &Self::port_record(owner))
+                .take(&format!("{PORTS_PREFIX}{port}"), &record, dry_run)
                 .await?;
-            self.ports.mark(offset, true);
+            self.ports.mark(offset, taken || !dry_run);
             if taken {
                 return Err(Refused::Invalid(
                     "provided port is already allocated".into(),
@@ -291,18 +315,22 @@ impl Allocator {
             return Ok(port);
         }
         loop {
-            let offset = self.ports.claim().ok_or_else(|| {
+            let offset = self.ports.claim(dry_run).ok_or_else(|| {
                 Refused::Internal("failed to allocate a nodePort: range is full".into())
             })?;
             let port = range.port(offset);
             match self
-                .take(&format!("{PORTS_PREFIX}{port}"), &Self::port_record(owner))
+                .take(
+                    &format!("{PORTS_PREFIX}{port}"),
+                    &Self::port_record(owner),
+                    dry_run,
+                )
                 .await
             {
                 Ok(true) => return Ok(port),
-                Ok(false) => continue,
+                Ok(false) => self.ports.mark(offset, true),
                 Err(e) => {
-                    self.ports.mark(offset, false);
+                    self.ports.unclaim(offset, dry_run);
                     return Err(e.into());
                 }
             }
@@ -317,10 +345,11 @@ impl Allocator {
         owner: &Owner<'_>,
         reserved: &mut Held,
         causes: &mut Vec<Cause>,
+        dry_run: bool,
     ) -> Result<(), ApiError> {
         self.load().await?;
         if let Some(asked) = needs.ip {
-            match self.reserve_ip(asked, owner).await {
+            match self.reserve_ip(asked, owner, dry_run).await {
                 Ok(ip) => reserved.ip = Some(ip),
                 Err(Refused::Invalid(message)) => causes.push(Cause {
                     reason: "FieldValueInvalid",
@@ -341,7 +370,7 @@ impl Allocator {
             if asked.is_some_and(|p| !asked_done.insert(p)) {
                 continue;
             }
-            match self.reserve_port(*asked, owner).await {
+            match self.reserve_port(*asked, owner, dry_run).await {
                 Ok(port) => {
                     reserved.ports.insert(port);
                 }
@@ -359,54 +388,68 @@ impl Allocator {
 
     /// Reserves what `needs` asks for, adding it to `reserved`;
     /// if anything is refused (422 with the fields at fault, or 500), all
-    /// of `reserved` is released.
+    /// of `reserved` is released. A dry run picks the values as a real
+    /// reservation would, and records none.
     pub async fn reserve(
         &self,
         needs: &Needs,
         owner: &Owner<'_>,
         resource: &ResourceType,
         reserved: &mut Held,
+        dry_run: bool,
     ) -> Result<(), ApiError> {
         let mut causes = Vec::new();
-        let outcome = self.reserve_into(needs, owner, reserved, &mut causes).await;
+        let outcome = self
+            .reserve_into(needs, owner, reserved, &mut causes, dry_run)
+            .await;
         let outcome = match outcome {
             Ok(()) if causes.is_empty() => return Ok(()),
             Ok(()) => Err(ApiError::invalid(resource, owner.name, causes)),
             Err(e) => Err(e),
         };
-        self.release(reserved).await;
+        if !dry_run {
+            self.release(reserved).await;
+        }
         *reserved = Held::default();
         outcome
     }
 
-    /// Settles `next`'s ClusterIP and node ports (see
-    /// `skiff_api::services::settle`), reserving what it needs. Answers
-    /// what was reserved, which the caller releases if the write fails.
+    /// Settles what a new object of `resource` holds (its strategy's
+    /// [`skiff_api::strategy::Strategy::settle`]), reserving what it
+    /// needs. Answers what was reserved, which the caller releases if the
+    /// write fails; a dry run reserves nothing.
     pub async fn settle(
         &self,
-        current: Option<&Value>,
         next: &mut Value,
         resource: &ResourceType,
         owner: &Owner<'_>,
+        dry_run: bool,
     ) -> Result<Held, ApiError> {
         let mut reserved = Held::default();
         // Each round reserves everything still needed, so one suffices;
         // the bound only guards against a rule that never settles.
         for _ in 0..4 {
-            match skiff_api::services::settle(current, next, &reserved) {
+            match resource.strategy.settle(None, next, &reserved) {
                 Settled::Done => return Ok(reserved),
                 Settled::Invalid(invalid) => {
-                    self.release(&reserved).await;
+                    if !dry_run {
+                        self.release(&reserved).await;
+                    }
                     let causes = invalid.into_iter().map(Cause::of).collect();
                     return Err(ApiError::invalid(resource, owner.name, causes));
                 }
                 Settled::Needs(needs) => {
-                    self.reserve(&needs, owner, resource, &mut reserved).await?
+                    self.reserve(&needs, owner, resource, &mut reserved, dry_run)
+                        .await?
                 }
             }
         }
-        self.release(&reserved).await;
-        Err(ApiError::internal("the Service's addresses did not settle"))
+        if !dry_run {
+            self.release(&reserved).await;
+        }
+        Err(ApiError::internal(
+            "the object's allocations did not settle",
+        ))
     }
 
     /// Releases what `held` names.
@@ -515,7 +558,7 @@ impl Allocator {
                     }
                 }
             };
-            self.take(&key, &record).await?;
+            self.take(&key, &record, false).await?;
             kept.push(key);
         }
         // The bitmaps are rebuilt from what is recorded now.

@@ -39,6 +39,17 @@ impl Written {
     }
 }
 
+/// Marks the response of a dry run (`?dryRun=All`): it wrote nothing, so
+/// the audit trail records no write.
+#[derive(Debug, Clone, Copy)]
+pub struct DryRun;
+
+/// Whether `response` answers a write that the audit trail records: a
+/// mutating verb that was not a dry run.
+pub fn recorded(verb: &str, response: &axum::response::Response) -> bool {
+    mutating(verb) && response.extensions().get::<DryRun>().is_none()
+}
+
 /// One mutating request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -154,7 +154,7 @@ pub async fn publish_service(
         "metadata": {"name": service.name, "namespace": service.namespace, "labels": service.labels},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": ports},
     });
-    skiff_api::defaults::apply("Service", &mut object);
+    services.strategy.defaults(&mut object);
     let key = services.key(Some(service.namespace), service.name);
     let existing = match state.store.get(&key).await {
         Ok(found) => Some(from_stored(&found)?),
@@ -184,7 +184,7 @@ pub async fn publish_service(
             identify(meta_mut(&mut object));
             let reserved = state
                 .allocator
-                .settle(None, &mut object, services, &owner)
+                .settle(&mut object, services, &owner, false)
                 .await?;
             if let Err(e) = state.store.create(&key, to_stored(&object)).await {
                 state.allocator.release(&reserved).await;

@@ -79,14 +79,15 @@ fn entries(resource: &ResourceType) -> Vec<Value> {
             json!({ "name": name, "singularName": "", "namespaced": resource.namespaced });
         let (kind, verbs): (&str, &[&str]) = match sub {
             Subresource::Status => (resource.kind, &["get", "patch", "update"]),
+            // The object's own kind, as upstream reports these two.
+            Subresource::Log => (resource.kind, &["get"]),
+            Subresource::Finalize => (resource.kind, &["update"]),
             Subresource::Scale => {
                 entry["group"] = json!("autoscaling");
                 entry["version"] = json!("v1");
                 ("Scale", &["get", "patch", "update"])
             }
             Subresource::Binding => ("Binding", &["create"]),
-            Subresource::Log => ("Pod", &["get"]),
-            Subresource::Finalize => ("Namespace", &["update"]),
         };
         entry["kind"] = json!(kind);
         entry["verbs"] = json!(verbs);

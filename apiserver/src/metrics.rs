@@ -225,7 +225,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .to_owned();
     let response = next.run(request).await;
     let code = response.status().as_u16();
-    if crate::audit::mutating(verb) {
+    if crate::audit::recorded(verb, &response) {
         let written = response
             .extensions()
             .get::<crate::audit::Written>()

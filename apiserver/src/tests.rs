@@ -11,12 +11,13 @@ use tower::ServiceExt;
 
 use crate::{bootstrap, router, AppState};
 
-struct Api {
-    state: AppState,
+/// A server over a fresh memory store, called through `oneshot`.
+pub(crate) struct Api {
+    pub(crate) state: AppState,
 }
 
 impl Api {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let store: Arc<dyn Store> = Arc::new(MvccStore::memory(HistoryLimits::default()));
         let state = AppState::new(store);
         bootstrap(&state).await.unwrap();
@@ -30,12 +31,23 @@ impl Api {
         content_type: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", content_type)
-            .body(Body::from(body))
-            .unwrap();
+        self.call_with(method, uri, &[("content-type", content_type)], body)
+            .await
+    }
+
+    /// Sends `body` with `headers`; the code and the body answered.
+    pub(crate) async fn call_with(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from(body)).unwrap();
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -46,7 +58,7 @@ impl Api {
         (status, value)
     }
 
-    async fn send(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn send(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
         let bytes = if body.is_null() {
             Vec::new()
         } else {
@@ -55,11 +67,11 @@ impl Api {
         self.call(method, uri, "application/json", bytes).await
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.send(Method::GET, uri, Value::Null).await
     }
 
-    async fn merge_patch(&self, uri: &str, patch: Value) -> (StatusCode, Value) {
+    pub(crate) async fn merge_patch(&self, uri: &str, patch: Value) -> (StatusCode, Value) {
         let body = patch.to_string().into_bytes();
         self.call(Method::PATCH, uri, "application/merge-patch+json", body)
             .await

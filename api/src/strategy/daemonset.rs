@@ -1,0 +1,71 @@
+//! DaemonSets: rolling updates of one node at a time by default, their
+//! status behind `/status`, their selector immutable.
+
+use serde_json::{json, Value};
+
+use super::{keep_status, reset_status, Strategy};
+use crate::defaults::{child, default, template};
+use crate::immutable::Violation;
+use crate::specs::Problem;
+
+/// The DaemonSet strategy.
+#[derive(Debug, Clone, Copy)]
+pub struct DaemonSet;
+
+impl Strategy for DaemonSet {
+    fn prepare_for_create(&self, object: &mut Value) {
+        reset_status(object, json!({}));
+    }
+
+    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
+        keep_status(old, new);
+    }
+
+    fn defaults(&self, object: &mut Value) {
+        let Some(spec) = child(object, "spec") else {
+            return;
+        };
+        default(spec, "revisionHistoryLimit", json!(10));
+        if let Some(strategy) = child(spec, "updateStrategy") {
+            default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                if let Some(rolling) = child(strategy, "rollingUpdate") {
+                    default(rolling, "maxUnavailable", json!(1));
+                    default(rolling, "maxSurge", json!(0));
+                }
+            }
+        }
+        template(spec);
+    }
+
+    fn validate(&self, object: &Value) -> Vec<Problem> {
+        crate::specs::problems("DaemonSet", object)
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {
+        crate::immutable::selector(old, new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::conformance::{check, workload, Case};
+
+    #[test]
+    fn conformance() {
+        let mut ds = workload(json!({"matchLabels": {"app": "a"}}));
+        ds["spec"].as_object_mut().unwrap().remove("replicas");
+        check(Case {
+            strategy: &DaemonSet,
+            object: ds,
+            resets_status: true,
+            status_subresource: true,
+            spec_update: json!({"spec": {"minReadySeconds": 5}}),
+            immutable: vec![(
+                json!({"spec": {"selector": {"matchLabels": {"app": "b"}}, "template": {"metadata": {"labels": {"app": "b"}}}}}),
+                "spec.selector",
+            )],
+        });
+    }
+}

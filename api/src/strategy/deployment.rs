@@ -1,0 +1,106 @@
+//! Deployments: defaulted as upstream's (rolling updates of 25%), their
+//! status behind `/status`, their selector immutable.
+
+use serde_json::{json, Value};
+
+use super::{keep_status, reset_status, Strategy};
+use crate::defaults::{child, default, template};
+use crate::immutable::Violation;
+use crate::specs::Problem;
+
+/// The Deployment strategy.
+#[derive(Debug, Clone, Copy)]
+pub struct Deployment;
+
+impl Strategy for Deployment {
+    fn prepare_for_create(&self, object: &mut Value) {
+        reset_status(object, json!({}));
+    }
+
+    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
+        keep_status(old, new);
+    }
+
+    fn defaults(&self, object: &mut Value) {
+        let Some(spec) = child(object, "spec") else {
+            return;
+        };
+        default(spec, "replicas", json!(1));
+        default(spec, "revisionHistoryLimit", json!(10));
+        default(spec, "progressDeadlineSeconds", json!(600));
+        if let Some(strategy) = child(spec, "strategy") {
+            default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                if let Some(rolling) = child(strategy, "rollingUpdate") {
+                    default(rolling, "maxSurge", json!("25%"));
+                    default(rolling, "maxUnavailable", json!("25%"));
+                }
+            }
+        }
+        template(spec);
+    }
+
+    fn validate(&self, object: &Value) -> Vec<Problem> {
+        crate::specs::problems("Deployment", object)
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {
+        crate::immutable::selector(old, new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::conformance::{check, workload, Case};
+
+    #[test]
+    fn conformance() {
+        check(Case {
+            strategy: &Deployment,
+            object: workload(json!({"matchLabels": {"app": "a"}})),
+            resets_status: true,
+            status_subresource: true,
+            spec_update: json!({"spec": {"replicas": 3}}),
+            immutable: vec![(
+                json!({"spec": {"selector": {"matchLabels": {"app": "b"}}, "template": {"metadata": {"labels": {"app": "b"}}}}}),
+                "spec.selector",
+            )],
+        });
+    }
+
+    #[test]
+    fn defaults_as_upstream() {
+        let mut deploy = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x:1"}]}}}});
+        Deployment.defaults(&mut deploy);
+        let spec = &deploy["spec"];
+        assert_eq!(
+            spec["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
+        assert_eq!(
+            (
+                spec["replicas"].as_i64(),
+                spec["revisionHistoryLimit"].as_i64(),
+                spec["progressDeadlineSeconds"].as_i64()
+            ),
+            (Some(1), Some(10), Some(600))
+        );
+        assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
+        let template = spec["template"]["spec"].as_object().unwrap();
+        assert!(
+            !template.contains_key("serviceAccountName")
+                && !template.contains_key("initContainers"),
+            "{template:?}"
+        );
+        let mut recreate = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        Deployment.defaults(&mut recreate);
+        assert!(recreate["spec"]["strategy"]["rollingUpdate"].is_null());
+        let mut wrong = json!({"spec": {"template": 5, "strategy": "x"}});
+        Deployment.defaults(&mut wrong);
+        assert_eq!(
+            (&wrong["spec"]["template"], &wrong["spec"]["strategy"]),
+            (&json!(5), &json!("x"))
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! ReplicaSets: one replica by default, their status behind `/status`,
+//! their selector immutable.
+
+use serde_json::{json, Value};
+
+use super::{keep_status, reset_status, Strategy};
+use crate::defaults::{child, default, template};
+use crate::immutable::Violation;
+use crate::specs::Problem;
+
+/// The ReplicaSet strategy.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaSet;
+
+impl Strategy for ReplicaSet {
+    fn prepare_for_create(&self, object: &mut Value) {
+        reset_status(object, json!({}));
+    }
+
+    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
+        keep_status(old, new);
+    }
+
+    fn defaults(&self, object: &mut Value) {
+        if let Some(spec) = child(object, "spec") {
+            default(spec, "replicas", json!(1));
+            template(spec);
+        }
+    }
+
+    fn validate(&self, object: &Value) -> Vec<Problem> {
+        crate::specs::problems("ReplicaSet", object)
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {
+        crate::immutable::selector(old, new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::conformance::{check, workload, Case};
+
+    #[test]
+    fn conformance() {
+        check(Case {
+            strategy: &ReplicaSet,
+            object: workload(json!({"matchLabels": {"app": "a"}})),
+            resets_status: true,
+            status_subresource: true,
+            spec_update: json!({"spec": {"replicas": 0}}),
+            immutable: vec![(
+                json!({"spec": {"selector": {"matchLabels": {"app": "b"}}, "template": {"metadata": {"labels": {"app": "b"}}}}}),
+                "spec.selector",
+            )],
+        });
+    }
+}

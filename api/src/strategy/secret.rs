@@ -1,0 +1,37 @@
+//! Secrets: `Opaque` unless they say otherwise.
+
+use serde_json::{json, Value};
+
+use super::Strategy;
+use crate::defaults::default;
+
+/// The Secret strategy.
+#[derive(Debug, Clone, Copy)]
+pub struct Secret;
+
+impl Strategy for Secret {
+    fn defaults(&self, object: &mut Value) {
+        default(object, "type", json!("Opaque"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::conformance::{check, Case};
+
+    #[test]
+    fn conformance() {
+        check(Case {
+            strategy: &Secret,
+            object: json!({"metadata": {"name": "s"}, "data": {"k": "dg=="}}),
+            resets_status: false,
+            status_subresource: false,
+            spec_update: json!({"data": {"k": "dw=="}}),
+            immutable: vec![],
+        });
+        let mut secret = json!({"metadata": {"name": "s"}});
+        Secret.defaults(&mut secret);
+        assert_eq!(secret["type"], "Opaque");
+    }
+}

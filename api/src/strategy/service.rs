@@ -1,0 +1,101 @@
+//! Services: defaulted as upstream's, their status behind `/status`, and
+//! their ClusterIP and node ports settled from the allocators (the
+//! decision here, the reservation in the apiserver).
+
+use serde_json::{json, Value};
+
+use super::{keep_status, reset_status, Strategy};
+use crate::defaults::{child, default, each};
+use crate::services::{Held, Settled};
+use crate::specs::Problem;
+
+/// The Service strategy.
+#[derive(Debug, Clone, Copy)]
+pub struct Service;
+
+impl Strategy for Service {
+    fn prepare_for_create(&self, object: &mut Value) {
+        reset_status(object, json!({"loadBalancer": {}}));
+    }
+
+    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
+        keep_status(old, new);
+    }
+
+    fn defaults(&self, object: &mut Value) {
+        let Some(spec) = child(object, "spec") else {
+            return;
+        };
+        default(spec, "type", json!("ClusterIP"));
+        default(spec, "sessionAffinity", json!("None"));
+        default(spec, "internalTrafficPolicy", json!("Cluster"));
+        if matches!(spec["type"].as_str(), Some("NodePort" | "LoadBalancer")) {
+            default(spec, "externalTrafficPolicy", json!("Cluster"));
+        }
+        if spec["sessionAffinity"] == "ClientIP" {
+            if let Some(client) =
+                child(spec, "sessionAffinityConfig").and_then(|c| child(c, "clientIP"))
+            {
+                default(client, "timeoutSeconds", json!(10800));
+            }
+        }
+        each(spec, "ports", |port| {
+            default(port, "protocol", json!("TCP"));
+            let target = port["port"].clone();
+            default(port, "targetPort", target);
+        });
+    }
+
+    fn validate(&self, object: &Value) -> Vec<Problem> {
+        crate::specs::problems("Service", object)
+    }
+
+    fn settle(&self, current: Option<&Value>, next: &mut Value, reserved: &Held) -> Settled {
+        crate::services::settle(current, next, reserved)
+    }
+
+    fn held(&self, object: &Value) -> Held {
+        Held::of(object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::conformance::{check, Case};
+
+    #[test]
+    fn conformance() {
+        check(Case {
+            strategy: &Service,
+            object: json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}}),
+            resets_status: true,
+            status_subresource: true,
+            spec_update: json!({"spec": {"selector": {"app": "web"}}}),
+            immutable: vec![],
+        });
+    }
+
+    #[test]
+    fn defaults_as_upstream() {
+        let mut svc = json!({"spec": {"sessionAffinity": "ClientIP", "ports": [{"port": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}});
+        Service.defaults(&mut svc);
+        assert_eq!(svc["spec"]["type"], "ClusterIP");
+        assert_eq!(
+            svc["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
+        assert_eq!(svc["spec"]["ports"][1]["targetPort"], "dns");
+        assert_eq!(
+            svc["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            10800
+        );
+        let mut wrong = json!({"spec": {"sessionAffinity": "ClientIP", "sessionAffinityConfig": 3, "ports": ["x"]}});
+        Service.defaults(&mut wrong);
+        assert_eq!(wrong["spec"]["sessionAffinityConfig"], 3);
+        assert_eq!(
+            Service.settle(None, &mut json!({"spec": "x"}), &Held::default()),
+            Settled::Done
+        );
+    }
+}

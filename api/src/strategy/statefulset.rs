@@ -1,0 +1,74 @@
+//! StatefulSets: ordered pod management and retained claims by default,
+//! their status behind `/status`, their selector immutable.
+
+use serde_json::{json, Value};
+
+use super::{keep_status, reset_status, Strategy};
+use crate::defaults::{child, default, template};
+use crate::immutable::Violation;
+use crate::specs::Problem;
+
+/// The StatefulSet strategy.
+#[derive(Debug, Clone, Copy)]
+pub struct StatefulSet;
+
+impl Strategy for StatefulSet {
+    fn prepare_for_create(&self, object: &mut Value) {
+        reset_status(object, json!({}));
+    }
+
+    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
+        keep_status(old, new);
+    }
+
+    fn defaults(&self, object: &mut Value) {
+        let Some(spec) = child(object, "spec") else {
+            return;
+        };
+        default(spec, "replicas", json!(1));
+        default(spec, "revisionHistoryLimit", json!(10));
+        default(spec, "podManagementPolicy", json!("OrderedReady"));
+        if let Some(strategy) = child(spec, "updateStrategy") {
+            default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                if let Some(rolling) = child(strategy, "rollingUpdate") {
+                    default(rolling, "partition", json!(0));
+                }
+            }
+        }
+        if let Some(retention) = child(spec, "persistentVolumeClaimRetentionPolicy") {
+            default(retention, "whenDeleted", json!("Retain"));
+            default(retention, "whenScaled", json!("Retain"));
+        }
+        template(spec);
+    }
+
+    fn validate(&self, object: &Value) -> Vec<Problem> {
+        crate::specs::problems("StatefulSet", object)
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {
+        crate::immutable::selector(old, new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::conformance::{check, workload, Case};
+
+    #[test]
+    fn conformance() {
+        check(Case {
+            strategy: &StatefulSet,
+            object: workload(json!({"matchLabels": {"app": "a"}})),
+            resets_status: true,
+            status_subresource: true,
+            spec_update: json!({"spec": {"replicas": 2}}),
+            immutable: vec![(
+                json!({"spec": {"selector": {"matchLabels": {"app": "b"}}, "template": {"metadata": {"labels": {"app": "b"}}}}}),
+                "spec.selector",
+            )],
+        });
+    }
+}
