@@ -227,7 +227,6 @@ impl Registry {
                 subresources: &[Status],
                 names: NameRule::Label1035,
                 fields: &["spec.clusterIP", "spec.type"],
-                ..PLAIN
             }),
             entry::<core::v1::Endpoints>(Extra {
                 short_names: &["ep"],
