@@ -238,7 +238,6 @@ impl Registry {
                 subresources: &[Status],
                 names: NameRule::Label1035,
                 fields: &["spec.clusterIP", "spec.type"],
-                ..PLAIN
             }),
             entry::<core::v1::Endpoints>(Extra {
                 strategy: &strategy::Endpoints,
