@@ -263,6 +263,7 @@ impl Registry {
             }),
             entry::<core::v1::ConfigMap>(Extra {
                 short_names: &["cm"],
+                strategy: &strategy::ConfigMap,
                 ..PLAIN
             }),
             entry::<core::v1::Secret>(Extra {

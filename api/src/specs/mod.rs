@@ -31,23 +31,6 @@ pub use workloads::{daemon_set, deployment, replica_set, replication_controller,
 /// One problem: upstream's cause reason, the field path, the message.
 pub type Problem = (&'static str, String, String);
 
-/// The problems of a `kind` object; none for kinds without checks here.
-pub fn problems(kind: &str, object: &Value) -> Vec<Problem> {
-    match kind {
-        "Pod" => pod(object),
-        "Deployment" => deployment(object),
-        "ReplicaSet" => replica_set(object),
-        "DaemonSet" => daemon_set(object),
-        "StatefulSet" => stateful_set(object),
-        "ReplicationController" => replication_controller(object),
-        "Service" => service(object),
-        "ConfigMap" => config_map(object),
-        "Secret" => secret(object),
-        "Namespace" => namespace(object),
-        _ => Vec::new(),
-    }
-}
-
 /// Go's `%q` of a string (`strconv.Quote`).
 pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -344,6 +327,17 @@ impl Check {
     }
 }
 
+/// The strategy of the built-in `kind`, for the tests of its checks.
+#[cfg(test)]
+pub(crate) fn strategy(kind: &str) -> &'static dyn crate::strategy::Strategy {
+    crate::Registry::builtin()
+        .types()
+        .iter()
+        .find(|t| t.kind == kind)
+        .map(|t| t.strategy)
+        .expect("a built-in kind")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,7 +390,7 @@ mod tests {
                 json!({"data": [], "stringData": 1, "type": 5}),
                 json!(null),
             ] {
-                let _ = problems(kind, &body);
+                let _ = strategy(kind).validate(&body);
             }
         }
     }

@@ -1552,7 +1552,7 @@ mod tests {
     /// leaves it.
     fn pod_with(spec: Value) -> Value {
         let mut pod = json!({"metadata": {"name": "p"}, "spec": spec});
-        crate::defaults::apply("Pod", &mut pod);
+        crate::strategy::Strategy::defaults(&crate::strategy::Pod, &mut pod);
         pod
     }
 

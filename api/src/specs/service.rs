@@ -303,7 +303,7 @@ mod tests {
 
     fn messages(spec: Value) -> Vec<String> {
         let mut object = json!({"metadata": {"name": "s"}, "spec": spec});
-        crate::defaults::apply("Service", &mut object);
+        crate::strategy::Strategy::defaults(&crate::strategy::Service, &mut object);
         service(&object)
             .into_iter()
             .map(|(_, field, message)| format!("{field}: {message}"))

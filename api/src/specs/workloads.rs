@@ -437,12 +437,12 @@ mod tests {
 
     fn defaulted(kind: &str, spec: Value) -> Value {
         let mut object = json!({"metadata": {"name": "w"}, "spec": spec});
-        crate::defaults::apply(kind, &mut object);
+        super::super::strategy(kind).defaults(&mut object);
         object
     }
 
     fn messages(kind: &str, spec: Value) -> Vec<String> {
-        super::super::problems(kind, &defaulted(kind, spec))
+        super::super::strategy(kind).validate(&defaulted(kind, spec))
             .into_iter()
             .map(|(_, field, message)| format!("{field}: {message}"))
             .collect()

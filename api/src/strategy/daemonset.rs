@@ -39,7 +39,7 @@ impl Strategy for DaemonSet {
     }
 
     fn validate(&self, object: &Value) -> Vec<Problem> {
-        crate::specs::problems("DaemonSet", object)
+        crate::specs::daemon_set(object)
     }
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {

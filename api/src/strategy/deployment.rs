@@ -41,7 +41,7 @@ impl Strategy for Deployment {
     }
 
     fn validate(&self, object: &Value) -> Vec<Problem> {
-        crate::specs::problems("Deployment", object)
+        crate::specs::deployment(object)
     }
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {

@@ -14,6 +14,7 @@ use crate::immutable::Violation;
 use crate::services::{Held, Settled};
 use crate::specs::Problem;
 
+mod configmap;
 mod daemonset;
 mod deployment;
 mod endpoints;
@@ -28,6 +29,7 @@ mod secret;
 mod service;
 mod statefulset;
 
+pub use configmap::ConfigMap;
 pub use daemonset::DaemonSet;
 pub use deployment::Deployment;
 pub use endpoints::Endpoints;

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::{reset_status, with_status, Strategy};
 use crate::defaults::child;
+use crate::specs::Problem;
 
 /// The finalizer of a namespace's content.
 pub const CONTENT_FINALIZER: &str = "kubernetes";
@@ -29,6 +30,10 @@ fn with_finalizers_of(new: &mut Value, old: &Value) {
 }
 
 impl Strategy for Namespace {
+    fn validate(&self, object: &Value) -> Vec<Problem> {
+        crate::specs::namespace(object)
+    }
+
     fn prepare_for_create(&self, object: &mut Value) {
         reset_status(object, json!({"phase": "Active"}));
         if let Some(spec) = child(object, "spec") {

@@ -108,7 +108,7 @@ impl Strategy for Pod {
     }
 
     fn validate(&self, object: &Value) -> Vec<Problem> {
-        crate::specs::problems("Pod", object)
+        crate::specs::pod(object)
     }
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {

@@ -29,7 +29,7 @@ impl Strategy for ReplicaSet {
     }
 
     fn validate(&self, object: &Value) -> Vec<Problem> {
-        crate::specs::problems("ReplicaSet", object)
+        crate::specs::replica_set(object)
     }
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {

@@ -33,7 +33,7 @@ impl Strategy for ReplicationController {
     }
 
     fn validate(&self, object: &Value) -> Vec<Problem> {
-        crate::specs::problems("ReplicationController", object)
+        crate::specs::replication_controller(object)
     }
 
     /// Its selector is a label map: `matchLabels` alone.

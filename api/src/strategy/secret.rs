@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::Strategy;
+use crate::specs::Problem;
 use crate::defaults::default;
 
 /// The Secret strategy.
@@ -12,6 +13,10 @@ pub struct Secret;
 impl Strategy for Secret {
     fn defaults(&self, object: &mut Value) {
         default(object, "type", json!("Opaque"));
+    }
+
+    fn validate(&self, object: &Value) -> Vec<Problem> {
+        crate::specs::secret(object)
     }
 }
 

@@ -47,7 +47,7 @@ impl Strategy for Service {
     }
 
     fn validate(&self, object: &Value) -> Vec<Problem> {
-        crate::specs::problems("Service", object)
+        crate::specs::service(object)
     }
 
     fn settle(&self, current: Option<&Value>, next: &mut Value, reserved: &Held) -> Settled {

@@ -44,7 +44,7 @@ impl Strategy for StatefulSet {
     }
 
     fn validate(&self, object: &Value) -> Vec<Problem> {
-        crate::specs::problems("StatefulSet", object)
+        crate::specs::stateful_set(object)
     }
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<Violation> {
