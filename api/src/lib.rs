@@ -18,5 +18,6 @@ pub mod specs;
 pub mod strategic;
 pub mod table;
 pub mod validation;
+pub mod wire;
 
 pub use registry::{NameRule, Registry, ResourceType, Subresource};
