@@ -44,6 +44,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
 
 async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    let body = crate::wire::read_body(body, MAX_BODY_BYTES).await?;
     let registry = state.registry.clone();
     let target = parse(&registry, parts.uri.path()).ok_or_else(ApiError::no_route)?;
     let query: Query = parts
@@ -54,9 +55,6 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiErro
         })
         .transpose()?
         .unwrap_or_default();
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
     let api = Api {
         state: &state,
         target: &target,
@@ -150,7 +148,7 @@ fn json_response(code: StatusCode, value: &Value) -> Response {
     let mut response = (
         code,
         [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
+        crate::wire::to_json(value),
     )
         .into_response();
     response
@@ -358,6 +356,7 @@ impl Api<'_> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
+        crate::wire::check(resource, object)?;
         let api_version = resource.api_version();
         match object.get("apiVersion").and_then(Value::as_str) {
             None => object["apiVersion"] = json!(api_version),

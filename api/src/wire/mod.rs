@@ -381,12 +381,17 @@ impl Compiler<'_> {
     /// fields (embedded structs, which JSON inlines, in place), then any
     /// the message lacks, alphabetically.
     fn order(&self, name: &str, properties: &Map<String, Value>) -> Vec<String> {
-        let mut order: Vec<String> = ["kind", "apiVersion"]
-            .into_iter()
-            .filter(|f| properties.contains_key(*f))
-            .map(str::to_owned)
-            .collect();
-        if let Some(fields) = self.messages.get(&name.to_lowercase()) {
+        let message = self.messages.get(&name.to_lowercase());
+        // TypeMeta is no protobuf field: a message that has its own `kind`
+        // (StatusDetails, OwnerReference) embeds none.
+        let own_kind = message.is_some_and(|fields| fields.iter().any(|f| f.name == "kind"));
+        let type_meta =
+            !own_kind && properties.contains_key("kind") && properties.contains_key("apiVersion");
+        let mut order: Vec<String> = match type_meta {
+            true => vec!["kind".into(), "apiVersion".into()],
+            false => Vec::new(),
+        };
+        if let Some(fields) = message {
             self.expand(fields, properties, &mut order);
         }
         for key in properties.keys() {
