@@ -19,5 +19,6 @@ pub mod strategic;
 pub mod strategy;
 pub mod table;
 pub mod validation;
+pub mod wire;
 
 pub use registry::{NameRule, Registry, ResourceType, Subresource};

@@ -193,6 +193,11 @@ impl OpenApi {
         self.documents.get(key).map(|(document, _)| document)
     }
 
+    /// The definition named `name` (`io.k8s.api.core.v1.Pod`).
+    pub fn definition(&self, name: &str) -> Option<&Value> {
+        self.definitions.get(name)
+    }
+
     /// The fields of `value` that the schema `schema_name` does not know,
     /// as dotted paths (`spec.containers[0].imagePullPolcy`).
     pub fn unknown_fields(&self, schema_name: &str, value: &Value) -> Vec<String> {

@@ -6,7 +6,9 @@ of the messages Skiff decodes, read from the prost code of the k8s-pb crate
 Usage: api/tools/protobuf_fields.py ~/.cargo/registry/src/*/k8s-pb-0.9.0 > api/src/protobuf/fields.rs
 
 Only the messages reachable from ROOTS are written. Field names are prost's
-snake_case; the decoder matches them to the OpenAPI property names.
+snake_case; the decoder matches them to the OpenAPI property names. The fields
+are listed in the .proto order, which go-to-protobuf emits in Go struct field
+order: the JSON serializer (api/src/wire) writes objects in that order.
 """
 import os
 import re
@@ -22,9 +24,14 @@ ROOTS = [
     "io.k8s.api.discovery.v1.EndpointSlice",
     "io.k8s.api.coordination.v1.Lease",
     "io.k8s.api.networking.v1.Ingress",
+    "io.k8s.api.networking.v1.IPAddress",
     "io.k8s.api.autoscaling.v1.Scale",
     "io.k8s.api.policy.v1.Eviction",
     "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+    # What responses hold besides objects: the order of their fields is
+    # what the serializer writes (api/src/wire).
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
 ]
 
 FIELD = re.compile(r'#\[prost\((\w+)(?: = "([^"]*)")?(?:, (optional|repeated))?, tag = "(\d+)"\)\]')

@@ -53,8 +53,14 @@ pub struct ApiError {
     pub details: Option<Value>,
 }
 
-fn details(resource: &ResourceType, name: &str) -> Value {
-    json!({ "name": name, "group": resource.group, "kind": resource.plural })
+/// `StatusDetails` of an error about one object; its `group` is
+/// `omitempty` (meta/v1 types.go), so absent for the core group.
+fn details(resource: &ResourceType, name: &str, kind: &str) -> Value {
+    let mut details = json!({ "name": name, "kind": kind });
+    if !resource.group.is_empty() {
+        details["group"] = json!(resource.group);
+    }
+    details
 }
 
 impl ApiError {
@@ -84,7 +90,7 @@ impl ApiError {
     /// 404 for an object that does not exist.
     pub fn not_found(resource: &ResourceType, name: &str) -> Self {
         Self {
-            details: Some(details(resource, name)),
+            details: Some(details(resource, name, resource.plural)),
             ..Self::new(
                 StatusCode::NOT_FOUND,
                 "NotFound",
@@ -96,7 +102,7 @@ impl ApiError {
     /// 409 for a create of an existing object.
     pub fn already_exists(resource: &ResourceType, name: &str) -> Self {
         Self {
-            details: Some(details(resource, name)),
+            details: Some(details(resource, name, resource.plural)),
             ..Self::new(
                 StatusCode::CONFLICT,
                 "AlreadyExists",
@@ -112,7 +118,7 @@ impl ApiError {
             resource.qualified()
         );
         Self {
-            details: Some(details(resource, name)),
+            details: Some(details(resource, name, resource.plural)),
             ..Self::new(StatusCode::CONFLICT, "Conflict", message)
         }
     }
@@ -135,10 +141,10 @@ impl ApiError {
             .iter()
             .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
             .collect();
+        let mut details = details(resource, name, resource.kind);
+        details["causes"] = json!(causes);
         Self {
-            details: Some(
-                json!({ "name": name, "group": resource.group, "kind": resource.kind, "causes": causes }),
-            ),
+            details: Some(details),
             ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
         }
     }
@@ -246,7 +252,7 @@ impl From<ApiError> for StoreError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = self.status().to_string();
+        let body = crate::wire::to_json(&self.status());
         let mut response = (
             self.code,
             [(axum::http::header::CONTENT_TYPE, "application/json")],

@@ -16,6 +16,7 @@ mod path;
 mod rest;
 mod table;
 mod watch;
+mod wire;
 
 use std::sync::{Arc, OnceLock};
 
@@ -25,6 +26,7 @@ use skiff_api::openapi::OpenApi;
 use skiff_api::protobuf::Decoder;
 use skiff_api::Registry;
 use skiff_store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use allocator::{Allocator, ServiceRanges};
 pub use bootstrap::{
@@ -126,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3", get(discovery::openapi_index))
         .route("/openapi/v3/{*path}", get(discovery::openapi_document))
         .fallback(rest::handle)
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn(wire::indent))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -137,5 +141,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The last resort for a handler that panics: logged, and answered as
+/// kube-apiserver's panic filter answers (WithPanicRecovery in
+/// apiserver/pkg/server/filters/wrap.go), as a 500 `Status`.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    eprintln!("skiff: apiserver panicked: {what}");
+    axum::response::IntoResponse::into_response(ApiError::internal(
+        "This request caused apiserver to panic. Look in the logs for details.",
+    ))
+}
+
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wire_tests;

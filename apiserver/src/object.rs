@@ -71,6 +71,7 @@ pub fn from_stored(object: &Object) -> Result<Value, ApiError> {
 pub fn to_stored(object: &Value) -> bytes::Bytes {
     let mut object = object.clone();
     meta_mut(&mut object).remove("resourceVersion");
+    crate::wire::fill_zero(&mut object);
     bytes::Bytes::from(serde_json::to_vec(&object).expect("a JSON value serializes"))
 }
 

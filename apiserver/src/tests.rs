@@ -244,7 +244,7 @@ async fn create_get_update_patch_delete() {
     assert_eq!(gone["message"], "configmaps \"app\" not found");
     assert_eq!(
         gone["details"],
-        json!({"name": "app", "group": "", "kind": "configmaps"})
+        json!({"name": "app", "kind": "configmaps"})
     );
 }
 

@@ -22,9 +22,7 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 fn line(kind: &str, object: &Value) -> bytes::Bytes {
-    let mut text = json!({ "type": kind, "object": object }).to_string();
-    text.push('\n');
-    bytes::Bytes::from(text)
+    bytes::Bytes::from(crate::wire::event_line(kind, object))
 }
 
 fn error_line(error: &ApiError) -> bytes::Bytes {

@@ -1366,6 +1366,13 @@ pub static MESSAGES: &[(&str, &[Field])] = &[
     ("io.k8s.api.networking.v1.HttpIngressRuleValue", &[
         r(1, "paths", M("io.k8s.api.networking.v1.HttpIngressPath")),
     ]),
+    ("io.k8s.api.networking.v1.IPAddress", &[
+        f(1, "metadata", M("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        f(2, "spec", M("io.k8s.api.networking.v1.IPAddressSpec")),
+    ]),
+    ("io.k8s.api.networking.v1.IPAddressSpec", &[
+        f(1, "parent_ref", M("io.k8s.api.networking.v1.ParentReference")),
+    ]),
     ("io.k8s.api.networking.v1.Ingress", &[
         f(1, "metadata", M("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
         f(2, "spec", M("io.k8s.api.networking.v1.IngressSpec")),
@@ -1412,6 +1419,12 @@ pub static MESSAGES: &[(&str, &[Field])] = &[
         r(1, "hosts", String),
         f(2, "secret_name", String),
     ]),
+    ("io.k8s.api.networking.v1.ParentReference", &[
+        f(1, "group", String),
+        f(2, "resource", String),
+        f(3, "namespace", String),
+        f(4, "name", String),
+    ]),
     ("io.k8s.api.networking.v1.ServiceBackendPort", &[
         f(1, "name", String),
         f(2, "number", Int32),
@@ -1450,6 +1463,12 @@ pub static MESSAGES: &[(&str, &[Field])] = &[
         f(1, "key", String),
         f(2, "operator", String),
         r(3, "values", String),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta", &[
+        f(1, "self_link", String),
+        f(2, "resource_version", String),
+        f(3, "continue", String),
+        f(4, "remaining_item_count", Int64),
     ]),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry", &[
         f(1, "manager", String),
@@ -1492,6 +1511,27 @@ pub static MESSAGES: &[(&str, &[Field])] = &[
     ("io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions", &[
         f(1, "uid", String),
         f(2, "resource_version", String),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.Status", &[
+        f(1, "metadata", M("io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta")),
+        f(2, "status", String),
+        f(3, "message", String),
+        f(4, "reason", String),
+        f(5, "details", M("io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails")),
+        f(6, "code", Int32),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause", &[
+        f(1, "reason", String),
+        f(2, "message", String),
+        f(3, "field", String),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails", &[
+        f(1, "name", String),
+        f(2, "group", String),
+        f(3, "kind", String),
+        f(6, "uid", String),
+        r(4, "causes", M("io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause")),
+        f(5, "retry_after_seconds", Int32),
     ]),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.Time", &[
         f(1, "seconds", Int64),

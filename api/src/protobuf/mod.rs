@@ -13,7 +13,7 @@
 //! empty one means "unset" (which defaulting must then see as absent).
 
 #[rustfmt::skip]
-mod fields;
+pub(crate) mod fields;
 
 use std::collections::HashMap;
 
@@ -51,8 +51,8 @@ pub enum Wire {
 #[derive(Debug)]
 pub struct Field {
     tag: u32,
-    name: &'static str,
-    wire: Wire,
+    pub(crate) name: &'static str,
+    pub(crate) wire: Wire,
     repeated: bool,
 }
 
@@ -118,7 +118,7 @@ pub struct Decoder {
     messages: HashMap<String, HashMap<u32, Known>>,
 }
 
-fn normalized(name: &str) -> String {
+pub(crate) fn normalized(name: &str) -> String {
     name.chars()
         .filter(|c| *c != '_')
         .flat_map(char::to_lowercase)

@@ -17,7 +17,7 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
     let mut response = (
         code,
         [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
+        crate::wire::to_json(value),
     )
         .into_response();
     response

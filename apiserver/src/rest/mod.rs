@@ -44,6 +44,10 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
 
 async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    // Read before anything is answered: an HTTP/2 stream answered while
+    // its body is still arriving is reset, and the client never sees the
+    // Status.
+    let body = crate::wire::read_body(body, MAX_BODY_BYTES).await?;
     let registry = state.registry.clone();
     let target = parse(&registry, parts.uri.path()).ok_or_else(ApiError::no_route)?;
     let query: Query = parts
@@ -54,9 +58,6 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiErro
         })
         .transpose()?
         .unwrap_or_default();
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
     let dry_run = dry_run(&parts.method, &query)?;
     let api = Api {
         state: &state,

@@ -48,6 +48,7 @@ impl Api<'_> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
+        crate::wire::check(resource, object)?;
         let api_version = resource.api_version();
         match object.get("apiVersion").and_then(Value::as_str) {
             None => object["apiVersion"] = json!(api_version),
