@@ -481,6 +481,8 @@ fn slice_changed(
 }
 
 impl crate::workqueue::Sync for Controller {
+    type Error = kube::Error;
+
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         Controller::sync(self, key).await
     }

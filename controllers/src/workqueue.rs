@@ -122,8 +122,11 @@ where
 
 /// A controller's sync of one key.
 pub trait Sync: Send + std::marker::Sync + 'static {
+    /// Why a sync fails.
+    type Error: std::fmt::Display + Send;
+
     /// Brings the object `key` names to where it should be.
-    fn sync(&self, key: &str) -> impl std::future::Future<Output = Result<(), kube::Error>> + Send;
+    fn sync(&self, key: &str) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// Starts `workers` loops that take keys from `queue` and sync them with
