@@ -28,7 +28,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use crate::workqueue::{informer, spawn_workers, WorkQueue};
+use crate::workqueue::{informer, spawn_workers, RateLimiter, WorkQueue};
 
 /// The finalizer the namespace controller serves.
 pub const FINALIZER: &str = "kubernetes";
@@ -218,7 +218,13 @@ struct Controller {
 /// Runs the namespace controller. Its event source is the namespace
 /// informer: a namespace being deleted is queued.
 pub async fn run(client: Client) {
-    let queue = WorkQueue::default();
+    // Upstream's namespace queue: retried at least every minute.
+    let queue = WorkQueue::with_limiter(RateLimiter::new(
+        Duration::from_millis(5),
+        Duration::from_secs(60),
+        10.0,
+        100,
+    ));
     let (namespaces, watch) = {
         let queue = queue.clone();
         informer(Api::<Namespace>::all(client.clone()), move |ns| {
