@@ -482,6 +482,8 @@ pub fn run(
 }
 
 impl crate::workqueue::Sync for Controller {
+    type Error = kube::Error;
+
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         Controller::sync(self, key).await
     }

@@ -152,6 +152,8 @@ pub async fn run(client: Client, members: Arc<ServicePods>) {
 }
 
 impl crate::workqueue::Sync for Controller {
+    type Error = kube::Error;
+
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         Controller::sync(self, key).await
     }

@@ -105,6 +105,8 @@ pub fn run(
 }
 
 impl crate::workqueue::Sync for Controller {
+    type Error = kube::Error;
+
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         let (namespace, name) = key.split_once('/').unwrap_or_default();
         let service = self.services.get(namespace, name);

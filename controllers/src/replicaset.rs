@@ -348,6 +348,8 @@ fn enqueue_owners<K: Resource + Send + Sync + 'static>(
 }
 
 impl crate::workqueue::Sync for Controller {
+    type Error = kube::Error;
+
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         Controller::sync(self, key).await
     }
