@@ -230,7 +230,7 @@ fn allocates_node_ports(spec: &Value) -> bool {
 /// keeps traffic on the node it arrives at (`externalTrafficPolicy:
 /// Local`), whose load balancer must ask each node whether it has
 /// endpoints.
-fn needs_health_port(spec: &Value) -> bool {
+pub(crate) fn needs_health_port(spec: &Value) -> bool {
     spec["type"] == "LoadBalancer" && spec["externalTrafficPolicy"] == "Local"
 }
 

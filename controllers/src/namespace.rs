@@ -16,8 +16,8 @@
 //! apiservers and etcd members to see it; this is one apiserver over one
 //! store, so it starts at once.
 
-use std::sync::Arc;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -25,9 +25,9 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PostParams,
 };
-use skiff_runtime::{Informer, Informers};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use skiff_runtime::{Informer, Informers};
 
 use crate::workqueue::{enqueue, spawn_workers, RateLimiter, WorkQueue};
 

@@ -442,7 +442,8 @@ mod tests {
     }
 
     fn messages(kind: &str, spec: Value) -> Vec<String> {
-        super::super::strategy(kind).validate(&defaulted(kind, spec))
+        super::super::strategy(kind)
+            .validate(&defaulted(kind, spec))
             .into_iter()
             .map(|(_, field, message)| format!("{field}: {message}"))
             .collect()

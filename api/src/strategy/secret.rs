@@ -3,8 +3,8 @@
 use serde_json::{json, Value};
 
 use super::Strategy;
-use crate::specs::Problem;
 use crate::defaults::default;
+use crate::specs::Problem;
 
 /// The Secret strategy.
 #[derive(Debug, Clone, Copy)]

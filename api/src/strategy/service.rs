@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::{keep_status, reset_status, Strategy};
 use crate::defaults::{child, default, each};
-use crate::services::{Held, Settled};
+use crate::services::{needs_health_port, Held, Settled};
 use crate::specs::Problem;
 
 /// The Service strategy.
@@ -20,6 +20,7 @@ impl Strategy for Service {
 
     fn prepare_for_update(&self, old: &Value, new: &mut Value) {
         keep_status(old, new);
+        drop_type_dependent(&old["spec"], &mut new["spec"]);
     }
 
     fn defaults(&self, object: &mut Value) {
@@ -59,6 +60,26 @@ impl Strategy for Service {
     }
 }
 
+/// Upstream's `dropTypeDependentFields`: a type change to one that has no
+/// use for `externalTrafficPolicy` (or a health-check node port) drops it
+/// when the client left it as it was, before validation sees it.
+fn drop_type_dependent(old: &Value, new: &mut Value) {
+    let external =
+        |spec: &Value| matches!(spec["type"].as_str(), Some("NodePort" | "LoadBalancer"));
+    let unchanged = |field: &str| new[field] == old[field];
+    let drop_health =
+        needs_health_port(old) && !needs_health_port(new) && unchanged("healthCheckNodePort");
+    let drop_policy = external(old) && !external(new) && unchanged("externalTrafficPolicy");
+    if let Some(spec) = new.as_object_mut() {
+        if drop_health {
+            spec.remove("healthCheckNodePort");
+        }
+        if drop_policy {
+            spec.remove("externalTrafficPolicy");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +107,16 @@ mod tests {
             json!({"port": 80, "protocol": "TCP", "targetPort": 80})
         );
         assert_eq!(svc["spec"]["ports"][1]["targetPort"], "dns");
+        // Back to ClusterIP: the policy the client left goes, one it set
+        // stays (for validation to refuse).
+        let lb = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 30001}});
+        let mut cluster = json!({"spec": {"type": "ClusterIP", "externalTrafficPolicy": "Local", "healthCheckNodePort": 30001}});
+        Service.prepare_for_update(&lb, &mut cluster);
+        assert_eq!(cluster["spec"], json!({"type": "ClusterIP"}));
+        let mut changed =
+            json!({"spec": {"type": "ClusterIP", "externalTrafficPolicy": "Cluster"}});
+        Service.prepare_for_update(&lb, &mut changed);
+        assert_eq!(changed["spec"]["externalTrafficPolicy"], "Cluster");
         assert_eq!(
             svc["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
             10800

@@ -251,7 +251,13 @@ fn events_queue_the_uids_whose_case_changed() {
     // longer shows b reports), the end of the list.
     let released = std::sync::Arc::new(released);
     assert!(g
-        .observe(POD, Event::Updated { old: released.clone(), new: released })
+        .observe(
+            POD,
+            Event::Updated {
+                old: released.clone(),
+                new: released
+            }
+        )
         .is_empty());
     g.observe(POD, Event::Deleted(std::sync::Arc::new(orphan)));
     assert!(!g.synced());
