@@ -269,39 +269,4 @@ mod tests {
             "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": {\n    \"c\": \"x,{\\\"\"\n  },\n  \"d\": []\n}"
         );
     }
-
-    /// The cost against serde_json's sorted writer, for the report:
-    /// `cargo nextest run -p skiff-api --run-ignored only serialization_cost`.
-    #[test]
-    #[ignore]
-    fn serialization_cost() {
-        let deployment = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": { "name": "web", "namespace": "default", "uid": "0b1c", "resourceVersion": "12",
-                "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z", "labels": { "app": "web" } },
-            "spec": { "replicas": 3, "selector": { "matchLabels": { "app": "web" } },
-                "template": { "metadata": { "labels": { "app": "web" } }, "spec": {
-                    "containers": [{ "name": "c", "image": "nginx", "ports": [{ "containerPort": 80, "protocol": "TCP" }],
-                        "resources": {}, "terminationMessagePath": "/dev/termination-log",
-                        "terminationMessagePolicy": "File", "imagePullPolicy": "Always" }],
-                    "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
-                    "securityContext": {}, "schedulerName": "default-scheduler" } },
-                "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": "25%", "maxSurge": "25%" } },
-                "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600 },
-            "status": {},
-        });
-        let _ = &*TYPES;
-        let rounds = 20_000;
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            std::hint::black_box(TYPES.to_json(&deployment));
-        }
-        let ours = start.elapsed() / rounds;
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            std::hint::black_box(deployment.to_string());
-        }
-        let serde = start.elapsed() / rounds;
-        eprintln!("a Deployment: Go order {ours:?}, serde_json sorted {serde:?}");
-    }
 }
