@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{keep_status, reset_status, Strategy};
+use super::Strategy;
 use crate::defaults::{child, default, template};
 use crate::immutable::Violation;
 use crate::specs::Problem;
@@ -13,12 +13,8 @@ use crate::specs::Problem;
 pub struct Deployment;
 
 impl Strategy for Deployment {
-    fn prepare_for_create(&self, object: &mut Value) {
-        reset_status(object, json!({}));
-    }
-
-    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
-        keep_status(old, new);
+    fn initial_status(&self) -> Option<Value> {
+        Some(json!({}))
     }
 
     fn defaults(&self, object: &mut Value) {

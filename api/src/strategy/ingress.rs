@@ -3,19 +3,15 @@
 
 use serde_json::{json, Value};
 
-use super::{keep_status, reset_status, Strategy};
+use super::Strategy;
 
 /// The Ingress strategy.
 #[derive(Debug, Clone, Copy)]
 pub struct Ingress;
 
 impl Strategy for Ingress {
-    fn prepare_for_create(&self, object: &mut Value) {
-        reset_status(object, json!({}));
-    }
-
-    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
-        keep_status(old, new);
+    fn initial_status(&self) -> Option<Value> {
+        Some(json!({}))
     }
 }
 

@@ -65,11 +65,26 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     /// Clears what a client may not set at create (upstream's
     /// `PrepareForCreate`): the status its controller owns, or sets what
     /// the server starts it with.
-    fn prepare_for_create(&self, _object: &mut Value) {}
+    fn prepare_for_create(&self, object: &mut Value) {
+        if let Some(status) = self.initial_status() {
+            reset_status(object, status);
+        }
+    }
 
     /// Carries over, on an update of the object itself, what only its
     /// subresources write (the status, behind `/status`).
-    fn prepare_for_update(&self, _old: &Value, _new: &mut Value) {}
+    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
+        if self.initial_status().is_some() {
+            keep_status(old, new);
+        }
+    }
+
+    /// The status a create starts with, for the kinds whose status is
+    /// their controller's, written through `/status` alone (upstream's
+    /// status strategies); `None` for kinds written whole.
+    fn initial_status(&self) -> Option<Value> {
+        None
+    }
 
     /// Keeps, on an update through `/status`, everything but the status
     /// (upstream's status strategies).

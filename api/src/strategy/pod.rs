@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::{keep_status, reset_status, with_status, Refusal, Strategy};
+use super::{with_status, Refusal, Strategy};
 use crate::defaults::{child, default, pod_spec};
 use crate::immutable::Violation;
 use crate::specs::Problem;
@@ -68,12 +68,8 @@ fn qos_class(spec: &Value) -> &'static str {
 }
 
 impl Strategy for Pod {
-    fn prepare_for_create(&self, object: &mut Value) {
-        reset_status(object, json!({}));
-    }
-
-    fn prepare_for_update(&self, old: &Value, new: &mut Value) {
-        keep_status(old, new);
+    fn initial_status(&self) -> Option<Value> {
+        Some(json!({}))
     }
 
     /// Upstream's podStatusStrategy: kubelets may record labels and

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::{keep_status, reset_status, Strategy};
+use super::{keep_status, Strategy};
 use crate::defaults::{child, default, each};
 use crate::services::{needs_health_port, Held, Settled};
 use crate::specs::Problem;
@@ -14,8 +14,8 @@ use crate::specs::Problem;
 pub struct Service;
 
 impl Strategy for Service {
-    fn prepare_for_create(&self, object: &mut Value) {
-        reset_status(object, json!({"loadBalancer": {}}));
+    fn initial_status(&self) -> Option<Value> {
+        Some(json!({"loadBalancer": {}}))
     }
 
     fn prepare_for_update(&self, old: &Value, new: &mut Value) {
