@@ -162,3 +162,157 @@ async fn statuses_are_written_in_go_field_order() {
         ]
     );
 }
+
+/// The keys of `text` down to `depth` levels (`spec.template` is 2).
+fn keys_to_depth(text: &str, depth: usize) -> Vec<String> {
+    key_paths(text)
+        .into_iter()
+        .filter(|p| !p.contains('[') && p.split('.').count() <= depth)
+        .collect()
+}
+
+#[tokio::test]
+async fn created_workloads_and_services_are_written_in_go_field_order_with_their_zero_fields() {
+    let state = state().await;
+    let template = json!({ "metadata": { "labels": { "app": "web" } },
+        "spec": { "containers": [{ "name": "c", "image": "nginx" }] } });
+    let selector = json!({ "matchLabels": { "app": "web" } });
+    // ObjectMeta{Name, GenerateName, Namespace, SelfLink, UID,
+    // ResourceVersion, Generation, CreationTimestamp, ..., Labels, ...}.
+    let meta = [
+        "metadata",
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "metadata.resourceVersion",
+        "metadata.generation",
+        "metadata.creationTimestamp",
+    ];
+    let cases = [
+        // DeploymentSpec{Replicas, Selector, Template, Strategy,
+        // MinReadySeconds, RevisionHistoryLimit, Paused,
+        // ProgressDeadlineSeconds}; DeploymentStatus: every field omitempty.
+        (
+            "/apis/apps/v1/namespaces/default/deployments",
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "web" },
+                "spec": { "selector": selector, "template": template } }),
+            vec![
+                "spec.replicas",
+                "spec.selector",
+                "spec.template",
+                "spec.strategy",
+                "spec.revisionHistoryLimit",
+                "spec.progressDeadlineSeconds",
+                "status",
+            ],
+        ),
+        // ReplicaSetStatus{Replicas `json:"replicas"` (no omitempty), ...}.
+        (
+            "/apis/apps/v1/namespaces/default/replicasets",
+            json!({ "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": { "name": "web" },
+                "spec": { "selector": selector, "template": template } }),
+            vec![
+                "spec.replicas",
+                "spec.selector",
+                "spec.template",
+                "status",
+                "status.replicas",
+            ],
+        ),
+        // ReplicationControllerStatus{Replicas `json:"replicas"`, ...}.
+        (
+            "/api/v1/namespaces/default/replicationcontrollers",
+            json!({ "apiVersion": "v1", "kind": "ReplicationController", "metadata": { "name": "web" },
+                "spec": { "selector": { "app": "web" }, "template": template } }),
+            vec![
+                "spec.replicas",
+                "spec.selector",
+                "spec.template",
+                "status",
+                "status.replicas",
+            ],
+        ),
+        // DaemonSetSpec{Selector, Template, UpdateStrategy, MinReadySeconds,
+        // RevisionHistoryLimit}; DaemonSetStatus{CurrentNumberScheduled,
+        // NumberMisscheduled, DesiredNumberScheduled, NumberReady: no
+        // omitempty}.
+        (
+            "/apis/apps/v1/namespaces/default/daemonsets",
+            json!({ "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": { "name": "web" },
+                "spec": { "selector": selector, "template": template } }),
+            vec![
+                "spec.selector",
+                "spec.template",
+                "spec.updateStrategy",
+                "spec.revisionHistoryLimit",
+                "status",
+                "status.currentNumberScheduled",
+                "status.numberMisscheduled",
+                "status.desiredNumberScheduled",
+                "status.numberReady",
+            ],
+        ),
+        // ServiceSpec{Ports, Selector, ClusterIP, ClusterIPs, Type, ...,
+        // SessionAffinity, ..., IPFamilies, IPFamilyPolicy, ...,
+        // InternalTrafficPolicy}; ServiceStatus{LoadBalancer (a struct,
+        // always written)}.
+        (
+            "/api/v1/namespaces/default/services",
+            json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" },
+                "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80 }] } }),
+            vec![
+                "spec.ports",
+                "spec.selector",
+                "spec.clusterIP",
+                "spec.clusterIPs",
+                "spec.type",
+                "spec.sessionAffinity",
+                "spec.ipFamilies",
+                "spec.ipFamilyPolicy",
+                "spec.internalTrafficPolicy",
+                "status",
+                "status.loadBalancer",
+            ],
+        ),
+    ];
+    for (uri, body, rest) in cases {
+        let (code, text) = call(&state, Method::POST, uri, body).await;
+        assert_eq!(code, StatusCode::CREATED, "{text}");
+        let mut expected = vec!["kind", "apiVersion"];
+        expected.extend(meta);
+        expected.push("spec");
+        expected.extend(rest);
+        assert_eq!(keys_to_depth(&text, 2), expected, "{uri}: {text}");
+        let object: Value = serde_json::from_str(&text).unwrap();
+        for (field, value) in object["status"].as_object().unwrap() {
+            if value.is_number() {
+                assert_eq!(value, 0, "{uri}: status.{field}");
+            }
+        }
+    }
+    // A Pod: PodSpec's Go order for what its defaults fill in, and the
+    // Container's (Name, Image, ..., Resources, ..., TerminationMessagePath,
+    // TerminationMessagePolicy, ImagePullPolicy).
+    let pod = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "web" },
+        "spec": { "containers": [{ "name": "c", "image": "nginx" }] } });
+    let (code, text) = call(&state, Method::POST, "/api/v1/namespaces/default/pods", pod).await;
+    assert_eq!(code, StatusCode::CREATED, "{text}");
+    let containers: Vec<String> = key_paths(&text)
+        .into_iter()
+        .filter(|p| p.starts_with("spec.containers[].") && p.matches('.').count() == 2)
+        .collect();
+    assert_eq!(
+        containers,
+        [
+            "spec.containers[].name",
+            "spec.containers[].image",
+            "spec.containers[].resources",
+            "spec.containers[].terminationMessagePath",
+            "spec.containers[].terminationMessagePolicy",
+            "spec.containers[].imagePullPolicy",
+        ],
+        "{text}"
+    );
+    let top = keys_to_depth(&text, 1);
+    assert_eq!(top, ["kind", "apiVersion", "metadata", "spec", "status"]);
+}

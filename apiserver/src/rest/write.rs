@@ -253,6 +253,8 @@ impl Api<'_> {
             .allocator
             .settle(&mut object, resource, &self.owner(&name), self.dry_run)
             .await?;
+        // The answer is what is stored: with the fields Go always writes.
+        crate::wire::fill_zero(&mut object);
         if self.dry_run {
             return Ok(warned(self.answer(StatusCode::CREATED, &object), &warnings));
         }
