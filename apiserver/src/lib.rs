@@ -34,6 +34,7 @@ pub use bootstrap::{
     DEFAULT_NAMESPACES,
 };
 pub use error::{ApiError, Cause};
+pub use wire::prepare as prepare_types;
 
 /// Bodies over this many bytes are refused with 413, as upstream does.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;

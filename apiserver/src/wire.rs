@@ -22,6 +22,13 @@ use crate::error::ApiError;
 /// The built-in kinds' types, compiled once per process on first use.
 static TYPES: LazyLock<Types> = LazyLock::new(|| Types::build(&Registry::builtin()));
 
+/// Builds the Go types in a thread of their own, so that a server starting
+/// up (opening its store, loading its credentials) does not wait for them
+/// at its first write.
+pub fn prepare() {
+    std::thread::spawn(|| LazyLock::force(&TYPES));
+}
+
 /// Refuses a body for `resource` that its Go type would not decode: the
 /// 400 kube-apiserver answers.
 pub fn check(resource: &ResourceType, object: &Value) -> Result<(), ApiError> {

@@ -72,6 +72,7 @@ async fn shutdown_signal() {
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let started = Instant::now();
+    skiff_apiserver::prepare_types();
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => default_data_dir()?,
