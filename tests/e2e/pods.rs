@@ -285,7 +285,10 @@ fn deleting_a_namespace_empties_it_and_refuses_new_content() {
             "{stderr}"
         );
     }
-    eventually(30, "the namespace to go", || {
+    // The namespace controller looks again after upstream's estimate of
+    // what remains (half the pods' 30 s grace period, plus a second), so
+    // the namespace may take a while to go.
+    eventually(60, "the namespace to go", || {
         let gone = server.kubectl(&["get", "namespace", "shop"]);
         (!gone.status.success()).then_some(())
     });
