@@ -293,103 +293,98 @@ fn volumes<'a>(check: &mut Check, list: &'a Value, path: &str) -> BTreeMap<&'a s
 
 /// `validateVolumeSource`: exactly one source, and that one well formed.
 fn volume_source(check: &mut Check, volume: &Value, at: &str) {
-    let mut found = false;
-    for &source in VOLUME_SOURCES {
-        let value = &volume[source];
-        if value.is_null() {
-            continue;
-        }
-        let path = format!("{at}.{source}");
-        if found {
-            check.forbidden(&path, "may not specify more than 1 volume type");
-            continue;
-        }
-        found = true;
-        if !check.walkable(value, &path) {
-            continue;
-        }
-        let child = |name: &str| format!("{path}.{name}");
-        let need = |check: &mut Check, field: &str| {
-            if check.text(&value[field], &child(field)).is_empty() {
-                check.required(&child(field), "");
-            }
-        };
-        match source {
-            "emptyDir" => {
-                let limit = &value["sizeLimit"];
-                if let Some(q) = quantity(check, limit, &child("sizeLimit")) {
-                    if q.is_negative() {
-                        check.forbidden(
-                            &child("sizeLimit"),
-                            "SizeLimit field must be a valid resource quantity",
-                        );
+    one_of(
+        check,
+        volume,
+        VOLUME_SOURCES,
+        at,
+        "volume type",
+        |check, source, value, path| {
+            let child = |name: &str| format!("{path}.{name}");
+            let need = |check: &mut Check, field: &str| {
+                if check.text(&value[field], &child(field)).is_empty() {
+                    check.required(&child(field), "");
+                }
+            };
+            match source {
+                "emptyDir" => {
+                    let limit = &value["sizeLimit"];
+                    if let Some(q) = quantity(check, limit, &child("sizeLimit")) {
+                        if q.is_negative() {
+                            check.forbidden(
+                                &child("sizeLimit"),
+                                "SizeLimit field must be a valid resource quantity",
+                            );
+                        }
                     }
                 }
-            }
-            "hostPath" => {
-                let host = check.text(&value["path"], &child("path"));
-                if host.is_empty() {
-                    check.required(&child("path"), "");
-                } else {
-                    no_backsteps(check, host, &child("path"));
-                }
-            }
-            "secret" | "configMap" => {
-                need(
-                    check,
-                    if source == "secret" {
-                        "secretName"
+                "hostPath" => {
+                    let host = check.text(&value["path"], &child("path"));
+                    if host.is_empty() {
+                        check.required(&child("path"), "");
                     } else {
-                        "name"
-                    },
-                );
-                file_mode(check, &value["defaultMode"], &child("defaultMode"));
-                let items = child("items");
-                for (j, item) in check.list(&value["items"], &items).iter().enumerate() {
-                    key_to_path(check, item, &format!("{items}[{j}]"));
-                }
-            }
-            "persistentVolumeClaim" => need(check, "claimName"),
-            "nfs" => {
-                need(check, "server");
-                need(check, "path");
-                let nfs_path = check.text(&value["path"], &child("path"));
-                if !nfs_path.starts_with('/') {
-                    check.invalid(&child("path"), &quote(nfs_path), "must be an absolute path");
-                }
-            }
-            "downwardAPI" => {
-                file_mode(check, &value["defaultMode"], &child("defaultMode"));
-                for item in check.list(&value["items"], &child("items")) {
-                    downward_api_file(check, item, &path);
-                }
-            }
-            "projected" => {
-                file_mode(check, &value["defaultMode"], &child("defaultMode"));
-                let sources = child("sources");
-                for (j, projection) in check.list(&value["sources"], &sources).iter().enumerate() {
-                    let at = format!("{sources}[{j}]");
-                    let count = [
-                        "secret",
-                        "configMap",
-                        "downwardAPI",
-                        "serviceAccountToken",
-                        "clusterTrustBundle",
-                    ]
-                    .iter()
-                    .filter(|k| !projection[**k].is_null())
-                    .count();
-                    if count > 1 {
-                        check.forbidden(&at, "may not specify more than 1 volume type per source");
+                        no_backsteps(check, host, &child("path"));
                     }
                 }
+                "secret" | "configMap" => {
+                    need(
+                        check,
+                        if source == "secret" {
+                            "secretName"
+                        } else {
+                            "name"
+                        },
+                    );
+                    file_mode(check, &value["defaultMode"], &child("defaultMode"));
+                    let items = child("items");
+                    for (j, item) in check.list(&value["items"], &items).iter().enumerate() {
+                        key_to_path(check, item, &format!("{items}[{j}]"));
+                    }
+                }
+                "persistentVolumeClaim" => need(check, "claimName"),
+                "nfs" => {
+                    need(check, "server");
+                    need(check, "path");
+                    let nfs_path = check.text(&value["path"], &child("path"));
+                    if !nfs_path.starts_with('/') {
+                        check.invalid(&child("path"), &quote(nfs_path), "must be an absolute path");
+                    }
+                }
+                "downwardAPI" => {
+                    file_mode(check, &value["defaultMode"], &child("defaultMode"));
+                    for item in check.list(&value["items"], &child("items")) {
+                        downward_api_file(check, item, path);
+                    }
+                }
+                "projected" => {
+                    file_mode(check, &value["defaultMode"], &child("defaultMode"));
+                    let sources = child("sources");
+                    for (j, projection) in
+                        check.list(&value["sources"], &sources).iter().enumerate()
+                    {
+                        let at = format!("{sources}[{j}]");
+                        let count = [
+                            "secret",
+                            "configMap",
+                            "downwardAPI",
+                            "serviceAccountToken",
+                            "clusterTrustBundle",
+                        ]
+                        .iter()
+                        .filter(|k| !projection[**k].is_null())
+                        .count();
+                        if count > 1 {
+                            check.forbidden(
+                                &at,
+                                "may not specify more than 1 volume type per source",
+                            );
+                        }
+                    }
+                }
+                _ => {}
             }
-            _ => {}
-        }
-    }
-    if !found {
-        check.required(at, "must specify a volume type");
-    }
+        },
+    );
 }
 
 fn file_mode(check: &mut Check, mode: &Value, field: &str) {
@@ -1182,22 +1177,13 @@ fn probe(check: &mut Check, probe: &Value, path: &str, grace: Option<i64>) {
 
 /// `validateHandler`: exactly one of `keys`, and that one well formed.
 fn handler_of(check: &mut Check, handler: &Value, path: &str, grace: Option<i64>, keys: &[&str]) {
-    let mut found = false;
-    for &key in keys {
-        let action = &handler[key];
-        if action.is_null() {
-            continue;
-        }
-        let at = format!("{path}.{key}");
-        if found {
-            check.forbidden(&at, "may not specify more than 1 handler type");
-            continue;
-        }
-        found = true;
-        if !check.walkable(action, &at) {
-            continue;
-        }
-        match key {
+    one_of(
+        check,
+        handler,
+        keys,
+        path,
+        "handler type",
+        |check, key, action, at| match key {
             "exec" => {
                 let command = format!("{at}.command");
                 if check.list(&action["command"], &command).is_empty() {
@@ -1234,13 +1220,43 @@ fn handler_of(check: &mut Check, handler: &Value, path: &str, grace: Option<i64>
                     let detail = format!(
                         "must be non-negative and less than terminationGracePeriodSeconds ({grace})"
                     );
-                    check.invalid(&at, &seconds.to_string(), &detail);
+                    check.invalid(at, &seconds.to_string(), &detail);
                 }
             }
+        },
+    );
+}
+
+/// Upstream's one-of rule (a volume's source, a probe's handler): the
+/// first of `keys` that `object` sets is checked by `chosen` (with its
+/// path), each later one is forbidden (`may not specify more than 1
+/// {what}`), and none at all is required (`must specify a {what}`).
+fn one_of(
+    check: &mut Check,
+    object: &Value,
+    keys: &[&str],
+    path: &str,
+    what: &str,
+    mut chosen: impl FnMut(&mut Check, &str, &Value, &str),
+) {
+    let mut found = false;
+    for &key in keys {
+        let value = &object[key];
+        if value.is_null() {
+            continue;
+        }
+        let at = format!("{path}.{key}");
+        if found {
+            check.forbidden(&at, &format!("may not specify more than 1 {what}"));
+            continue;
+        }
+        found = true;
+        if check.walkable(value, &at) {
+            chosen(check, key, value, &at);
         }
     }
     if !found {
-        check.required(path, "must specify a handler type");
+        check.required(path, &format!("must specify a {what}"));
     }
 }
 
