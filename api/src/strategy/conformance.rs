@@ -121,3 +121,23 @@ pub(crate) fn workload(selector: Value) -> Value {
         "status": {"replicas": 3},
     })
 }
+
+/// The case of an `apps/v1` workload: its status is its controller's,
+/// behind `/status`, and its selector cannot change (`spec.selector`).
+pub(crate) fn apps_workload(
+    strategy: &'static dyn Strategy,
+    object: Value,
+    spec_update: Value,
+) -> Case {
+    Case {
+        strategy,
+        object,
+        resets_status: true,
+        status_subresource: true,
+        spec_update,
+        immutable: vec![(
+            json!({"spec": {"selector": {"matchLabels": {"app": "b"}}, "template": {"metadata": {"labels": {"app": "b"}}}}}),
+            "spec.selector",
+        )],
+    }
+}

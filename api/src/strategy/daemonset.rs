@@ -46,22 +46,16 @@ impl Strategy for DaemonSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::conformance::{check, workload, Case};
+    use crate::strategy::conformance::{apps_workload, check, workload};
 
     #[test]
     fn conformance() {
         let mut ds = workload(json!({"matchLabels": {"app": "a"}}));
         ds["spec"].as_object_mut().unwrap().remove("replicas");
-        check(Case {
-            strategy: &DaemonSet,
-            object: ds,
-            resets_status: true,
-            status_subresource: true,
-            spec_update: json!({"spec": {"minReadySeconds": 5}}),
-            immutable: vec![(
-                json!({"spec": {"selector": {"matchLabels": {"app": "b"}}, "template": {"metadata": {"labels": {"app": "b"}}}}}),
-                "spec.selector",
-            )],
-        });
+        check(apps_workload(
+            &DaemonSet,
+            ds,
+            json!({"spec": {"minReadySeconds": 5}}),
+        ));
     }
 }

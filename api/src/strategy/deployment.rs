@@ -48,21 +48,15 @@ impl Strategy for Deployment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::conformance::{check, workload, Case};
+    use crate::strategy::conformance::{apps_workload, check, workload};
 
     #[test]
     fn conformance() {
-        check(Case {
-            strategy: &Deployment,
-            object: workload(json!({"matchLabels": {"app": "a"}})),
-            resets_status: true,
-            status_subresource: true,
-            spec_update: json!({"spec": {"replicas": 3}}),
-            immutable: vec![(
-                json!({"spec": {"selector": {"matchLabels": {"app": "b"}}, "template": {"metadata": {"labels": {"app": "b"}}}}}),
-                "spec.selector",
-            )],
-        });
+        check(apps_workload(
+            &Deployment,
+            workload(json!({"matchLabels": {"app": "a"}})),
+            json!({"spec": {"replicas": 3}}),
+        ));
     }
 
     #[test]
