@@ -281,7 +281,8 @@ fn deleting_a_namespace_empties_it_and_refuses_new_content() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     if !refused.status.success() {
         assert!(
-            stderr.contains("because it is being terminated") || stderr.contains("NotFound"),
+            stderr.contains("because it is being terminated")
+                || stderr.contains(r#"namespaces "shop" not found"#),
             "{stderr}"
         );
     }
