@@ -151,7 +151,7 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::R
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("a panic without a message");
-    eprintln!("skiff: apiserver panicked: {what}");
+    tracing::error!(panic = what, "a request panicked the apiserver");
     axum::response::IntoResponse::into_response(ApiError::internal(
         "This request caused apiserver to panic. Look in the logs for details.",
     ))

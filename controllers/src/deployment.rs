@@ -14,13 +14,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
-use skiff_runtime::events::{reference, Recorder, Type};
+use skiff_runtime::events::{reference, Type};
 use skiff_runtime::informers::index;
 use skiff_runtime::{Informer, Informers};
 
+use crate::control::{ApiControl, Control};
 use crate::workqueue::{enqueue, key_of, WorkQueue};
 
 /// The label that ties a ReplicaSet and its pods to one template.
@@ -425,13 +426,19 @@ pub fn status(
     status
 }
 
-struct Controller {
-    client: Client,
+struct Controller<C> {
+    control: C,
     deployments: Informer<Deployment>,
     /// Every ReplicaSet, indexed by controller uid.
     sets: Informer<ReplicaSet>,
     queue: WorkQueue,
-    events: Recorder,
+    /// Where Deployments and ReplicaSets are served.
+    resources: Resources,
+}
+
+struct Resources {
+    deployments: ApiResource,
+    sets: ApiResource,
 }
 
 fn revision(rs: &ReplicaSet) -> i64 {
@@ -450,11 +457,13 @@ pub fn run(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let deployments = informers.get::<Deployment>();
     let sets = informers.get::<ReplicaSet>();
-    sets.add_index(index::CONTROLLER, index::controller_uid);
     async move {
         let queue = WorkQueue::default();
-        enqueue(&deployments, queue.clone(), |d| Some(key_of(d)));
-        enqueue(&sets, queue.clone(), |rs| {
+        let control = ApiControl::new(client, "deployment-controller");
+        let controller = Arc::new(Controller::new(control, deployments, sets, queue));
+        let queue = controller.queue.clone();
+        enqueue(&controller.deployments, queue.clone(), |d| Some(key_of(d)));
+        enqueue(&controller.sets, queue.clone(), |rs| {
             let owner = rs
                 .owner_references()
                 .iter()
@@ -465,23 +474,11 @@ pub fn run(
                 owner.name
             ))
         });
-        let controller = Arc::new(Controller {
-            events: Recorder::new(client.clone(), "deployment-controller", None),
-            client,
-            deployments,
-            sets,
-            queue,
-        });
-        crate::workqueue::spawn_workers(
-            controller.clone(),
-            controller.queue.clone(),
-            workers,
-            "deployment-controller",
-        );
+        crate::workqueue::spawn_workers(controller, queue, workers, "deployment-controller");
     }
 }
 
-impl crate::workqueue::Sync for Controller {
+impl<C: Control> crate::workqueue::Sync for Controller<C> {
     type Error = kube::Error;
 
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
@@ -489,7 +486,28 @@ impl crate::workqueue::Sync for Controller {
     }
 }
 
-impl Controller {
+impl<C: Control> Controller<C> {
+    /// A controller writing through `control`, reading these informers
+    /// (given the index it reads).
+    fn new(
+        control: C,
+        deployments: Informer<Deployment>,
+        sets: Informer<ReplicaSet>,
+        queue: WorkQueue,
+    ) -> Self {
+        sets.add_index(index::CONTROLLER, index::controller_uid);
+        Controller {
+            control,
+            deployments,
+            sets,
+            queue,
+            resources: Resources {
+                deployments: ApiResource::erase::<Deployment>(&()),
+                sets: ApiResource::erase::<ReplicaSet>(&()),
+            },
+        }
+    }
+
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         let (namespace, name) = key.split_once('/').unwrap_or_default();
         let Some(deployment) = self.deployments.get(namespace, name) else {
@@ -544,13 +562,11 @@ impl Controller {
             &old_sets,
         );
         let max_old = old.iter().map(|rs| revision(rs)).max().unwrap_or(0);
-        let sets: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
+        let resources = &self.resources;
         let mut progress = None;
         let mut new_name = new.as_ref().map(|rs| rs.name_any());
         if let Some(count) = plan.create {
-            let created = self
-                .create_set(&deployment, &sets, count, max_old + 1)
-                .await?;
+            let created = self.create_set(&deployment, count, max_old + 1).await?;
             progress = Some(format!("Created new replica set \"{created}\""));
             new_name = Some(created);
         }
@@ -563,11 +579,12 @@ impl Controller {
                 "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
                 "deployment.kubernetes.io/max-replicas": (replicas + surge).to_string(),
             }}});
-            sets.patch(set, &PatchParams::default(), &Patch::Merge(patch))
+            self.control
+                .patch(&resources.sets, namespace, set, patch)
                 .await?;
             let direction = if *to > from { "up" } else { "down" };
             let message = format!("Scaled {direction} replica set {set} from {from} to {to}");
-            self.events.record(
+            self.control.record(
                 reference(deployment.as_ref()),
                 Type::Normal,
                 "ScalingReplicaSet",
@@ -583,28 +600,28 @@ impl Controller {
             Some(rs) if revision(rs) <= max_old => {
                 let patch =
                     json!({"metadata": {"annotations": {REVISION: (max_old + 1).to_string()}}});
-                sets.patch(
-                    &rs.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(patch),
-                )
-                .await?;
+                self.control
+                    .patch(&resources.sets, namespace, &rs.name_any(), patch)
+                    .await?;
                 max_old + 1
             }
             Some(rs) => revision(rs),
             None => max_old + 1,
         };
         if deployment.annotations().get(REVISION) != Some(&current_revision.to_string()) {
-            let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
             let patch =
                 json!({"metadata": {"annotations": {REVISION: current_revision.to_string()}}});
-            deployments
-                .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            self.control
+                .patch(&resources.deployments, namespace, name, patch)
                 .await?;
         }
         let history: Vec<(i64, Set)> = old.iter().map(|rs| (revision(rs), Set::of(rs))).collect();
         for doomed in beyond_history(&history, spec.revision_history_limit.unwrap_or(10)) {
-            match sets.delete(&doomed, &DeleteParams::background()).await {
+            match self
+                .control
+                .delete(&resources.sets, namespace, &doomed)
+                .await
+            {
                 Ok(_) | Err(kube::Error::Api(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -623,13 +640,9 @@ impl Controller {
         );
         let current = serde_json::to_value(&deployment.status).unwrap_or_default();
         if current != next {
-            let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-            deployments
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": next})),
-                )
+            let patch = json!({"status": next});
+            self.control
+                .patch_status(&resources.deployments, namespace, name, patch)
                 .await?;
         }
         let complete = next["conditions"][1]["reason"] == "NewReplicaSetAvailable";
@@ -645,11 +658,11 @@ impl Controller {
     async fn create_set(
         &self,
         deployment: &Deployment,
-        sets: &Api<ReplicaSet>,
         replicas: i32,
         revision: i64,
     ) -> Result<String, kube::Error> {
         let spec = deployment.spec.clone().unwrap_or_default();
+        let uid = deployment.uid().unwrap_or_default();
         let collisions = deployment
             .status
             .as_ref()
@@ -700,30 +713,37 @@ impl Controller {
                 "template": template,
             },
         });
-        let set: ReplicaSet = serde_json::from_value(set).map_err(kube::Error::SerdeError)?;
-        match sets.create(&PostParams::default(), &set).await {
+        let namespace = deployment.namespace().unwrap_or_default();
+        let resources = &self.resources;
+        match self.control.create(&resources.sets, &namespace, set).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {
+                match self.sets.get(&namespace, &name) {
+                    // Ours, made by a sync whose watch event is still on
+                    // its way: nothing to create.
+                    Some(rs)
+                        if rs.owner_references().iter().any(|o| o.uid == uid)
+                            && same_template(&rs, &spec.template) =>
+                    {
+                        return Ok(name)
+                    }
+                    // Not cached yet: decide once it is.
+                    None => return Err(kube::Error::Api(s)),
+                    Some(_) => {}
+                }
                 // A ReplicaSet of that name with another template: count
                 // the collision so the next hash differs.
-                let deployments: Api<Deployment> = Api::namespaced(
-                    self.client.clone(),
-                    &deployment.namespace().unwrap_or_default(),
-                );
                 let patch = json!({"status": {"collisionCount": collisions + 1}});
-                deployments
-                    .patch_status(
-                        &deployment.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(patch),
-                    )
+                let name = deployment.name_any();
+                self.control
+                    .patch_status(&resources.deployments, &namespace, &name, patch)
                     .await?;
                 return Err(kube::Error::Api(s));
             }
             Err(e) => return Err(e),
         }
         let message = format!("Scaled up replica set {name} from 0 to {replicas}");
-        self.events.record(
+        self.control.record(
             reference(deployment),
             Type::Normal,
             "ScalingReplicaSet",

@@ -2,6 +2,7 @@
 //! the keys of what changed, and syncs one key at a time against the cache,
 //! with the decision itself a pure, tested function.
 
+pub mod control;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
-use skiff_runtime::events::{Recorder, Type};
+use skiff_runtime::events::Type;
 use skiff_runtime::informers::index;
 use skiff_runtime::{Event, Informer, Informers};
 
+use crate::control::{ApiControl, Control};
 use crate::selector::matches;
 use crate::workqueue::WorkQueue;
 
@@ -244,16 +245,17 @@ where
     }
 }
 
-struct Controller {
-    client: Client,
+struct Controller<C> {
+    control: C,
     kinds: Vec<Kind>,
     /// The owners of each kind, in the order of `kinds`.
     owners: Vec<Box<dyn Owners>>,
     /// Every pod, indexed by controller uid and orphans by namespace.
     pods: Informer<Pod>,
+    /// Where pods are served.
+    pod_resource: ApiResource,
     queue: WorkQueue,
     expectations: Mutex<Expectations>,
-    events: Recorder,
 }
 
 fn key(kind: usize, namespace: &str, name: &str) -> String {
@@ -279,42 +281,15 @@ pub fn run(
     workers: usize,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let sets = informers.get::<ReplicaSet>();
-    sets.add_index(index::NAMESPACE, index::namespace);
     let controllers = informers.get::<ReplicationController>();
-    controllers.add_index(index::NAMESPACE, index::namespace);
     let pods = informers.get::<Pod>();
-    pods.add_index(index::CONTROLLER, index::controller_uid)
-        .add_index(index::ORPHANS, index::orphan_namespace);
     async move {
-        let kinds = vec![Kind::replica_set(), Kind::replication_controller()];
         let queue = WorkQueue::default();
         enqueue_owners(sets.subscribe(), 0, queue.clone());
         enqueue_owners(controllers.subscribe(), 1, queue.clone());
-        let controller = Arc::new(Controller {
-            events: Recorder::new(client.clone(), "replicaset-controller", None),
-            client,
-            kinds,
-            owners: vec![
-                Box::new(Typed {
-                    informer: sets,
-                    selector: |rs: &ReplicaSet| {
-                        serde_json::to_value(rs.spec.as_ref().map(|s| &s.selector))
-                            .unwrap_or_default()
-                    },
-                }),
-                Box::new(Typed {
-                    informer: controllers,
-                    selector: |rc: &ReplicationController| {
-                        serde_json::to_value(rc.spec.as_ref().and_then(|s| s.selector.as_ref()))
-                            .unwrap_or_default()
-                    },
-                }),
-            ],
-            pods: pods.clone(),
-            queue,
-            expectations: Mutex::default(),
-        });
-        let mut pod_events = pods.subscribe();
+        let control = ApiControl::new(client, "replicaset-controller");
+        let controller = Arc::new(Controller::new(control, sets, controllers, pods, queue));
+        let mut pod_events = controller.pods.subscribe();
         crate::workqueue::spawn_workers(
             controller.clone(),
             controller.queue.clone(),
@@ -347,7 +322,7 @@ fn enqueue_owners<K: Resource + Send + Sync + 'static>(
     });
 }
 
-impl crate::workqueue::Sync for Controller {
+impl<C: Control> crate::workqueue::Sync for Controller<C> {
     type Error = kube::Error;
 
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
@@ -355,7 +330,46 @@ impl crate::workqueue::Sync for Controller {
     }
 }
 
-impl Controller {
+impl<C: Control> Controller<C> {
+    /// A controller writing through `control`, reading the owners and pods
+    /// from these informers (given the indexes it reads).
+    fn new(
+        control: C,
+        sets: Informer<ReplicaSet>,
+        controllers: Informer<ReplicationController>,
+        pods: Informer<Pod>,
+        queue: WorkQueue,
+    ) -> Self {
+        sets.add_index(index::NAMESPACE, index::namespace);
+        controllers.add_index(index::NAMESPACE, index::namespace);
+        pods.add_index(index::CONTROLLER, index::controller_uid)
+            .add_index(index::ORPHANS, index::orphan_namespace);
+        Controller {
+            control,
+            kinds: vec![Kind::replica_set(), Kind::replication_controller()],
+            owners: vec![
+                Box::new(Typed {
+                    informer: sets,
+                    selector: |rs: &ReplicaSet| {
+                        serde_json::to_value(rs.spec.as_ref().map(|s| &s.selector))
+                            .unwrap_or_default()
+                    },
+                }),
+                Box::new(Typed {
+                    informer: controllers,
+                    selector: |rc: &ReplicationController| {
+                        serde_json::to_value(rc.spec.as_ref().and_then(|s| s.selector.as_ref()))
+                            .unwrap_or_default()
+                    },
+                }),
+            ],
+            pods,
+            pod_resource: ApiResource::erase::<Pod>(&()),
+            queue,
+            expectations: Mutex::default(),
+        }
+    }
+
     /// A pod changed: its owner syncs (and learns of its creation or
     /// deletion); an orphan wakes the owners that might adopt it.
     fn pod_event(&self, event: Event<Pod>) {
@@ -415,7 +429,6 @@ impl Controller {
         let spec = &owner.data["spec"];
         // Parsed once: it is matched against every pod of the namespace.
         let selector = crate::selector::parse(&spec["selector"]);
-        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         // Adopt matching orphans, release owned pods that stopped matching.
         let mut owned: Vec<Arc<Pod>> = Vec::new();
         // Its own pods and the namespace's orphans, from the indexes: a sync
@@ -440,12 +453,11 @@ impl Controller {
                     if selected {
                         owned.push(pod);
                     } else {
-                        self.set_owner(&pods_api, &pod, None, resource).await?;
+                        self.set_owner(&pod, None, resource).await?;
                     }
                 }
                 None if selected && is_active(&pod) => {
-                    self.set_owner(&pods_api, &pod, Some(&owner), resource)
-                        .await?;
+                    self.set_owner(&pod, Some(&owner), resource).await?;
                     owned.push(pod);
                 }
                 _ => {}
@@ -465,14 +477,12 @@ impl Controller {
         if satisfied {
             let change = diff(replicas, active.len());
             if change > 0 {
-                self.create(key, &owner, resource, &pods_api, change as usize)
-                    .await?;
+                self.create(key, &owner, resource, change as usize).await?;
             } else if change < 0 {
                 let mut doomed = active.clone();
                 doomed.sort_by_key(|p| deletion_rank(p));
                 doomed.truncate((-change) as usize);
-                self.delete(key, &owner, resource, &pods_api, &doomed)
-                    .await?;
+                self.delete(key, &owner, resource, &doomed).await?;
             }
         }
         let template_labels: BTreeMap<String, String> =
@@ -498,14 +508,9 @@ impl Controller {
         .iter()
         .any(|f| current[*f].as_i64().unwrap_or(0) != status[*f].as_i64().unwrap_or(0));
         if changed {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), namespace, resource);
-            api.patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await?;
+            self.control
+                .patch_status(resource, namespace, name, json!({"status": status}))
+                .await?;
         }
         // Pods that become available after minReadySeconds need a later look.
         if min_ready > 0
@@ -522,7 +527,6 @@ impl Controller {
     /// Sets (or with `None` removes) the pod's controller reference.
     async fn set_owner(
         &self,
-        api: &Api<Pod>,
         pod: &Pod,
         owner: Option<&DynamicObject>,
         resource: &ApiResource,
@@ -539,12 +543,11 @@ impl Controller {
             references.push(controller_reference(owner, resource));
         }
         let patch = json!({"metadata": {"ownerReferences": references, "uid": pod.uid()}});
-        match api
-            .patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
+        let namespace = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        match self
+            .control
+            .patch(&self.pod_resource, &namespace, &name, patch)
             .await
         {
             Ok(_) => Ok(()),
@@ -559,7 +562,6 @@ impl Controller {
         key: &str,
         owner: &DynamicObject,
         resource: &ApiResource,
-        api: &Api<Pod>,
         count: usize,
     ) -> Result<(), kube::Error> {
         self.expectations
@@ -578,19 +580,21 @@ impl Controller {
             },
             "spec": template["spec"],
         });
-        let pod: Pod = serde_json::from_value(pod).map_err(kube::Error::SerdeError)?;
+        let namespace = owner.namespace().unwrap_or_default();
         let mut made = 0;
         for size in batches(count) {
-            let params = PostParams::default();
-            let results =
-                futures::future::join_all((0..size).map(|_| api.create(&params, &pod))).await;
+            let results = futures::future::join_all((0..size).map(|_| {
+                self.control
+                    .create(&self.pod_resource, &namespace, pod.clone())
+            }))
+            .await;
             let mut failure = None;
             for result in results {
                 match result {
                     Ok(created) => {
                         made += 1;
-                        let message = format!("Created pod: {}", created.name_any());
-                        self.events.record(
+                        let message = format!("Created pod: {created}");
+                        self.control.record(
                             reference_of(owner, resource),
                             Type::Normal,
                             "SuccessfulCreate",
@@ -599,7 +603,7 @@ impl Controller {
                     }
                     Err(e) => {
                         let message = format!("Error creating: {e}");
-                        self.events.record(
+                        self.control.record(
                             reference_of(owner, resource),
                             Type::Warning,
                             "FailedCreate",
@@ -628,7 +632,6 @@ impl Controller {
         key: &str,
         owner: &DynamicObject,
         resource: &ApiResource,
-        api: &Api<Pod>,
         pods: &[&Pod],
     ) -> Result<(), kube::Error> {
         let uids: HashSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
@@ -636,18 +639,24 @@ impl Controller {
             .lock()
             .expect("expectations")
             .expect(key, 0, uids);
-        let results = futures::future::join_all(pods.iter().map(|pod| async move {
-            (
-                pod,
-                api.delete(&pod.name_any(), &DeleteParams::default()).await,
-            )
+        let namespace = owner.namespace().unwrap_or_default();
+        let results = futures::future::join_all(pods.iter().map(|pod| {
+            let namespace = &namespace;
+            async move {
+                let name = pod.name_any();
+                let deleted = self
+                    .control
+                    .delete(&self.pod_resource, namespace, &name)
+                    .await;
+                (pod, deleted)
+            }
         }))
         .await;
         for (pod, result) in results {
             match result {
                 Ok(_) => {
                     let message = format!("Deleted pod: {}", pod.name_any());
-                    self.events.record(
+                    self.control.record(
                         reference_of(owner, resource),
                         Type::Normal,
                         "SuccessfulDelete",

@@ -260,6 +260,7 @@ pub fn spawn_workers<C: Sync>(
     workers: usize,
     component: &'static str,
 ) {
+    tracing::info!(component, workers, "controller started");
     for _ in 0..workers {
         let (controller, queue) = (controller.clone(), queue.clone());
         tokio::spawn(async move {
@@ -268,7 +269,7 @@ pub fn spawn_workers<C: Sync>(
                 match controller.sync(&key).await {
                     Ok(()) => queue.forget(&key),
                     Err(e) => {
-                        eprintln!("{component}: {key}: {e}");
+                        tracing::warn!(component, key, error = %e, "sync failed");
                         queue.add_rate_limited(key.clone());
                     }
                 }

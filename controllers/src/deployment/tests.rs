@@ -220,3 +220,168 @@ fn pods_beyond_a_scaled_down_set_do_not_count_as_available() {
     .unwrap();
     assert_eq!(Set::of(&rs), set("old", 8, 10, 8));
 }
+
+mod sync {
+    //! The whole sync of a Deployment, against fixed informers and a fake
+    //! that counts what it writes.
+
+    use super::*;
+    use crate::control::fake::{merge, status as error, Action, Fake};
+
+    const UID: &str = "deploy-uid";
+
+    fn deployment(image: &str, extra: Value) -> Deployment {
+        let mut object = json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": UID, "generation": 1},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": template(image),
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            },
+        });
+        merge(&mut object, extra);
+        serde_json::from_value(object).unwrap()
+    }
+
+    /// The ReplicaSet `web-<hash>` of `image`'s template at `revision`,
+    /// with `replicas` pods all available.
+    fn owned_set(image: &str, revision: i64, replicas: i32, created: &str) -> ReplicaSet {
+        let hash = template_hash(&template(image), 0);
+        let mut template = serde_json::to_value(template(image)).unwrap();
+        template["metadata"]["labels"][HASH_LABEL] = json!(hash);
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": format!("web-{hash}"), "namespace": "default", "uid": format!("{hash}-uid"),
+                "creationTimestamp": created,
+                "annotations": {REVISION: revision.to_string()},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": UID, "controller": true}],
+            },
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web", HASH_LABEL: hash}}, "template": template},
+            "status": {"replicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas},
+        }))
+        .unwrap()
+    }
+
+    fn controller(fake: Fake, deployment: Deployment, sets: Vec<ReplicaSet>) -> Controller<Fake> {
+        Controller::new(
+            fake,
+            Informer::fixed(vec![deployment]),
+            Informer::fixed(sets),
+            WorkQueue::default(),
+        )
+    }
+
+    fn calls(actions: &[Action]) -> Vec<(&str, &str, &str)> {
+        actions
+            .iter()
+            .map(|a| (a.verb, a.resource.as_str(), a.name.as_str()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_deployment_creates_its_replica_set_and_takes_revision_one() {
+        let c = controller(Fake::default(), deployment("nginx:1", json!({})), vec![]);
+        c.sync("default/web").await.unwrap();
+        let actions = c.control.take();
+        let name = format!("web-{}", template_hash(&template("nginx:1"), 0));
+        assert_eq!(
+            calls(&actions),
+            [
+                ("create", "replicasets", name.as_str()),
+                ("event", "Deployment", "ScalingReplicaSet"),
+                ("patch", "deployments", "web"),
+                ("patch_status", "deployments", "web"),
+            ]
+        );
+        let set = &actions[0].body;
+        assert_eq!(set["spec"]["replicas"], 3);
+        assert_eq!(set["metadata"]["annotations"][REVISION], "1");
+        assert_eq!(set["metadata"]["ownerReferences"][0]["uid"], UID);
+        assert_eq!(
+            set["spec"]["selector"]["matchLabels"][HASH_LABEL],
+            set["spec"]["template"]["metadata"]["labels"][HASH_LABEL]
+        );
+        assert_eq!(
+            actions[1].body,
+            format!("Scaled up replica set {name} from 0 to 3")
+        );
+        assert_eq!(actions[2].body["metadata"]["annotations"][REVISION], "1");
+    }
+
+    #[tokio::test]
+    async fn a_new_template_surges_one_pod_and_keeps_the_old_ones() {
+        let old = owned_set("nginx:1", 1, 3, "2026-11-23T10:00:00Z");
+        let c = controller(Fake::default(), deployment("nginx:2", json!({})), vec![old]);
+        c.sync("default/web").await.unwrap();
+        let actions = c.control.take();
+        let creates: Vec<&Action> = actions.iter().filter(|a| a.verb == "create").collect();
+        assert_eq!(creates.len(), 1);
+        assert_eq!(creates[0].body["spec"]["replicas"], 1, "maxSurge 1");
+        assert_eq!(creates[0].body["metadata"]["annotations"][REVISION], "2");
+        assert!(
+            !actions
+                .iter()
+                .any(|a| a.verb == "patch" && a.resource == "replicasets"),
+            "no old pod goes before a new one is available: {actions:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_available_new_set_lets_an_old_pod_go_and_history_is_trimmed() {
+        let oldest = owned_set("nginx:0", 1, 0, "2026-11-23T09:00:00Z");
+        let old = owned_set("nginx:1", 2, 3, "2026-11-23T10:00:00Z");
+        let new = owned_set("nginx:2", 3, 1, "2026-11-23T11:00:00Z");
+        let d = deployment("nginx:2", json!({"spec": {"revisionHistoryLimit": 0}}));
+        let c = controller(Fake::default(), d, vec![oldest, old.clone(), new]);
+        c.sync("default/web").await.unwrap();
+        let actions = c.control.take();
+        let old_name = old.metadata.name.unwrap();
+        let scale = actions
+            .iter()
+            .find(|a| a.verb == "patch" && a.name == old_name)
+            .unwrap();
+        assert_eq!(scale.body["spec"]["replicas"], 2);
+        let deleted: Vec<&str> = actions
+            .iter()
+            .filter(|a| a.verb == "delete")
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(
+            deleted,
+            [format!("web-{}", template_hash(&template("nginx:0"), 0))]
+        );
+        let event = actions.iter().find(|a| a.verb == "event").unwrap();
+        assert_eq!(
+            event.body,
+            format!("Scaled down replica set {old_name} from 3 to 2")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_taken_by_another_template_counts_a_collision() {
+        let name = format!("web-{}", template_hash(&template("nginx:1"), 0));
+        let mut squatter = owned_set("nginx:9", 1, 0, "2026-11-23T10:00:00Z");
+        squatter.metadata.name = Some(name);
+        squatter.metadata.owner_references = None;
+        let taken = Fake::failing(|a| (a.verb == "create").then(|| error(409, "AlreadyExists")));
+        let c = controller(taken, deployment("nginx:1", json!({})), vec![squatter]);
+        assert!(c.sync("default/web").await.is_err());
+        let actions = c.control.take();
+        assert_eq!(actions[1].verb, "patch_status");
+        assert_eq!(actions[1].body, json!({"status": {"collisionCount": 1}}));
+
+        // Taken by its own ReplicaSet, not yet cached: no collision, a retry.
+        let taken = Fake::failing(|a| (a.verb == "create").then(|| error(409, "AlreadyExists")));
+        let c = controller(taken, deployment("nginx:1", json!({})), vec![]);
+        assert!(c.sync("default/web").await.is_err());
+        assert_eq!(
+            calls(&c.control.take()),
+            [(
+                "create",
+                "replicasets",
+                format!("web-{}", template_hash(&template("nginx:1"), 0)).as_str()
+            )]
+        );
+    }
+}
