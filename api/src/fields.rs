@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use crate::strategy::{Plain, Strategy};
 use crate::ResourceType;
 
 /// One `field=value` or `field!=value` term.
@@ -21,13 +22,31 @@ pub struct Term {
 }
 
 /// A parsed field selector; the empty one matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FieldSelector {
     /// All must hold.
     pub terms: Vec<Term>,
-    /// The kind whose field set the terms are read from.
-    kind: &'static str,
+    /// The strategy of the kind whose field set the terms are read from.
+    strategy: &'static dyn Strategy,
 }
+
+impl Default for FieldSelector {
+    fn default() -> Self {
+        FieldSelector {
+            terms: Vec::new(),
+            strategy: &Plain,
+        }
+    }
+}
+
+/// Two selectors are the same when their terms are.
+impl PartialEq for FieldSelector {
+    fn eq(&self, other: &Self) -> bool {
+        self.terms == other.terms
+    }
+}
+
+impl Eq for FieldSelector {}
 
 /// Why a field selector was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,7 +126,7 @@ impl FieldSelector {
             let field = field.trim();
             let supported = field == "metadata.name"
                 || (field == "metadata.namespace" && resource.namespaced)
-                || resource.fields.contains(&field);
+                || resource.strategy.fields().contains(&field);
             if !supported {
                 return Err(FieldError::Unsupported(field.into()));
             }
@@ -119,52 +138,31 @@ impl FieldSelector {
         }
         Ok(Self {
             terms,
-            kind: resource.kind,
+            strategy: resource.strategy,
         })
     }
 
     /// Whether `object` satisfies every term.
     pub fn matches(&self, object: &Value) -> bool {
-        self.terms
-            .iter()
-            .all(|term| (selectable(self.kind, object, &term.field) == term.value) != term.negated)
+        self.terms.iter().all(|term| {
+            (selectable(self.strategy, object, &term.field) == term.value) != term.negated
+        })
     }
 }
 
-/// The value of `field` in a `kind` object's field set, as upstream's
-/// `ToSelectableFields` computes it: strings as they are, an absent field
-/// as its type's zero value, and the few computed fields (`status.podIP`
-/// from `podIPs`, an Event's `source`, a Namespace's legacy `name`).
-pub fn selectable(kind: &str, object: &Value, field: &str) -> String {
-    static NULL: Value = Value::Null;
-    let at = |path: &str| {
-        path.split('.')
-            .try_fold(object, |v, part| v.get(part))
-            .unwrap_or(&NULL)
-    };
-    let text = |path: &str| match at(path) {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    match (kind, field) {
-        ("Namespace", "name") => text("metadata.name"),
-        ("Node", "spec.unschedulable") | ("Pod", "spec.hostNetwork") => {
-            at(field).as_bool().unwrap_or(false).to_string()
+/// The value of `field` in an object's field set, as upstream's
+/// `ToSelectableFields` computes it: what its kind's `strategy` computes
+/// (`status.podIP` from `podIPs`, an absent boolean as `false`), else the
+/// string at the field's path, an absent one empty.
+pub fn selectable(strategy: &dyn Strategy, object: &Value, field: &str) -> String {
+    strategy.field(object, field).unwrap_or_else(|| {
+        let at = field.split('.').try_fold(object, |v, part| v.get(part));
+        match at {
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => String::new(),
+            Some(other) => other.to_string(),
         }
-        ("ReplicationController" | "ReplicaSet", "status.replicas") => {
-            at(field).as_i64().unwrap_or(0).to_string()
-        }
-        ("Pod", "status.podIP") => match at("status.podIPs")[0]["ip"].as_str() {
-            Some(ip) => ip.to_owned(),
-            None => text("status.podIP"),
-        },
-        ("Event", "source") => match at("source.component").as_str() {
-            Some(component) if !component.is_empty() => component.to_owned(),
-            _ => text("reportingComponent"),
-        },
-        _ => text(field),
-    }
+    })
 }
 
 #[cfg(test)]

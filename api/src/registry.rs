@@ -69,15 +69,13 @@ pub struct ResourceType {
     pub subresources: &'static [Subresource],
     /// The rule its object names follow.
     pub names: NameRule,
-    /// The field selectors it supports besides `metadata.name` and
-    /// `metadata.namespace`.
-    pub fields: &'static [&'static str],
     /// The OpenAPI definition name of its type (`io.k8s.api.core.v1.Pod`).
     pub schema_name: String,
     /// Adds its type's schema (and every schema it refers to) to a
     /// generator; returns the reference.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
-    /// What it does on create, update and delete.
+    /// What it does on create, update and delete, how it prints and which
+    /// fields select it.
     pub strategy: &'static dyn Strategy,
 }
 
@@ -99,7 +97,6 @@ struct Extra {
     categories: &'static [&'static str],
     subresources: &'static [Subresource],
     names: NameRule,
-    fields: &'static [&'static str],
     strategy: &'static dyn Strategy,
 }
 
@@ -108,7 +105,6 @@ const PLAIN: Extra = Extra {
     categories: &[],
     subresources: &[],
     names: NameRule::Subdomain,
-    fields: &[],
     strategy: &strategy::Plain,
 };
 
@@ -128,7 +124,6 @@ where
         categories: extra.categories,
         subresources: extra.subresources,
         names: extra.names,
-        fields: extra.fields,
         schema_name: K::schema_name().into_owned(),
         schema: |generator| generator.subschema_for::<K>(),
         strategy: extra.strategy,
@@ -203,8 +198,6 @@ impl Registry {
                 short_names: &["ns"],
                 subresources: &[Status, Finalize],
                 names: NameRule::Label,
-                // `name` is upstream's legacy alias of `metadata.name`.
-                fields: &["status.phase", "name"],
                 ..PLAIN
             }),
             entry::<core::v1::Pod>(Extra {
@@ -212,23 +205,12 @@ impl Registry {
                 short_names: &["po"],
                 categories: ALL,
                 subresources: &[Status, Binding, Log],
-                fields: &[
-                    "spec.nodeName",
-                    "spec.restartPolicy",
-                    "spec.schedulerName",
-                    "spec.serviceAccountName",
-                    "spec.hostNetwork",
-                    "status.phase",
-                    "status.podIP",
-                    "status.nominatedNodeName",
-                ],
                 ..PLAIN
             }),
             entry::<core::v1::Node>(Extra {
                 strategy: &strategy::Node,
                 short_names: &["no"],
                 subresources: &[Status],
-                fields: &["spec.unschedulable"],
                 ..PLAIN
             }),
             entry::<core::v1::Service>(Extra {
@@ -237,7 +219,6 @@ impl Registry {
                 categories: ALL,
                 subresources: &[Status],
                 names: NameRule::Label1035,
-                fields: &["spec.clusterIP", "spec.type"],
             }),
             entry::<core::v1::Endpoints>(Extra {
                 strategy: &strategy::Endpoints,
@@ -245,20 +226,8 @@ impl Registry {
                 ..PLAIN
             }),
             entry::<core::v1::Event>(Extra {
+                strategy: &strategy::Event,
                 short_names: &["ev"],
-                fields: &[
-                    "involvedObject.kind",
-                    "involvedObject.namespace",
-                    "involvedObject.name",
-                    "involvedObject.uid",
-                    "involvedObject.apiVersion",
-                    "involvedObject.resourceVersion",
-                    "involvedObject.fieldPath",
-                    "reason",
-                    "reportingComponent",
-                    "source",
-                    "type",
-                ],
                 ..PLAIN
             }),
             entry::<core::v1::ConfigMap>(Extra {
@@ -268,10 +237,10 @@ impl Registry {
             }),
             entry::<core::v1::Secret>(Extra {
                 strategy: &strategy::Secret,
-                fields: &["type"],
                 ..PLAIN
             }),
             entry::<core::v1::ServiceAccount>(Extra {
+                strategy: &strategy::ServiceAccount,
                 short_names: &["sa"],
                 ..PLAIN
             }),
@@ -280,7 +249,6 @@ impl Registry {
                 short_names: &["rc"],
                 categories: ALL,
                 subresources: &[Status, Scale],
-                fields: &["status.replicas"],
                 ..PLAIN
             }),
             entry::<apps::v1::Deployment>(Extra {
@@ -295,7 +263,6 @@ impl Registry {
                 short_names: &["rs"],
                 categories: ALL,
                 subresources: &[Status, Scale],
-                fields: &["status.replicas"],
                 ..PLAIN
             }),
             entry::<apps::v1::DaemonSet>(Extra {
@@ -316,10 +283,16 @@ impl Registry {
                 strategy: &strategy::EndpointSlice,
                 ..PLAIN
             }),
-            entry::<coordination::v1::Lease>(PLAIN),
+            entry::<coordination::v1::Lease>(Extra {
+                strategy: &strategy::Lease,
+                ..PLAIN
+            }),
             // The ClusterIPs the Service allocator hands out, one object
             // per address, as upstream records them since 1.33.
-            entry::<networking::v1::IPAddress>(PLAIN),
+            entry::<networking::v1::IPAddress>(Extra {
+                strategy: &strategy::IpAddress,
+                ..PLAIN
+            }),
             entry::<networking::v1::Ingress>(Extra {
                 strategy: &strategy::Ingress,
                 short_names: &["ing"],

@@ -1,13 +1,12 @@
-//! Server-side Tables: the columns `kubectl get` prints for each kind, and
-//! each object's row, computed as upstream's printers compute them.
-
-use std::collections::BTreeSet;
+//! Server-side Tables: what every kind's printer (its strategy's
+//! `columns` and `cells`, as upstream's printers) is made of — columns,
+//! ages as kubectl prints them, and the cells several kinds share.
 
 use serde_json::{json, Value};
 
 /// One column: its name (kubectl upper-cases it), type and priority (0 is
 /// always shown, 1 only with `-o wide`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Column {
     /// The column's name.
     pub name: &'static str,
@@ -17,7 +16,8 @@ pub struct Column {
     pub priority: u8,
 }
 
-const fn col(name: &'static str, kind: &'static str, priority: u8) -> Column {
+/// A column.
+pub(crate) const fn col(name: &'static str, kind: &'static str, priority: u8) -> Column {
     Column {
         name,
         kind,
@@ -25,120 +25,20 @@ const fn col(name: &'static str, kind: &'static str, priority: u8) -> Column {
     }
 }
 
-/// The columns of `kind`'s Table.
-pub fn columns(kind: &str) -> Vec<Column> {
-    let s = "string";
-    let i = "integer";
-    match kind {
-        "Pod" => vec![
-            col("Name", s, 0),
-            col("Ready", s, 0),
-            col("Status", s, 0),
-            col("Restarts", s, 0),
-            col("Age", s, 0),
-            col("IP", s, 1),
-            col("Node", s, 1),
-            col("Nominated Node", s, 1),
-            col("Readiness Gates", s, 1),
-        ],
-        "Service" => vec![
-            col("Name", s, 0),
-            col("Type", s, 0),
-            col("Cluster-IP", s, 0),
-            col("External-IP", s, 0),
-            col("Port(s)", s, 0),
-            col("Age", s, 0),
-            col("Selector", s, 1),
-        ],
-        "Deployment" => vec![
-            col("Name", s, 0),
-            col("Ready", s, 0),
-            col("Up-to-date", i, 0),
-            col("Available", i, 0),
-            col("Age", s, 0),
-            col("Containers", s, 1),
-            col("Images", s, 1),
-            col("Selector", s, 1),
-        ],
-        "ReplicaSet" | "ReplicationController" => vec![
-            col("Name", s, 0),
-            col("Desired", i, 0),
-            col("Current", i, 0),
-            col("Ready", i, 0),
-            col("Age", s, 0),
-            col("Containers", s, 1),
-            col("Images", s, 1),
-            col("Selector", s, 1),
-        ],
-        "DaemonSet" => vec![
-            col("Name", s, 0),
-            col("Desired", i, 0),
-            col("Current", i, 0),
-            col("Ready", i, 0),
-            col("Up-to-date", i, 0),
-            col("Available", i, 0),
-            col("Node Selector", s, 0),
-            col("Age", s, 0),
-            col("Containers", s, 1),
-            col("Images", s, 1),
-            col("Selector", s, 1),
-        ],
-        "StatefulSet" => vec![
-            col("Name", s, 0),
-            col("Ready", s, 0),
-            col("Age", s, 0),
-            col("Containers", s, 1),
-            col("Images", s, 1),
-        ],
-        "Node" => vec![
-            col("Name", s, 0),
-            col("Status", s, 0),
-            col("Roles", s, 0),
-            col("Age", s, 0),
-            col("Version", s, 0),
-            col("Internal-IP", s, 1),
-            col("External-IP", s, 1),
-            col("OS-Image", s, 1),
-            col("Kernel-Version", s, 1),
-            col("Container-Runtime", s, 1),
-        ],
-        "Namespace" => vec![col("Name", s, 0), col("Status", s, 0), col("Age", s, 0)],
-        "Endpoints" => vec![col("Name", s, 0), col("Endpoints", s, 0), col("Age", s, 0)],
-        "EndpointSlice" => vec![
-            col("Name", s, 0),
-            col("AddressType", s, 0),
-            col("Ports", s, 0),
-            col("Endpoints", s, 0),
-            col("Age", s, 0),
-        ],
-        "Event" => vec![
-            col("Last Seen", s, 0),
-            col("Type", s, 0),
-            col("Reason", s, 0),
-            col("Object", s, 0),
-            col("Message", s, 0),
-        ],
-        "ConfigMap" => vec![col("Name", s, 0), col("Data", i, 0), col("Age", s, 0)],
-        "Secret" => vec![
-            col("Name", s, 0),
-            col("Type", s, 0),
-            col("Data", i, 0),
-            col("Age", s, 0),
-        ],
-        "ServiceAccount" => vec![col("Name", s, 0), col("Secrets", i, 0), col("Age", s, 0)],
-        "Lease" => vec![col("Name", s, 0), col("Holder", s, 0), col("Age", s, 0)],
-        "IPAddress" => vec![col("Name", s, 0), col("ParentRef", s, 0), col("Age", s, 0)],
-        "Ingress" => vec![
-            col("Name", s, 0),
-            col("Class", s, 0),
-            col("Hosts", s, 0),
-            col("Address", s, 0),
-            col("Ports", s, 0),
-            col("Age", s, 0),
-        ],
-        _ => vec![col("Name", s, 0), col("Age", s, 0)],
-    }
-}
+/// A `string` column.
+pub(crate) const S: &str = "string";
+/// An `integer` column.
+pub(crate) const I: &str = "integer";
+
+/// The Table of a kind without a printer of its own.
+pub(crate) const NAME_AGE: &[Column] = &[col("Name", S, 0), col("Age", S, 0)];
+
+/// The `-o wide` columns every workload ends with.
+pub(crate) const WORKLOAD: [Column; 3] = [
+    col("Containers", S, 1),
+    col("Images", S, 1),
+    col("Selector", S, 1),
+];
 
 /// Upstream's short durations: `45s`, `3m12s`, `17m`, `5h3m`, `9h`, `3d4h`, `12d`, `400d`, `2y30d`.
 pub fn human_duration(seconds: i64) -> String {
@@ -169,7 +69,8 @@ pub fn human_duration(seconds: i64) -> String {
     }
 }
 
-fn text(v: &Value) -> String {
+/// A value as its text: a string as it is, nothing as empty.
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -177,11 +78,13 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn int(v: &Value) -> Value {
+/// An integer cell, 0 when absent.
+pub(crate) fn int(v: &Value) -> Value {
     json!(v.as_i64().unwrap_or(0))
 }
 
-fn or_none(s: String) -> String {
+/// `<none>` for an empty cell.
+pub(crate) fn or_none(s: String) -> String {
     if s.is_empty() {
         "<none>".into()
     } else {
@@ -190,7 +93,7 @@ fn or_none(s: String) -> String {
 }
 
 /// `key=value,...` of a label map, `<none>` when empty.
-fn selector(map: &Value) -> String {
+pub(crate) fn selector(map: &Value) -> String {
     let pairs: Vec<String> = map
         .as_object()
         .map(|m| m.iter().map(|(k, v)| format!("{k}={}", text(v))).collect())
@@ -198,83 +101,66 @@ fn selector(map: &Value) -> String {
     or_none(pairs.join(","))
 }
 
-fn age(object: &Value, now: jiff::Timestamp) -> String {
-    match object["metadata"]["creationTimestamp"]
-        .as_str()
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-    {
-        Some(created) => human_duration(now.as_second() - created.as_second()),
+/// The NAME cell.
+pub(crate) fn name(object: &Value) -> Value {
+    json!(text(&object["metadata"]["name"]))
+}
+
+/// The AGE cell: since `creationTimestamp`.
+pub(crate) fn age(object: &Value, now: jiff::Timestamp) -> Value {
+    json!(since(object["metadata"]["creationTimestamp"].as_str(), now))
+}
+
+/// How long ago the time `at` was, as kubectl prints it.
+pub(crate) fn since(at: Option<&str>, now: jiff::Timestamp) -> String {
+    match at.and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+        Some(then) => human_duration(now.as_second() - then.as_second()),
         None => "<unknown>".into(),
     }
 }
 
-fn containers(template_spec: &Value, field: &str) -> String {
-    let values: Vec<String> = template_spec["containers"]
-        .as_array()
-        .map(|cs| cs.iter().map(|c| text(&c[field])).collect())
-        .unwrap_or_default();
-    values.join(",")
+/// The CONTAINERS, IMAGES and SELECTOR cells of a workload (see
+/// [`WORKLOAD`]) whose selector is the label map `selector`.
+pub(crate) fn workload(object: &Value, selector_map: &Value) -> [Value; 3] {
+    let containers = object["spec"]["template"]["spec"]["containers"].as_array();
+    let each = |field: &str| {
+        let values: Vec<String> = containers
+            .into_iter()
+            .flatten()
+            .map(|c| text(&c[field]))
+            .collect();
+        json!(values.join(","))
+    };
+    [each("name"), each("image"), json!(selector(selector_map))]
 }
 
-fn service_ports(spec: &Value) -> String {
-    let ports: Vec<String> = spec["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let protocol = p["protocol"].as_str().unwrap_or("TCP");
-            match p["nodePort"].as_i64().filter(|n| *n > 0) {
-                Some(node) => format!("{}:{node}/{protocol}", text(&p["port"])),
-                None => format!("{}/{protocol}", text(&p["port"])),
-            }
-        })
-        .collect();
-    or_none(ports.join(","))
+/// The row of a ReplicaSet or ReplicationController, whose selector is
+/// the label map `selector_map`.
+pub(crate) fn replicas_row(
+    object: &Value,
+    selector_map: &Value,
+    now: jiff::Timestamp,
+) -> Vec<Value> {
+    let (spec, status) = (&object["spec"], &object["status"]);
+    let mut cells = vec![
+        name(object),
+        json!(spec["replicas"].as_i64().unwrap_or(1)),
+        int(&status["replicas"]),
+        int(&status["readyReplicas"]),
+        age(object, now),
+    ];
+    cells.extend(workload(object, selector_map));
+    cells
 }
 
 /// The strings of an array of strings.
-fn strings(v: &Value) -> Vec<String> {
+pub(crate) fn strings(v: &Value) -> Vec<String> {
     v.as_array().into_iter().flatten().map(text).collect()
-}
-
-/// EXTERNAL-IP as upstream's `getServiceExternalIP` computes it (the
-/// server's Tables are always wide: load-balancer addresses are not
-/// clipped).
-fn external_ips(object: &Value) -> String {
-    let spec = &object["spec"];
-    let external = strings(&spec["externalIPs"]);
-    match spec["type"].as_str().unwrap_or("ClusterIP") {
-        "ClusterIP" | "NodePort" => or_none(external.join(",")),
-        "LoadBalancer" => {
-            // Sorted and without repeats, as upstream's string set.
-            let ingress: BTreeSet<String> = object["status"]["loadBalancer"]["ingress"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|i| {
-                    text(if i["ip"].is_string() {
-                        &i["ip"]
-                    } else {
-                        &i["hostname"]
-                    })
-                })
-                .filter(|a| !a.is_empty())
-                .collect();
-            let all: Vec<String> = ingress.into_iter().chain(external).collect();
-            if all.is_empty() {
-                "<pending>".into()
-            } else {
-                all.join(",")
-            }
-        }
-        "ExternalName" => text(&spec["externalName"]),
-        _ => "<unknown>".into(),
-    }
 }
 
 /// The first three of `list`, then how many more, as upstream's printers
 /// shorten lists; `empty` when there is nothing.
-fn at_most_three(list: &[String], empty: &str) -> String {
+pub(crate) fn at_most_three(list: &[String], empty: &str) -> String {
     match list.len() {
         0 => empty.into(),
         1..=3 => list.join(","),
@@ -282,103 +168,8 @@ fn at_most_three(list: &[String], empty: &str) -> String {
     }
 }
 
-fn pod_cells(pod: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let statuses = pod["status"]["containerStatuses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
-    let ready = statuses
-        .iter()
-        .filter(|s| s["ready"].as_bool() == Some(true))
-        .count();
-    let restarts: i64 = statuses
-        .iter()
-        .filter_map(|s| s["restartCount"].as_i64())
-        .sum();
-    let waiting = statuses.iter().find_map(|s| {
-        s["state"]["waiting"]["reason"]
-            .as_str()
-            .or(s["state"]["terminated"]["reason"].as_str())
-    });
-    let status = if pod["metadata"]["deletionTimestamp"].is_string() {
-        "Terminating".to_owned()
-    } else {
-        waiting
-            .or(pod["status"]["reason"].as_str())
-            .or(pod["status"]["phase"].as_str())
-            .unwrap_or("Pending")
-            .to_owned()
-    };
-    vec![
-        json!(format!("{ready}/{total}")),
-        json!(status),
-        json!(restarts.to_string()),
-        json!(age(pod, now)),
-        json!(or_none(text(&pod["status"]["podIP"]))),
-        json!(or_none(text(&pod["spec"]["nodeName"]))),
-        json!(or_none(text(&pod["status"]["nominatedNodeName"]))),
-        json!("<none>"),
-    ]
-}
-
-fn node_status(node: &Value) -> String {
-    let ready = node["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .map(|c| {
-            if c["status"] == "True" {
-                "Ready"
-            } else {
-                "NotReady"
-            }
-        })
-        .unwrap_or("Unknown");
-    if node["spec"]["unschedulable"].as_bool() == Some(true) {
-        format!("{ready},SchedulingDisabled")
-    } else {
-        ready.to_owned()
-    }
-}
-
-fn node_address(node: &Value, kind: &str) -> String {
-    let address = node["status"]["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["type"] == kind))
-        .map(|x| text(&x["address"]))
-        .unwrap_or_default();
-    or_none(address)
-}
-
-/// ENDPOINTS of an Endpoints object, as upstream's `formatEndpoints`:
-/// `ip:port` for each port and ready address, `<none>` without subsets.
-fn endpoints(object: &Value) -> String {
-    let Some(subsets) = object["subsets"].as_array().filter(|s| !s.is_empty()) else {
-        return "<none>".into();
-    };
-    let mut all = Vec::new();
-    for subset in subsets {
-        let addresses: Vec<String> = subset["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| text(&a["ip"]))
-            .collect();
-        match subset["ports"].as_array().filter(|p| !p.is_empty()) {
-            None => all.extend(addresses),
-            Some(ports) => {
-                for port in ports {
-                    let port = text(&port["port"]);
-                    all.extend(addresses.iter().map(|ip| join_host_port(ip, &port)));
-                }
-            }
-        }
-    }
-    at_most_three(&all, "")
-}
-
 /// `ip:port`, with an IPv6 address in brackets.
-fn join_host_port(ip: &str, port: &str) -> String {
+pub(crate) fn join_host_port(ip: &str, port: &str) -> String {
     if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {
@@ -386,226 +177,36 @@ fn join_host_port(ip: &str, port: &str) -> String {
     }
 }
 
-/// PORTS and ENDPOINTS of an EndpointSlice, as upstream's
-/// `formatDiscoveryPorts` and `formatDiscoveryEndpoints`.
-fn slice_cells(slice: &Value) -> (String, String) {
-    let ports: Vec<String> = slice["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| match (&p["port"], &p["name"]) {
-            (Value::Number(n), _) => n.to_string(),
-            (_, Value::String(name)) => name.clone(),
-            _ => "*".into(),
-        })
-        .collect();
-    let addresses: Vec<String> = slice["endpoints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|e| strings(&e["addresses"]))
-        .collect();
-    (
-        at_most_three(&ports, "<unset>"),
-        at_most_three(&addresses, "<unset>"),
-    )
+/// How many entries a map or list has.
+pub(crate) fn count(v: &Value) -> usize {
+    v.as_object().map_or(0, |m| m.len()) + v.as_array().map_or(0, Vec::len)
 }
 
-fn count(v: &Value) -> Value {
-    json!(v.as_object().map_or(0, |m| m.len()) + v.as_array().map_or(0, Vec::len))
+/// A boolean field's selectable value: `false` when absent.
+pub(crate) fn flag(v: &Value) -> String {
+    v.as_bool().unwrap_or(false).to_string()
 }
 
-/// The cells of `object`'s row, in the order of [`columns`] for its kind.
-pub fn cells(kind: &str, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let name = json!(text(&object["metadata"]["name"]));
-    let spec = &object["spec"];
-    let status = &object["status"];
-    let template = &spec["template"]["spec"];
-    let mut cells = vec![name];
-    let rest: Vec<Value> = match kind {
-        "Pod" => pod_cells(object, now),
-        "Service" => vec![
-            json!(spec["type"].as_str().unwrap_or("ClusterIP")),
-            json!(spec["clusterIPs"][0]
-                .as_str()
-                .or(spec["clusterIP"].as_str())
-                .filter(|ip| !ip.is_empty())
-                .unwrap_or("<none>")),
-            json!(external_ips(object)),
-            json!(service_ports(spec)),
-            json!(age(object, now)),
-            json!(selector(&spec["selector"])),
-        ],
-        "Deployment" => vec![
-            json!(format!(
-                "{}/{}",
-                status["readyReplicas"].as_i64().unwrap_or(0),
-                spec["replicas"].as_i64().unwrap_or(1)
-            )),
-            int(&status["updatedReplicas"]),
-            int(&status["availableReplicas"]),
-            json!(age(object, now)),
-            json!(containers(template, "name")),
-            json!(containers(template, "image")),
-            json!(selector(&spec["selector"]["matchLabels"])),
-        ],
-        "ReplicaSet" | "ReplicationController" => vec![
-            json!(spec["replicas"].as_i64().unwrap_or(1)),
-            int(&status["replicas"]),
-            int(&status["readyReplicas"]),
-            json!(age(object, now)),
-            json!(containers(template, "name")),
-            json!(containers(template, "image")),
-            json!(selector(if kind == "ReplicaSet" {
-                &spec["selector"]["matchLabels"]
-            } else {
-                &spec["selector"]
-            })),
-        ],
-        "DaemonSet" => vec![
-            int(&status["desiredNumberScheduled"]),
-            int(&status["currentNumberScheduled"]),
-            int(&status["numberReady"]),
-            int(&status["updatedNumberScheduled"]),
-            int(&status["numberAvailable"]),
-            json!(selector(&template["nodeSelector"])),
-            json!(age(object, now)),
-            json!(containers(template, "name")),
-            json!(containers(template, "image")),
-            json!(selector(&spec["selector"]["matchLabels"])),
-        ],
-        "StatefulSet" => vec![
-            json!(format!(
-                "{}/{}",
-                status["readyReplicas"].as_i64().unwrap_or(0),
-                spec["replicas"].as_i64().unwrap_or(1)
-            )),
-            json!(age(object, now)),
-            json!(containers(template, "name")),
-            json!(containers(template, "image")),
-        ],
-        "Node" => vec![
-            json!(node_status(object)),
-            json!("<none>"),
-            json!(age(object, now)),
-            json!(text(&status["nodeInfo"]["kubeletVersion"])),
-            json!(node_address(object, "InternalIP")),
-            json!(node_address(object, "ExternalIP")),
-            json!(or_none(text(&status["nodeInfo"]["osImage"]))),
-            json!(or_none(text(&status["nodeInfo"]["kernelVersion"]))),
-            json!(or_none(text(
-                &status["nodeInfo"]["containerRuntimeVersion"]
-            ))),
-        ],
-        "Namespace" => vec![
-            json!(status["phase"].as_str().unwrap_or("Active")),
-            json!(age(object, now)),
-        ],
-        "Endpoints" => vec![json!(endpoints(object)), json!(age(object, now))],
-        // Upstream's `group/resource/namespace/name` of the holder.
-        "IPAddress" => {
-            let parent = &object["spec"]["parentRef"];
-            let resource = match text(&parent["group"]) {
-                group if group.is_empty() => text(&parent["resource"]),
-                group => format!("{}.{group}", text(&parent["resource"])),
-            };
-            let holder = [resource, text(&parent["namespace"]), text(&parent["name"])]
-                .into_iter()
-                .filter(|part| !part.is_empty())
-                .collect::<Vec<_>>()
-                .join("/");
-            vec![json!(holder), json!(age(object, now))]
-        }
-        "EndpointSlice" => {
-            let (ports, endpoints) = slice_cells(object);
-            vec![
-                json!(text(&object["addressType"])),
-                json!(ports),
-                json!(endpoints),
-                json!(age(object, now)),
-            ]
-        }
-        "Event" => {
-            let last = object["lastTimestamp"]
-                .as_str()
-                .or(object["eventTime"].as_str())
-                .or(object["metadata"]["creationTimestamp"].as_str());
-            let seen = last
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .map_or("<unknown>".into(), |t| {
-                    human_duration(now.as_second() - t.as_second())
-                });
-            let involved = &object["involvedObject"];
-            cells.clear();
-            cells.push(json!(seen));
-            vec![
-                json!(text(&object["type"])),
-                json!(text(&object["reason"])),
-                json!(format!(
-                    "{}/{}",
-                    text(&involved["kind"]).to_lowercase(),
-                    text(&involved["name"])
-                )),
-                json!(text(&object["message"])),
-            ]
-        }
-        "ConfigMap" => vec![
-            json!(
-                count(&object["data"]).as_u64().unwrap_or(0)
-                    + count(&object["binaryData"]).as_u64().unwrap_or(0)
-            ),
-            json!(age(object, now)),
-        ],
-        "Secret" => vec![
-            json!(object["type"].as_str().unwrap_or("Opaque")),
-            count(&object["data"]),
-            json!(age(object, now)),
-        ],
-        "ServiceAccount" => vec![count(&object["secrets"]), json!(age(object, now))],
-        "Lease" => vec![
-            json!(or_none(text(&spec["holderIdentity"]))),
-            json!(age(object, now)),
-        ],
-        "Ingress" => {
-            let hosts: Vec<String> = spec["rules"]
-                .as_array()
-                .map(|r| {
-                    r.iter()
-                        .map(|r| text(&r["host"]))
-                        .filter(|h| !h.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let address: Vec<String> = status["loadBalancer"]["ingress"]
-                .as_array()
-                .map(|i| i.iter().map(|x| text(&x["ip"])).collect())
-                .unwrap_or_default();
-            let ports = if spec["tls"].as_array().is_some_and(|t| !t.is_empty()) {
-                "80, 443"
-            } else {
-                "80"
-            };
-            vec![
-                json!(or_none(text(&spec["ingressClassName"]))),
-                json!(if hosts.is_empty() {
-                    "*".to_owned()
-                } else {
-                    hosts.join(",")
-                }),
-                json!(address.join(",")),
-                json!(ports),
-                json!(age(object, now)),
-            ]
-        }
-        _ => vec![json!(age(object, now))],
-    };
-    cells.extend(rest);
-    cells
+/// An integer field's selectable value: `0` when absent.
+pub(crate) fn number(v: &Value) -> String {
+    v.as_i64().unwrap_or(0).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Registry;
+
+    /// The row of a `kind` object, as its strategy prints it.
+    fn cells(kind: &str, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        kind_of(kind).strategy.cells(object, now)
+    }
+
+    fn kind_of(kind: &str) -> crate::ResourceType {
+        let registry = Registry::builtin();
+        let found = registry.types().iter().find(|t| t.kind == kind);
+        found.expect("a built-in kind").clone()
+    }
 
     fn now() -> jiff::Timestamp {
         "2026-01-01T01:00:00Z".parse().unwrap()
@@ -641,31 +242,13 @@ mod tests {
     fn every_kind_has_one_cell_per_column() {
         let object =
             json!({"metadata": {"name": "x", "creationTimestamp": "2026-01-01T00:00:00Z"}});
-        for kind in [
-            "Pod",
-            "Service",
-            "Deployment",
-            "ReplicaSet",
-            "ReplicationController",
-            "DaemonSet",
-            "StatefulSet",
-            "Node",
-            "Namespace",
-            "Endpoints",
-            "EndpointSlice",
-            "Event",
-            "ConfigMap",
-            "Secret",
-            "ServiceAccount",
-            "Lease",
-            "Ingress",
-            "IPAddress",
-            "Other",
-        ] {
+        for kind in Registry::builtin().types() {
+            let strategy = kind.strategy;
             assert_eq!(
-                cells(kind, &object, now()).len(),
-                columns(kind).len(),
-                "{kind}"
+                strategy.cells(&object, now()).len(),
+                strategy.columns().len(),
+                "{}",
+                kind.kind
             );
         }
     }

@@ -3,7 +3,6 @@
 
 use axum::http::{header, HeaderMap};
 use serde_json::{json, Value};
-use skiff_api::table::{cells, columns};
 use skiff_api::ResourceType;
 
 use crate::error::ApiError;
@@ -97,7 +96,9 @@ pub fn render(
     include: Include,
 ) -> Value {
     let now = jiff::Timestamp::now();
-    let definitions: Vec<Value> = columns(resource.kind)
+    let definitions: Vec<Value> = resource
+        .strategy
+        .columns()
         .iter()
         .map(|c| {
             let mut definition = json!({ "name": c.name, "type": c.kind, "format": "", "description": "", "priority": c.priority });
@@ -110,7 +111,7 @@ pub fn render(
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut row = json!({ "cells": cells(resource.kind, object, now) });
+            let mut row = json!({ "cells": resource.strategy.cells(object, now) });
             match include {
                 Include::None => {}
                 Include::Object => row["object"] = object.clone(),

@@ -7,12 +7,44 @@ use super::Strategy;
 use crate::defaults::{child, default, template};
 use crate::immutable::Violation;
 use crate::specs::Problem;
+use crate::table::{age, col, int, name, workload, Column, I, S, WORKLOAD};
 
 /// The Deployment strategy.
 #[derive(Debug, Clone, Copy)]
 pub struct Deployment;
 
 impl Strategy for Deployment {
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            col("Name", S, 0),
+            col("Ready", S, 0),
+            col("Up-to-date", I, 0),
+            col("Available", I, 0),
+            col("Age", S, 0),
+            WORKLOAD[0],
+            WORKLOAD[1],
+            WORKLOAD[2],
+        ];
+        COLUMNS
+    }
+
+    fn cells(&self, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let (spec, status) = (&object["spec"], &object["status"]);
+        let mut cells = vec![
+            name(object),
+            json!(format!(
+                "{}/{}",
+                status["readyReplicas"].as_i64().unwrap_or(0),
+                spec["replicas"].as_i64().unwrap_or(1)
+            )),
+            int(&status["updatedReplicas"]),
+            int(&status["availableReplicas"]),
+            age(object, now),
+        ];
+        cells.extend(workload(object, &spec["selector"]["matchLabels"]));
+        cells
+    }
+
     fn initial_status(&self) -> Option<Value> {
         Some(json!({}))
     }

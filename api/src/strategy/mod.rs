@@ -13,13 +13,17 @@ use serde_json::Value;
 use crate::immutable::Violation;
 use crate::services::{Held, Settled};
 use crate::specs::Problem;
+use crate::table::{self, Column};
 
 mod configmap;
 mod daemonset;
 mod deployment;
 mod endpoints;
 mod endpointslice;
+mod event;
 mod ingress;
+mod ipaddress;
+mod lease;
 mod namespace;
 mod node;
 mod pod;
@@ -27,6 +31,7 @@ mod replicaset;
 mod replicationcontroller;
 mod secret;
 mod service;
+mod serviceaccount;
 mod statefulset;
 
 pub use configmap::ConfigMap;
@@ -34,7 +39,10 @@ pub use daemonset::DaemonSet;
 pub use deployment::Deployment;
 pub use endpoints::Endpoints;
 pub use endpointslice::EndpointSlice;
+pub use event::Event;
 pub use ingress::Ingress;
+pub use ipaddress::IpAddress;
+pub use lease::Lease;
 pub use namespace::Namespace;
 pub use node::Node;
 pub use pod::Pod;
@@ -42,6 +50,7 @@ pub use replicaset::ReplicaSet;
 pub use replicationcontroller::ReplicationController;
 pub use secret::Secret;
 pub use service::Service;
+pub use serviceaccount::ServiceAccount;
 pub use statefulset::StatefulSet;
 
 /// Why a subresource request is refused, as the apiserver answers it.
@@ -128,6 +137,32 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     /// What a DELETE marks besides `deletionTimestamp` (a namespace's
     /// `Terminating` phase).
     fn mark_terminating(&self, _object: &mut Value) {}
+
+    /// The columns of its Table, as upstream's printer for the kind (what
+    /// `kubectl get` shows); Name and Age for a kind without one.
+    fn columns(&self) -> &'static [Column] {
+        table::NAME_AGE
+    }
+
+    /// An object's row of its Table: one cell per column.
+    fn cells(&self, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        vec![table::name(object), table::age(object, now)]
+    }
+
+    /// The fields a field selector may name besides `metadata.name` and
+    /// (for namespaced kinds) `metadata.namespace`, as upstream's
+    /// `GetAttrs`.
+    fn fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The selectable value of `field` where it is not simply the string
+    /// at its path (upstream's `ToSelectableFields`): a computed field, or
+    /// a boolean or integer whose absence reads as its zero value. `None`
+    /// reads the string at the path, absent as empty.
+    fn field(&self, _object: &Value, _field: &str) -> Option<String> {
+        None
+    }
 
     /// The label selector of the pods it controls, as a `LabelSelector`
     /// (what `/scale` reports).

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::{reset_status, with_status, Strategy};
 use crate::defaults::child;
 use crate::specs::Problem;
+use crate::table::{age, col, name, text, Column, S};
 
 /// The finalizer of a namespace's content.
 pub const CONTENT_FINALIZER: &str = "kubernetes";
@@ -30,6 +31,25 @@ fn with_finalizers_of(new: &mut Value, old: &Value) {
 }
 
 impl Strategy for Namespace {
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[col("Name", S, 0), col("Status", S, 0), col("Age", S, 0)];
+        COLUMNS
+    }
+
+    fn cells(&self, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let phase = object["status"]["phase"].as_str().unwrap_or("Active");
+        vec![name(object), json!(phase), age(object, now)]
+    }
+
+    /// `name` is upstream's legacy alias of `metadata.name`.
+    fn fields(&self) -> &'static [&'static str] {
+        &["status.phase", "name"]
+    }
+
+    fn field(&self, object: &Value, field: &str) -> Option<String> {
+        (field == "name").then(|| text(&object["metadata"]["name"]))
+    }
+
     fn validate(&self, object: &Value) -> Vec<Problem> {
         crate::specs::namespace(object)
     }

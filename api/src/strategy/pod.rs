@@ -8,6 +8,7 @@ use super::{with_status, Refusal, Strategy};
 use crate::defaults::{child, default, pod_spec};
 use crate::immutable::Violation;
 use crate::specs::Problem;
+use crate::table::{age, col, flag, name, or_none, text, Column, S};
 
 /// The Pod strategy.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +69,83 @@ fn qos_class(spec: &Value) -> &'static str {
 }
 
 impl Strategy for Pod {
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            col("Name", S, 0),
+            col("Ready", S, 0),
+            col("Status", S, 0),
+            col("Restarts", S, 0),
+            col("Age", S, 0),
+            col("IP", S, 1),
+            col("Node", S, 1),
+            col("Nominated Node", S, 1),
+            col("Readiness Gates", S, 1),
+        ];
+        COLUMNS
+    }
+
+    fn cells(&self, pod: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let statuses = pod["status"]["containerStatuses"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+        let ready = statuses
+            .iter()
+            .filter(|s| s["ready"].as_bool() == Some(true))
+            .count();
+        let restarts: i64 = statuses
+            .iter()
+            .filter_map(|s| s["restartCount"].as_i64())
+            .sum();
+        let waiting = statuses.iter().find_map(|s| {
+            s["state"]["waiting"]["reason"]
+                .as_str()
+                .or(s["state"]["terminated"]["reason"].as_str())
+        });
+        let status = if pod["metadata"]["deletionTimestamp"].is_string() {
+            "Terminating"
+        } else {
+            waiting
+                .or(pod["status"]["reason"].as_str())
+                .or(pod["status"]["phase"].as_str())
+                .unwrap_or("Pending")
+        };
+        vec![
+            name(pod),
+            json!(format!("{ready}/{total}")),
+            json!(status),
+            json!(restarts.to_string()),
+            age(pod, now),
+            json!(or_none(text(&pod["status"]["podIP"]))),
+            json!(or_none(text(&pod["spec"]["nodeName"]))),
+            json!(or_none(text(&pod["status"]["nominatedNodeName"]))),
+            json!("<none>"),
+        ]
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]
+    }
+
+    fn field(&self, pod: &Value, field: &str) -> Option<String> {
+        match field {
+            "spec.hostNetwork" => Some(flag(&pod["spec"]["hostNetwork"])),
+            // The first of `podIPs`, as upstream's `ToSelectableFields`.
+            "status.podIP" => pod["status"]["podIPs"][0]["ip"].as_str().map(str::to_owned),
+            _ => None,
+        }
+    }
+
     fn initial_status(&self) -> Option<Value> {
         Some(json!({}))
     }

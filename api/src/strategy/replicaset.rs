@@ -7,12 +7,39 @@ use super::Strategy;
 use crate::defaults::{child, default, template};
 use crate::immutable::Violation;
 use crate::specs::Problem;
+use crate::table::{col, number, replicas_row, Column, I, S, WORKLOAD};
 
 /// The ReplicaSet strategy.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicaSet;
 
 impl Strategy for ReplicaSet {
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            col("Name", S, 0),
+            col("Desired", I, 0),
+            col("Current", I, 0),
+            col("Ready", I, 0),
+            col("Age", S, 0),
+            WORKLOAD[0],
+            WORKLOAD[1],
+            WORKLOAD[2],
+        ];
+        COLUMNS
+    }
+
+    fn cells(&self, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        replicas_row(object, &object["spec"]["selector"]["matchLabels"], now)
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &["status.replicas"]
+    }
+
+    fn field(&self, object: &Value, field: &str) -> Option<String> {
+        (field == "status.replicas").then(|| number(&object["status"]["replicas"]))
+    }
+
     fn initial_status(&self) -> Option<Value> {
         Some(json!({}))
     }

@@ -8,12 +8,100 @@ use super::{keep_status, Strategy};
 use crate::defaults::{child, default, each};
 use crate::services::{needs_health_port, Held, Settled};
 use crate::specs::Problem;
+use crate::table::{age, col, name, or_none, selector, strings, text, Column, S};
 
 /// The Service strategy.
 #[derive(Debug, Clone, Copy)]
 pub struct Service;
 
+/// PORT(S): `port[:nodePort]/protocol` each.
+fn ports(spec: &Value) -> String {
+    let ports: Vec<String> = spec["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let protocol = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64().filter(|n| *n > 0) {
+                Some(node) => format!("{}:{node}/{protocol}", text(&p["port"])),
+                None => format!("{}/{protocol}", text(&p["port"])),
+            }
+        })
+        .collect();
+    or_none(ports.join(","))
+}
+
+/// EXTERNAL-IP as upstream's `getServiceExternalIP` computes it (the
+/// server's Tables are always wide: load-balancer addresses are not
+/// clipped).
+fn external_ips(object: &Value) -> String {
+    let spec = &object["spec"];
+    let external = strings(&spec["externalIPs"]);
+    match spec["type"].as_str().unwrap_or("ClusterIP") {
+        "ClusterIP" | "NodePort" => or_none(external.join(",")),
+        "LoadBalancer" => {
+            // Sorted and without repeats, as upstream's string set.
+            let ingress: std::collections::BTreeSet<String> = object["status"]["loadBalancer"]
+                ["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    text(if i["ip"].is_string() {
+                        &i["ip"]
+                    } else {
+                        &i["hostname"]
+                    })
+                })
+                .filter(|a| !a.is_empty())
+                .collect();
+            let all: Vec<String> = ingress.into_iter().chain(external).collect();
+            if all.is_empty() {
+                "<pending>".into()
+            } else {
+                all.join(",")
+            }
+        }
+        "ExternalName" => text(&spec["externalName"]),
+        _ => "<unknown>".into(),
+    }
+}
+
 impl Strategy for Service {
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            col("Name", S, 0),
+            col("Type", S, 0),
+            col("Cluster-IP", S, 0),
+            col("External-IP", S, 0),
+            col("Port(s)", S, 0),
+            col("Age", S, 0),
+            col("Selector", S, 1),
+        ];
+        COLUMNS
+    }
+
+    fn cells(&self, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let spec = &object["spec"];
+        vec![
+            name(object),
+            json!(spec["type"].as_str().unwrap_or("ClusterIP")),
+            json!(spec["clusterIPs"][0]
+                .as_str()
+                .or(spec["clusterIP"].as_str())
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or("<none>")),
+            json!(external_ips(object)),
+            json!(ports(spec)),
+            age(object, now),
+            json!(selector(&spec["selector"])),
+        ]
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &["spec.clusterIP", "spec.type"]
+    }
+
     fn initial_status(&self) -> Option<Value> {
         Some(json!({"loadBalancer": {}}))
     }

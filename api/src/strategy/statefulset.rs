@@ -7,12 +7,40 @@ use super::Strategy;
 use crate::defaults::{child, default, template};
 use crate::immutable::Violation;
 use crate::specs::Problem;
+use crate::table::{age, col, name, workload, Column, S, WORKLOAD};
 
 /// The StatefulSet strategy.
 #[derive(Debug, Clone, Copy)]
 pub struct StatefulSet;
 
 impl Strategy for StatefulSet {
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            col("Name", S, 0),
+            col("Ready", S, 0),
+            col("Age", S, 0),
+            WORKLOAD[0],
+            WORKLOAD[1],
+        ];
+        COLUMNS
+    }
+
+    fn cells(&self, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let (spec, status) = (&object["spec"], &object["status"]);
+        let mut cells = vec![
+            name(object),
+            json!(format!(
+                "{}/{}",
+                status["readyReplicas"].as_i64().unwrap_or(0),
+                spec["replicas"].as_i64().unwrap_or(1)
+            )),
+            age(object, now),
+        ];
+        // No SELECTOR column for StatefulSets upstream.
+        cells.extend(workload(object, &Value::Null).into_iter().take(2));
+        cells
+    }
+
     fn initial_status(&self) -> Option<Value> {
         Some(json!({}))
     }
