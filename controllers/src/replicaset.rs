@@ -28,6 +28,9 @@ use crate::workqueue::WorkQueue;
 /// At most this many pods are created or deleted in one sync (upstream's
 /// `burstReplicas`).
 pub const BURST: usize = 500;
+/// How long the changes of an owned pod's status are gathered before its
+/// owner syncs.
+const GATHER: Duration = Duration::from_millis(100);
 /// Expectations older than this are given up on.
 const EXPECTATIONS_TTL: Duration = Duration::from_secs(300);
 
@@ -71,11 +74,14 @@ pub fn is_ready(pod: &Pod) -> bool {
 /// Whether a pod has been Ready for `min_ready` by `now`.
 pub fn is_available(pod: &Pod, min_ready: i64, now: jiff::Timestamp) -> bool {
     match condition_since(pod, "Ready") {
-        Some((true, since)) => {
-            min_ready <= 0 || since.is_some_and(|t| now.duration_since(t).as_secs() >= min_ready)
-        }
+        Some((true, since)) => ready_for(since, min_ready, now),
         _ => false,
     }
+}
+
+/// Whether Ready `since` makes `min_ready` seconds by `now`.
+fn ready_for(since: Option<jiff::Timestamp>, min_ready: i64, now: jiff::Timestamp) -> bool {
+    min_ready <= 0 || since.is_some_and(|t| now.duration_since(t).as_secs() >= min_ready)
 }
 
 /// Whether a pod still counts: not finished, not being deleted.
@@ -122,7 +128,8 @@ pub fn deletion_rank(pod: &Pod) -> impl Ord {
 }
 
 /// The status of a ReplicaSet (or RC) at `generation` whose active owned
-/// pods are `pods`.
+/// pods are `pods`. One pass, nothing copied: it runs over every pod of
+/// the set on each of its syncs.
 pub fn status(
     template_labels: &BTreeMap<String, String>,
     generation: i64,
@@ -130,20 +137,25 @@ pub fn status(
     pods: &[&Pod],
     now: jiff::Timestamp,
 ) -> Value {
-    let labelled = pods
-        .iter()
-        .filter(|p| {
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            template_labels
-                .iter()
-                .all(|(k, v)| labels.get(k) == Some(v))
-        })
-        .count();
+    let (mut labelled, mut ready, mut available) = (0, 0, 0);
+    for pod in pods {
+        let labels = pod.metadata.labels.as_ref();
+        let has = |(k, v): (&String, &String)| labels.and_then(|l| l.get(k)) == Some(v);
+        if template_labels.iter().all(has) {
+            labelled += 1;
+        }
+        if let Some((true, since)) = condition_since(pod, "Ready") {
+            ready += 1;
+            if ready_for(since, min_ready, now) {
+                available += 1;
+            }
+        }
+    }
     json!({
         "replicas": pods.len(),
         "fullyLabeledReplicas": labelled,
-        "readyReplicas": pods.iter().filter(|p| is_ready(p)).count(),
-        "availableReplicas": pods.iter().filter(|p| is_available(p, min_ready, now)).count(),
+        "readyReplicas": ready,
+        "availableReplicas": available,
         "observedGeneration": generation,
     })
 }
@@ -391,14 +403,23 @@ impl<C: Control> Controller<C> {
                     return;
                 };
                 let key = key(kind, &namespace, &owner.name);
+                let leaving = deleted || pod.metadata.deletion_timestamp.is_some();
                 let mut expectations = self.expectations.lock().expect("expectations");
-                if deleted || pod.metadata.deletion_timestamp.is_some() {
+                if leaving {
                     expectations.deleted(&key, &uid);
                 } else if first_sight {
                     expectations.created(&key);
                 }
                 drop(expectations);
-                self.queue.add(key);
+                // An arrival or a departure may meet the owner's
+                // expectations: it syncs at once. Other changes (status,
+                // the bulk of a rollout's events) are gathered for a
+                // moment, as each sync reads every pod of its owner.
+                if first_sight || leaving {
+                    self.queue.add(key);
+                } else {
+                    self.queue.add_after(key, GATHER);
+                }
             }
             None if !deleted => {
                 for (kind, owners) in self.owners.iter().enumerate() {
