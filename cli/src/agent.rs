@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cluster::client_as;
+use crate::cluster::Transport;
 use skiff_kubelet_sim::node::Capacity;
 use skiff_runtime::Informers;
 
@@ -57,8 +57,8 @@ pub struct AgentArgs {
 pub const INFORMERS: &str = "skiff-informers";
 
 /// The process's informer set, watching as [`INFORMERS`].
-pub fn informers(config: &kube::Config) -> Result<Informers> {
-    Ok(Informers::new(client_as(config, INFORMERS)?))
+pub fn informers(transport: &Transport) -> Result<Informers> {
+    Ok(Informers::new(transport.client(INFORMERS)?))
 }
 
 fn spawn_nodes(
@@ -77,12 +77,12 @@ fn spawn_nodes(
 /// Starts the scheduler, the controllers and the node agents, each with a
 /// client of its own that names it, all reading from `informers`.
 pub fn start_components(
-    config: &kube::Config,
+    transport: &Transport,
     informers: &Informers,
     nodes: &NodeArgs,
     controllers: &skiff_controllers::Options,
 ) -> Result<()> {
-    let client = |component: &str| client_as(config, component);
+    let client = |component: &str| transport.client(component);
     tokio::spawn(skiff_scheduler::run(
         client(skiff_scheduler::NAME)?,
         informers.get(),
@@ -104,13 +104,13 @@ pub fn start_components(
 /// `skiff agent`: node agents in this process, for a server elsewhere
 /// (reached with the kubeconfig), with an informer set of their own.
 pub async fn run(kubeconfig: Option<PathBuf>, args: AgentArgs) -> Result<()> {
-    let config = crate::cluster::config(kubeconfig).await?;
+    let transport = Transport::Network(crate::cluster::config(kubeconfig).await?);
     println!(
         "skiff agent running nodes {}..{}",
         args.nodes.first_node,
         args.nodes.first_node + args.nodes.nodes - 1
     );
-    let informers = informers(&config)?;
-    spawn_nodes(client_as(&config, "kubelet")?, &informers, &args.nodes).await?;
+    let informers = informers(&transport)?;
+    spawn_nodes(transport.client("kubelet")?, &informers, &args.nodes).await?;
     Ok(())
 }

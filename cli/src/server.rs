@@ -15,6 +15,8 @@ use skiff_apiserver::{
 };
 use skiff_store::{HistoryLimits, MvccStore, Store};
 
+use crate::cluster::Transport;
+
 use crate::pki;
 
 /// Options of `skiff server`.
@@ -104,16 +106,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     let url = format!("https://{host}:{}", address.port());
     let kubeconfig = pki::write_kubeconfig(&data_dir, &url, &credentials)?;
-    // The control plane's other components are API clients of this server,
-    // as in Kubernetes. Cluster DNS binds first, so that its address is
-    // known before anything is published.
-    let config = crate::cluster::config(Some(kubeconfig.clone())).await?;
-    // One informer set for the process: each kind is watched once, and the
-    // scheduler, controllers, DNS and node agents all read from it (each
-    // writes with a client of its own).
-    let informers = crate::agent::informers(&config)?;
-    let dns_address = crate::dns::start(&informers, &args.dns).await?;
-
     let shared: Arc<dyn Store> = store.clone();
     let state = AppState::new(shared)
         .with_token(&credentials.token)
@@ -124,6 +116,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bootstrap the cluster: {e}"))?;
+    let router = router(state.clone());
+    // The control plane's other components are API clients of this server,
+    // as in Kubernetes, with the admin's credentials; their requests go
+    // into its router without a socket in between. Cluster DNS binds
+    // first, so that its address is known before anything is published.
+    let config = crate::cluster::config(Some(kubeconfig.clone())).await?;
+    let transport = Transport::InProcess(config, router.clone());
+    // One informer set for the process: each kind is watched once, and the
+    // scheduler, controllers, DNS and node agents all read from it (each
+    // writes with a client of its own).
+    let informers = crate::agent::informers(&transport)?;
+    let dns_address = crate::dns::start(&informers, &args.dns).await?;
     let local = |ip: std::net::IpAddr| match ip.is_unspecified() {
         true => std::net::IpAddr::from([127, 0, 0, 1]),
         false => ip,
@@ -168,7 +172,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let server = axum_server::from_tcp(listener)
         .acceptor(acceptor)
         .handle(handle.clone())
-        .serve(router(state).into_make_service());
+        .serve(router.into_make_service());
     let server = tokio::spawn(server);
     println!(
         "skiff server ready at {url} in {} ms; dns: {dns_address}; kubeconfig: {}",
@@ -179,7 +183,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let controllers = skiff_controllers::Options {
         load_balancer_pool: args.load_balancer_pool,
     };
-    crate::agent::start_components(&config, &informers, &args.nodes, &controllers)?;
+    crate::agent::start_components(&transport, &informers, &args.nodes, &controllers)?;
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
