@@ -129,13 +129,14 @@ impl ApiError {
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
+        // Upstream's qualified kind: `Deployment.apps`, `Pod` in the core group.
+        let kind = match resource.group {
+            "" => resource.kind.to_owned(),
+            group => format!("{}.{group}", resource.kind),
+        };
         let message = match summary.len() {
-            1 => format!("{} \"{name}\" is invalid: {}", resource.kind, summary[0]),
-            _ => format!(
-                "{} \"{name}\" is invalid: [{}]",
-                resource.kind,
-                summary.join(", ")
-            ),
+            1 => format!("{kind} \"{name}\" is invalid: {}", summary[0]),
+            _ => format!("{kind} \"{name}\" is invalid: [{}]", summary.join(", ")),
         };
         let causes: Vec<Value> = causes
             .iter()

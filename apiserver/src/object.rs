@@ -67,12 +67,19 @@ pub fn from_stored(object: &Object) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-/// The bytes to store: the object without its `resourceVersion`.
+/// The bytes to store: the object without its `resourceVersion`, with the
+/// fields Go always writes.
 pub fn to_stored(object: &Value) -> bytes::Bytes {
     let mut object = object.clone();
     meta_mut(&mut object).remove("resourceVersion");
     crate::wire::fill_zero(&mut object);
-    let json = serde_json::to_vec(&object).expect("a JSON value serializes");
+    encode(&object)
+}
+
+/// The bytes of an object ready to store as it is: filled, and without a
+/// `resourceVersion` (a create's, which has just been prepared so).
+pub fn encode(object: &Value) -> bytes::Bytes {
+    let json = serde_json::to_vec(object).expect("a JSON value serializes");
     // Stored for as long as the object and its history live: without the
     // spare capacity the serializer grew the buffer by (up to half of it).
     bytes::Bytes::from(json.into_boxed_slice())

@@ -1206,3 +1206,21 @@ async fn field_selectors_read_absent_fields_as_their_zero_values() {
         "field label not supported: metadata.namespace"
     );
 }
+
+#[tokio::test]
+async fn an_invalid_object_of_a_named_group_is_named_with_its_group_as_upstream() {
+    let api = Api::new().await;
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "other"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+    let (code, status) = api.send(Method::POST, DEPLOYS, deployment).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Deployment.apps \"web\" is invalid: "),
+        "{message}"
+    );
+    assert_eq!(status["details"]["kind"], "Deployment");
+    assert_eq!(status["details"]["group"], "apps");
+}

@@ -18,7 +18,7 @@ use super::{parse_revision, Api};
 use crate::allocator::Owner;
 use crate::error::{ApiError, Cause};
 use crate::object::{
-    from_stored, generated_name, identify, meta_mut, meta_str, spec_changed, to_stored,
+    encode, from_stored, generated_name, identify, meta_mut, meta_str, spec_changed, to_stored,
 };
 
 /// A change to an object: the patch a request applies to the current one.
@@ -261,7 +261,7 @@ impl Api<'_> {
         let created = self
             .state
             .store
-            .create(&self.key(&name), to_stored(&object))
+            .create(&self.key(&name), encode(&object))
             .await;
         match created {
             Ok(created) => {
