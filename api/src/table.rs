@@ -134,6 +134,27 @@ pub(crate) fn workload(object: &Value, selector_map: &Value) -> [Value; 3] {
     [each("name"), each("image"), json!(selector(selector_map))]
 }
 
+/// The columns of ReplicaSets and ReplicationControllers.
+pub(crate) const REPLICAS: &[Column] = &[
+    col("Name", S, 0),
+    col("Desired", I, 0),
+    col("Current", I, 0),
+    col("Ready", I, 0),
+    col("Age", S, 0),
+    WORKLOAD[0],
+    WORKLOAD[1],
+    WORKLOAD[2],
+];
+
+/// READY of a Deployment or StatefulSet: `ready/desired`.
+pub(crate) fn ready_of_desired(object: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        object["status"]["readyReplicas"].as_i64().unwrap_or(0),
+        object["spec"]["replicas"].as_i64().unwrap_or(1)
+    ))
+}
+
 /// The row of a ReplicaSet or ReplicationController, whose selector is
 /// the label map `selector_map`.
 pub(crate) fn replicas_row(

@@ -7,7 +7,7 @@ use super::Strategy;
 use crate::defaults::{child, default, template};
 use crate::immutable::Violation;
 use crate::specs::Problem;
-use crate::table::{age, col, int, name, workload, Column, I, S, WORKLOAD};
+use crate::table::{age, col, int, name, ready_of_desired, workload, Column, I, S, WORKLOAD};
 
 /// The Deployment strategy.
 #[derive(Debug, Clone, Copy)]
@@ -32,11 +32,7 @@ impl Strategy for Deployment {
         let (spec, status) = (&object["spec"], &object["status"]);
         let mut cells = vec![
             name(object),
-            json!(format!(
-                "{}/{}",
-                status["readyReplicas"].as_i64().unwrap_or(0),
-                spec["replicas"].as_i64().unwrap_or(1)
-            )),
+            ready_of_desired(object),
             int(&status["updatedReplicas"]),
             int(&status["availableReplicas"]),
             age(object, now),

@@ -7,7 +7,7 @@ use super::Strategy;
 use crate::defaults::{child, default, template};
 use crate::immutable::Violation;
 use crate::specs::Problem;
-use crate::table::{col, number, replicas_row, Column, I, S, WORKLOAD};
+use crate::table::{number, replicas_row, Column, REPLICAS};
 
 /// The ReplicaSet strategy.
 #[derive(Debug, Clone, Copy)]
@@ -15,17 +15,7 @@ pub struct ReplicaSet;
 
 impl Strategy for ReplicaSet {
     fn columns(&self) -> &'static [Column] {
-        const COLUMNS: &[Column] = &[
-            col("Name", S, 0),
-            col("Desired", I, 0),
-            col("Current", I, 0),
-            col("Ready", I, 0),
-            col("Age", S, 0),
-            WORKLOAD[0],
-            WORKLOAD[1],
-            WORKLOAD[2],
-        ];
-        COLUMNS
+        REPLICAS
     }
 
     fn cells(&self, object: &Value, now: jiff::Timestamp) -> Vec<Value> {

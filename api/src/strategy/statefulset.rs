@@ -7,7 +7,7 @@ use super::Strategy;
 use crate::defaults::{child, default, template};
 use crate::immutable::Violation;
 use crate::specs::Problem;
-use crate::table::{age, col, name, workload, Column, S, WORKLOAD};
+use crate::table::{age, col, name, ready_of_desired, workload, Column, S, WORKLOAD};
 
 /// The StatefulSet strategy.
 #[derive(Debug, Clone, Copy)]
@@ -26,16 +26,7 @@ impl Strategy for StatefulSet {
     }
 
     fn cells(&self, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
-        let (spec, status) = (&object["spec"], &object["status"]);
-        let mut cells = vec![
-            name(object),
-            json!(format!(
-                "{}/{}",
-                status["readyReplicas"].as_i64().unwrap_or(0),
-                spec["replicas"].as_i64().unwrap_or(1)
-            )),
-            age(object, now),
-        ];
+        let mut cells = vec![name(object), ready_of_desired(object), age(object, now)];
         // No SELECTOR column for StatefulSets upstream.
         cells.extend(workload(object, &Value::Null).into_iter().take(2));
         cells
