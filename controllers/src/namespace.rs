@@ -9,18 +9,24 @@
 //! their grace period (counted from the namespace's deletion), objects with
 //! finalizers for 15 seconds, the namespace coming back after half the
 //! estimate plus a second; content that remains for no known reason is an
-//! error, retried with the work queue's back-off. The decisions ([`start`],
-//! [`left_of_kind`], [`finish`], [`pod_estimate`]) are pure.
+//! error, retried with the work queue's back-off. After each pass the
+//! namespace's conditions say what remains and what failed, as upstream's
+//! (`NamespaceContentRemaining`: `Some resources are remaining: pods. has 3
+//! resource instances`, `NamespaceFinalizersRemaining`, ...), which
+//! `kubectl describe namespace` shows. The decisions ([`start`],
+//! [`left_of_kind`], [`finish`], [`pod_estimate`], [`conditions`]) are pure.
 //!
 //! Upstream also waits five seconds after a namespace's deletion for other
 //! apiservers and etcd members to see it; this is one apiserver over one
 //! store, so it starts at once.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PostParams,
@@ -194,12 +200,147 @@ pub fn finish(left: &[(String, Left)]) -> Outcome {
     }
 }
 
+/// What one kind's deletion left in a namespace: the finalizers of each
+/// item still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remains {
+    /// The kind's API group (`""` for the core group).
+    pub group: String,
+    /// The kind's plural.
+    pub plural: String,
+    /// Each remaining item's finalizers.
+    pub items: Vec<Vec<String>>,
+}
+
+/// The condition types the deletion maintains, in upstream's order, with
+/// the reason and message of each when all is well (status `False`).
+const CONDITIONS: [(&str, &str, &str); 5] = [
+    (
+        "NamespaceDeletionDiscoveryFailure",
+        "ResourcesDiscovered",
+        "All resources successfully discovered",
+    ),
+    (
+        "NamespaceDeletionGroupVersionParsingFailure",
+        "ParsedGroupVersions",
+        "All legacy kube types successfully parsed",
+    ),
+    (
+        "NamespaceDeletionContentFailure",
+        "ContentDeleted",
+        "All content successfully deleted, may be waiting on finalization",
+    ),
+    (
+        "NamespaceContentRemaining",
+        "ContentRemoved",
+        "All content successfully removed",
+    ),
+    (
+        "NamespaceFinalizersRemaining",
+        "ContentRemoved",
+        "All content successfully removed",
+    ),
+];
+
+/// The namespace's conditions after a deletion pass that left `remains`
+/// and failed to delete with `failures` (upstream's
+/// namespaceConditionUpdater): each maintained type `True` with what is
+/// wrong, or `False` with its all-is-well message; a condition's
+/// `lastTransitionTime` moves only when its status does. `None` when
+/// nothing changed.
+pub fn conditions(
+    old: &[NamespaceCondition],
+    remains: &[Remains],
+    failures: &[String],
+    now: &Time,
+) -> Option<Vec<NamespaceCondition>> {
+    let mut resources: Vec<String> = remains
+        .iter()
+        .filter(|r| !r.items.is_empty())
+        .map(|r| {
+            let count = r.items.len();
+            format!("{}.{} has {count} resource instances", r.plural, r.group)
+        })
+        .collect();
+    resources.sort();
+    let mut finalizers: BTreeMap<&str, usize> = BTreeMap::new();
+    for finalizer in remains.iter().flat_map(|r| &r.items).flatten() {
+        *finalizers.entry(finalizer).or_default() += 1;
+    }
+    let finalizers: Vec<String> = finalizers
+        .iter()
+        .map(|(finalizer, count)| format!("{finalizer} in {count} resource instances"))
+        .collect();
+    let mut failures = failures.to_vec();
+    failures.sort();
+    let failing = |kind: &str| -> Option<(&'static str, String)> {
+        match kind {
+            "NamespaceDeletionContentFailure" if !failures.is_empty() => Some((
+                "ContentDeletionFailed",
+                format!(
+                    "Failed to delete all resource types, {} remaining: {}",
+                    failures.len(),
+                    failures.join(", ")
+                ),
+            )),
+            "NamespaceContentRemaining" if !resources.is_empty() => Some((
+                "SomeResourcesRemain",
+                format!("Some resources are remaining: {}", resources.join(", ")),
+            )),
+            "NamespaceFinalizersRemaining" if !finalizers.is_empty() => Some((
+                "SomeFinalizerRemain",
+                format!("Some finalizers are remaining: {}", finalizers.join(", ")),
+            )),
+            _ => None,
+        }
+    };
+    let mut next = old.to_vec();
+    let mut changed = false;
+    for (kind, ok_reason, ok_message) in CONDITIONS {
+        let (status, reason, message) = match failing(kind) {
+            Some((reason, message)) => ("True", reason, message),
+            None => ("False", ok_reason, ok_message.to_owned()),
+        };
+        let wanted = NamespaceCondition {
+            type_: kind.to_owned(),
+            status: status.to_owned(),
+            reason: Some(reason.to_owned()),
+            message: Some(message),
+            last_transition_time: Some(now.clone()),
+        };
+        match next.iter_mut().find(|c| c.type_ == kind) {
+            None => {
+                next.push(wanted);
+                changed = true;
+            }
+            Some(old)
+                if (&old.status, &old.reason, &old.message)
+                    != (&wanted.status, &wanted.reason, &wanted.message) =>
+            {
+                if old.status != wanted.status {
+                    old.last_transition_time = wanted.last_transition_time;
+                }
+                old.status = wanted.status;
+                old.reason = wanted.reason;
+                old.message = wanted.message;
+                changed = true;
+            }
+            Some(_) => {}
+        }
+    }
+    changed.then_some(next)
+}
+
 /// A failed namespace sync.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An API call failed.
     #[error(transparent)]
     Api(#[from] kube::Error),
+    /// A kind's content could not be deleted (recorded in the namespace's
+    /// `NamespaceDeletionContentFailure` condition).
+    #[error("{0}")]
+    Content(String),
     /// Items remain that should have gone.
     #[error("unexpected items still remain in namespace: {namespace} for gvr: {kinds:?}")]
     Remaining {
@@ -261,7 +402,7 @@ impl crate::workqueue::Sync for Controller {
                         .deletion_timestamp
                         .as_ref()
                         .map_or_else(jiff::Timestamp::now, |t| t.0);
-                    let left = self.delete_content(name, deleted_at).await?;
+                    let left = self.delete_content(&namespace, deleted_at).await?;
                     match finish(&left) {
                         Outcome::Finalize => self.finalize(name).await?,
                         Outcome::WaitFor(delay) => self.queue.add_after(name.to_owned(), delay),
@@ -292,25 +433,32 @@ impl Controller {
         }
     }
 
-    /// Deletes every namespaced kind's content; answers what each left.
+    /// Deletes every namespaced kind's content, then records in the
+    /// namespace's conditions what is left and what failed; answers what
+    /// each kind left.
     async fn delete_content(
         &self,
-        namespace: &str,
+        namespace: &Namespace,
         deleted_at: jiff::Timestamp,
-    ) -> Result<Vec<(String, Left)>, kube::Error> {
+    ) -> Result<Vec<(String, Left)>, Error> {
+        let name = namespace.name_any();
         let elapsed = jiff::Timestamp::now().duration_since(deleted_at).as_secs();
-        let mut left = Vec::new();
+        let (mut left, mut remains, mut failures) = (Vec::new(), Vec::new(), Vec::new());
         for kind in namespaced_kinds(&self.client).await? {
             let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), namespace, &kind.resource);
+                Api::namespaced_with(self.client.clone(), &name, &kind.resource);
             let estimate = if kind.resource.group.is_empty() && kind.resource.plural == "pods" {
-                let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &name);
                 pod_estimate(&pods.list(&ListParams::default()).await?.items, elapsed)
             } else {
                 0
             };
-            delete_all(&api, &kind).await?;
-            let remaining: Vec<Vec<String>> = if kind.list {
+            // A kind that fails is recorded, and the others still go.
+            if let Err(e) = delete_all(&api, &kind).await {
+                failures.push(e.to_string());
+                continue;
+            }
+            let items: Vec<Vec<String>> = if kind.list {
                 api.list_metadata(&ListParams::default())
                     .await?
                     .items
@@ -320,9 +468,33 @@ impl Controller {
             } else {
                 Vec::new()
             };
-            left.push((kind.resource.plural, left_of_kind(estimate, &remaining)));
+            left.push((kind.resource.plural.clone(), left_of_kind(estimate, &items)));
+            remains.push(Remains {
+                group: kind.resource.group,
+                plural: kind.resource.plural,
+                items,
+            });
         }
-        Ok(left)
+        let old = namespace
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        if let Some(next) = conditions(old, &remains, &failures, &Time(jiff::Timestamp::now())) {
+            let api: Api<Namespace> = Api::all(self.client.clone());
+            let patch = json!({"status": {"conditions": next}});
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match failures.into_iter().next() {
+            Some(failure) => Err(Error::Content(failure)),
+            None => Ok(left),
+        }
     }
 
     /// Removes the `kubernetes` finalizer from the namespace's spec.

@@ -297,6 +297,58 @@ fn deleting_a_namespace_empties_it_and_refuses_new_content() {
 }
 
 #[test]
+fn a_namespace_held_by_a_finalizer_says_so_in_its_conditions() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.kubectl_ok(&["create", "namespace", "held"]);
+    let manifest = dir.path().join("held.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {name: kept, namespace: held, finalizers: [example.com/hold]}
+",
+    )
+    .unwrap();
+    server.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    server.kubectl_ok(&["delete", "namespace", "held", "--wait=false"]);
+    let message = |kind: &str| {
+        let namespace = server.json(&["namespace", "held"]);
+        let conditions = namespace["status"]["conditions"].as_array()?.clone();
+        let condition = conditions.iter().find(|c| c["type"] == kind)?;
+        (condition["status"] == "True").then(|| condition["message"].as_str().unwrap().to_owned())
+    };
+    let finalizers = eventually(30, "the finalizers to be named", || {
+        message("NamespaceFinalizersRemaining")
+    });
+    assert_eq!(
+        finalizers,
+        "Some finalizers are remaining: example.com/hold in 1 resource instances"
+    );
+    assert_eq!(
+        message("NamespaceContentRemaining").as_deref(),
+        Some("Some resources are remaining: configmaps. has 1 resource instances")
+    );
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "kept",
+        "-n",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    eventually(60, "the namespace to go", || {
+        let gone = server.kubectl(&["get", "namespace", "held"]);
+        (!gone.status.success()).then_some(())
+    });
+}
+
+#[test]
 fn trace_shows_a_pods_way_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());

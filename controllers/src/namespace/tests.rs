@@ -95,3 +95,97 @@ fn what_is_left_decides_between_finalizing_waiting_and_failing() {
         Outcome::Unexpected(vec!["configmaps".into()])
     );
 }
+
+fn remains(plural: &str, items: Vec<Vec<&str>>) -> Remains {
+    Remains {
+        group: String::new(),
+        plural: plural.into(),
+        items: items
+            .into_iter()
+            .map(|f| f.into_iter().map(String::from).collect())
+            .collect(),
+    }
+}
+
+fn at(time: &str) -> Time {
+    Time(time.parse().unwrap())
+}
+
+#[test]
+fn conditions_say_what_remains_as_upstream_and_move_only_when_their_status_does() {
+    let left = [
+        remains("pods", vec![vec![], vec!["example.com/hold"]]),
+        remains("configmaps", vec![]),
+    ];
+    let first = conditions(&[], &left, &[], &at("2026-12-01T10:00:00Z")).unwrap();
+    let summary: Vec<(&str, &str, &str)> = first
+        .iter()
+        .map(|c| {
+            (
+                c.type_.as_str(),
+                c.status.as_str(),
+                c.reason.as_deref().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "NamespaceDeletionDiscoveryFailure",
+                "False",
+                "ResourcesDiscovered"
+            ),
+            (
+                "NamespaceDeletionGroupVersionParsingFailure",
+                "False",
+                "ParsedGroupVersions"
+            ),
+            ("NamespaceDeletionContentFailure", "False", "ContentDeleted"),
+            ("NamespaceContentRemaining", "True", "SomeResourcesRemain"),
+            (
+                "NamespaceFinalizersRemaining",
+                "True",
+                "SomeFinalizerRemain"
+            ),
+        ]
+    );
+    assert_eq!(
+        first[3].message.as_deref(),
+        Some("Some resources are remaining: pods. has 2 resource instances")
+    );
+    assert_eq!(
+        first[4].message.as_deref(),
+        Some("Some finalizers are remaining: example.com/hold in 1 resource instances")
+    );
+    // The same pass again changes nothing.
+    assert_eq!(
+        conditions(&first, &left, &[], &at("2026-12-01T10:00:05Z")),
+        None
+    );
+    // One pod left: the message changes, its transition time does not.
+    let fewer = [remains("pods", vec![vec!["example.com/hold"]])];
+    let second = conditions(&first, &fewer, &[], &at("2026-12-01T10:00:10Z")).unwrap();
+    assert_eq!(
+        second[3].last_transition_time,
+        first[3].last_transition_time
+    );
+    // All gone, one kind failing: the remaining conditions turn False (and
+    // move), the content failure turns True.
+    let failure = "ApiError: forbidden".to_string();
+    let third = conditions(&second, &[], &[failure], &at("2026-12-01T10:00:20Z")).unwrap();
+    assert_eq!(third[3].status, "False");
+    assert_eq!(
+        third[3].message.as_deref(),
+        Some("All content successfully removed")
+    );
+    assert_eq!(
+        third[3].last_transition_time,
+        Some(at("2026-12-01T10:00:20Z"))
+    );
+    assert_eq!(third[2].status, "True");
+    assert_eq!(
+        third[2].message.as_deref(),
+        Some("Failed to delete all resource types, 1 remaining: ApiError: forbidden")
+    );
+}
