@@ -1,7 +1,8 @@
 //! Pod specs, as upstream's `ValidatePodSpec` and its helpers check them:
 //! volumes and the mounts that name them, containers (names unique across
 //! containers and init containers, images, ports, env, probes, resources),
-//! the restart and DNS policies, node selection, affinity and tolerations.
+//! the restart and DNS policies, node selection, affinity, tolerations and
+//! host aliases.
 //! Fields upstream defaults before validating (probe thresholds, the HTTP
 //! probe path and scheme, a downward API `apiVersion`, host ports under
 //! `hostNetwork`) are read as their defaults when absent.
@@ -235,6 +236,7 @@ fn pod_spec(check: &mut Check, spec: &Value, path: &str, is_pod: bool) {
         }
     }
     tolerations(check, &spec["tolerations"], &at("tolerations"));
+    host_aliases(check, &spec["hostAliases"], &at("hostAliases"));
     if !spec["preemptionPolicy"].is_null() {
         check.one_of(
             &spec["preemptionPolicy"],
@@ -1501,6 +1503,36 @@ fn pod_affinity_term(check: &mut Check, term: &Value, path: &str) {
 }
 
 /// `validatePodDNSConfig`.
+/// An IP address field (upstream's `IsValidIPForLegacyField`).
+fn ip_address(check: &mut Check, value: &Value, field: &str) {
+    let ip = check.text(value, field);
+    if ip.parse::<IpAddr>().is_err() {
+        check.invalid(
+            field,
+            &quote(ip),
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        );
+    }
+}
+
+/// `spec.hostAliases` (upstream's `ValidateHostAliases`): each `ip` an IP
+/// address, each of its `hostnames` a DNS-1123 subdomain.
+fn host_aliases(check: &mut Check, aliases: &Value, path: &str) {
+    for (i, alias) in check.list(aliases, path).iter().enumerate() {
+        ip_address(check, &alias["ip"], &format!("{path}[{i}].ip"));
+        let hostnames = format!("{path}[{i}].hostnames");
+        for (j, hostname) in check
+            .list(&alias["hostnames"], &hostnames)
+            .iter()
+            .enumerate()
+        {
+            let field = format!("{hostnames}[{j}]");
+            let hostname = check.text(hostname, &field);
+            check.each_invalid(&field, &quote(hostname), subdomain_errors(hostname));
+        }
+    }
+}
+
 fn dns_config(check: &mut Check, config: &Value, policy: &str, path: &str) {
     let nameservers_path = format!("{path}.nameservers");
     if policy == "None" {
@@ -1529,15 +1561,7 @@ fn dns_config(check: &mut Check, config: &Value, policy: &str, path: &str) {
         );
     }
     for (i, server) in nameservers.iter().enumerate() {
-        let field = format!("{nameservers_path}[{i}]");
-        let server = check.text(server, &field);
-        if server.parse::<IpAddr>().is_err() {
-            check.invalid(
-                &field,
-                &quote(server),
-                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-            );
-        }
+        ip_address(check, server, &format!("{nameservers_path}[{i}]"));
     }
     let searches_path = format!("{path}.searches");
     if check.list(&config["searches"], &searches_path).len() > 32 {
@@ -1720,7 +1744,8 @@ mod tests {
             "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []},
                                            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {"matchFields": [{"key": "spec.x", "operator": "In", "values": ["a"]}]}}]},
                          "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {}}]}},
-            "activeDeadlineSeconds": 0
+            "activeDeadlineSeconds": 0,
+            "hostAliases": [{"ip": "10.0.0.300", "hostnames": ["ok.example", "Not_OK"]}]
         }));
         assert_eq!(
             found,
@@ -1739,6 +1764,8 @@ mod tests {
                 "spec.tolerations[2].effect: Invalid value: \"NoRun\": effect must be 'NoExecute' when `tolerationSeconds` is set",
                 "spec.tolerations[2].operator: Unsupported value: \"Maybe\": supported values: \"Equal\", \"Exists\"",
                 "spec.tolerations[2].effect: Unsupported value: \"NoRun\": supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\"",
+                "spec.hostAliases[0].ip: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                "spec.hostAliases[0].hostnames[1]: Invalid value: \"Not_OK\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
             ]
         );
     }
