@@ -1503,10 +1503,19 @@ fn pod_affinity_term(check: &mut Check, term: &Value, path: &str) {
 }
 
 /// `validatePodDNSConfig`.
-/// An IP address field (upstream's `IsValidIPForLegacyField`).
+/// An IP address field (upstream's `IsValidIPForLegacyField`), which also
+/// takes the IPv4 addresses with leading zeros that Go's parser once did
+/// (`010.1.1.1`).
 fn ip_address(check: &mut Check, value: &Value, field: &str) {
     let ip = check.text(value, field);
-    if ip.parse::<IpAddr>().is_err() {
+    let sloppy_v4 = || {
+        let parts: Vec<&str> = ip.split('.').collect();
+        parts.len() == 4
+            && parts.iter().all(|p| {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u8>().is_ok()
+            })
+    };
+    if ip.parse::<IpAddr>().is_err() && !sloppy_v4() {
         check.invalid(
             field,
             &quote(ip),
@@ -1745,7 +1754,8 @@ mod tests {
                                            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {"matchFields": [{"key": "spec.x", "operator": "In", "values": ["a"]}]}}]},
                          "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {}}]}},
             "activeDeadlineSeconds": 0,
-            "hostAliases": [{"ip": "10.0.0.300", "hostnames": ["ok.example", "Not_OK"]}]
+            "hostAliases": [{"ip": "10.0.0.300", "hostnames": ["ok.example", "Not_OK"]},
+                            {"ip": "010.0.0.1", "hostnames": ["legacy.example"]}]
         }));
         assert_eq!(
             found,
