@@ -28,10 +28,37 @@ pub struct NodeArgs {
     /// The pods each node takes.
     #[arg(long, default_value_t = 110)]
     node_pods: u32,
+    /// What runs the pods: `sim` (simulated: no processes, thousands of
+    /// nodes) or `process` (real processes in network namespaces of their
+    /// own, with a real pod network; needs root).
+    #[arg(long, default_value = "sim", value_parser = ["sim", "process"])]
+    runtime: String,
+    /// Where the process runtime keeps pods' logs and files [default: the
+    /// data directory's `kubelet`].
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
 }
 
 impl NodeArgs {
+    /// Whether the pods are real processes.
+    pub fn processes(&self) -> bool {
+        self.runtime == "process"
+    }
+
+    /// Fills in the runtime's directory under `data_dir` if none was given.
+    pub fn with_data_dir(mut self, data_dir: &std::path::Path) -> Self {
+        self.runtime_dir
+            .get_or_insert_with(|| data_dir.join("kubelet"));
+        self
+    }
+
     fn options(&self) -> skiff_kubelet_sim::Options {
+        let runtime = match self.processes() {
+            true => skiff_kubelet_sim::Choice::Process {
+                root: self.runtime_dir.clone().unwrap_or_else(|| "kubelet".into()),
+            },
+            false => skiff_kubelet_sim::Choice::Sim,
+        };
         skiff_kubelet_sim::Options {
             first: self.first_node,
             count: self.nodes,
@@ -41,6 +68,7 @@ impl NodeArgs {
                 memory: self.node_memory.clone(),
                 pods: self.node_pods,
             },
+            runtime,
             ..skiff_kubelet_sim::Options::default()
         }
     }
@@ -111,6 +139,9 @@ pub async fn run(kubeconfig: Option<PathBuf>, args: AgentArgs) -> Result<()> {
         args.nodes.first_node + args.nodes.nodes - 1
     );
     let informers = informers(&transport)?;
-    spawn_nodes(transport.client("kubelet")?, &informers, &args.nodes).await?;
+    let nodes = args
+        .nodes
+        .with_data_dir(&crate::server::default_data_dir()?.join("agent"));
+    spawn_nodes(transport.client("kubelet")?, &informers, &nodes).await?;
     Ok(())
 }

@@ -68,6 +68,21 @@ enum Command {
     Cordon(workload::NodeArgs),
     /// Let new pods go to a node again.
     Uncordon(workload::NodeArgs),
+    /// (internal) The process runtime's container shim: enters a pod's
+    /// namespaces and runs the container's program.
+    #[command(name = "container-shim", hide = true)]
+    ContainerShim {
+        /// The container's spec, as the runtime wrote it.
+        spec: String,
+    },
+    /// (internal) A built-in program of the process runtime:
+    /// serve-hostname, netexec or pause.
+    #[command(hide = true)]
+    Builtin {
+        /// The program and its flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Prints to standard output like `println!`, but a closed pipe (`skiff
@@ -124,6 +139,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uncordon(args) => {
             workload::cordon(&client(cli.kubeconfig).await?, args, false).await
         }
+        Command::ContainerShim { .. } | Command::Builtin { .. } => {
+            unreachable!("run before the async runtime starts")
+        }
     }
 }
 
@@ -147,6 +165,16 @@ fn init_logs(level: Option<&str>) -> Result<(), String> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The process runtime's own programs: one thread, no async runtime
+    // (joining a mount namespace needs a single-threaded process).
+    let exit = |code: i32| std::process::ExitCode::from(code.clamp(0, 255) as u8);
+    match &cli.command {
+        Command::ContainerShim { spec } => {
+            return exit(skiff_kubelet_sim::process::shim::run(spec))
+        }
+        Command::Builtin { args } => return exit(skiff_kubelet_sim::process::builtin::run(args)),
+        _ => {}
+    }
     if let Err(e) = init_logs(cli.log_level.as_deref()) {
         eprintln!("skiff: {e}");
         return std::process::ExitCode::FAILURE;

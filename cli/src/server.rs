@@ -183,7 +183,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let controllers = skiff_controllers::Options {
         load_balancer_pool: args.load_balancer_pool,
     };
-    crate::agent::start_components(&transport, &informers, &args.nodes, &controllers)?;
+    let nodes = args.nodes.with_data_dir(&data_dir);
+    crate::agent::start_components(&transport, &informers, &nodes, &controllers)?;
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -194,6 +195,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .await
         .context("the HTTPS server stopped")?
         .context("the HTTPS server failed")?;
+    if nodes.processes() {
+        // The pods' processes and namespaces go with the server.
+        skiff_kubelet_sim::process::cleanup().await;
+    }
     // The last reference: dropping it flushes and checkpoints the store.
     drop(store);
     tracing::info!("skiff server stopped; the store is flushed");

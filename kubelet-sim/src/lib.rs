@@ -9,10 +9,15 @@
 //! ([`skiff_api::service_env`], from one Services cache for all the nodes
 //! of the process), recorded in the pod for its log to show.
 //!
-//! What the pods do is set per pod by annotations ([`lifecycle`]).
+//! What runs the containers is a [`runtime::Runtime`]: [`sim::Sim`], where
+//! what the pods do is set per pod by annotations ([`lifecycle`]), or
+//! [`process::Process`], real processes in a real pod network.
 
 pub mod lifecycle;
 pub mod node;
+pub mod process;
+pub mod runtime;
+pub mod sim;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,11 +33,14 @@ use skiff_api::{podlog, service_env};
 use skiff_runtime::events::{reference, Recorder, Type};
 use skiff_runtime::{Event, Informer, Informers};
 
-use crate::lifecycle::{after_exit, status, Behaviour, State};
+use crate::lifecycle::{after_exit, status, State};
 use crate::node::{Capacity, IpPool, SimNode};
+use crate::runtime::{Change, Runtime};
 
 /// How often a node renews its Lease, as a kubelet does.
 pub const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// How soon a pod whose containers cannot be configured is tried again.
+const CONFIG_RETRY: Duration = Duration::from_secs(2);
 /// Requests in flight at once when registering many nodes.
 const CONCURRENCY: usize = 32;
 
@@ -42,6 +50,9 @@ pub enum Error {
     /// The API refused or could not be reached.
     #[error("the API: {0}")]
     Api(#[from] kube::Error),
+    /// The runtime could not get the nodes ready.
+    #[error("the {0} runtime: {1}")]
+    Runtime(&'static str, String),
 }
 
 /// Which nodes to run.
@@ -57,6 +68,21 @@ pub struct Options {
     pub total: u32,
     /// What each node offers.
     pub capacity: Capacity,
+    /// What runs the pods.
+    pub runtime: Choice,
+}
+
+/// Which runtime runs the pods.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Choice {
+    /// Simulated pods: no processes.
+    #[default]
+    Sim,
+    /// Real processes, keeping their state (logs, files) under `root`.
+    Process {
+        /// The runtime's directory.
+        root: std::path::PathBuf,
+    },
 }
 
 impl Default for Options {
@@ -67,6 +93,7 @@ impl Default for Options {
             count: 3,
             total: 3,
             capacity: Capacity::default(),
+            runtime: Choice::Sim,
         }
     }
 }
@@ -81,6 +108,7 @@ struct Running {
 
 struct Agents {
     client: Client,
+    runtime: Arc<dyn Runtime>,
     events: Recorder,
     /// Every Service of the cluster: the process's shared cache.
     services: Informer<Service>,
@@ -107,10 +135,27 @@ pub fn run(
         let nodes: Vec<SimNode> = (options.first..options.first + options.count)
             .map(|i| SimNode::new(&options.name_prefix, i, options.total.max(options.count)))
             .collect();
-        register(&client, &nodes, &options.capacity).await?;
+        let events = Recorder::new(client.clone(), "kubelet", None);
+        let runtime: Arc<dyn Runtime> = match &options.runtime {
+            Choice::Sim => Arc::new(sim::Sim {
+                events: events.clone(),
+            }),
+            Choice::Process { root } => Arc::new(process::Process::new(
+                client.clone(),
+                events.clone(),
+                root.clone(),
+                &options.capacity,
+            )),
+        };
+        runtime
+            .prepare(&nodes)
+            .await
+            .map_err(|e| Error::Runtime(runtime.name(), e))?;
+        register(&client, &nodes, &options.capacity, runtime.name()).await?;
         tokio::spawn(renew_leases(client.clone(), nodes.clone()));
         let agents = Arc::new(Agents {
-            events: Recorder::new(client.clone(), "kubelet", None),
+            runtime,
+            events,
             services,
             client,
             nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
@@ -129,12 +174,17 @@ pub fn run(
 }
 
 /// Creates each Node, or brings an existing one's status up to date.
-async fn register(client: &Client, nodes: &[SimNode], capacity: &Capacity) -> Result<(), Error> {
+async fn register(
+    client: &Client,
+    nodes: &[SimNode],
+    capacity: &Capacity,
+    runtime: &str,
+) -> Result<(), Error> {
     let api: Api<Node> = Api::all(client.clone());
     let now = skiff_runtime::now();
     let objects: Vec<(String, serde_json::Value)> = nodes
         .iter()
-        .map(|node| (node.name.clone(), node.object(capacity, &now)))
+        .map(|node| (node.name.clone(), node.object(capacity, &now, runtime)))
         .collect();
     futures::stream::iter(objects)
         .map(|(name, object)| {
@@ -226,10 +276,16 @@ impl Agents {
         let known_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
         let sim = &self.nodes[&node];
         let pool = state.pools.entry(node.clone()).or_default();
-        if let (Some("Running" | "Succeeded" | "Failed"), Some(ip)) = (phase.as_deref(), &known_ip)
-        {
-            // Started before this process did: carry on as it is.
+        if let Some(ip) = &known_ip {
             pool.mark(sim, ip);
+        }
+        let carry_on = match phase.as_deref() {
+            Some("Succeeded" | "Failed") => true,
+            Some("Running") => self.runtime.pods_outlive_the_agent(),
+            _ => false,
+        };
+        if carry_on && known_ip.is_some() {
+            // Started before this process did: carry on as it is.
             state.pods.insert(
                 uid,
                 Running {
@@ -240,7 +296,12 @@ impl Agents {
             );
             return;
         }
-        let ip = pool.allocate(sim);
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        let ip = match (host_network, known_ip) {
+            (true, _) => Some(sim.host_ip.clone()),
+            (false, Some(ip)) => Some(ip),
+            (false, None) => pool.allocate(sim),
+        };
         let task = Some(tokio::spawn(self.clone().live(pod, node, ip.clone())).abort_handle());
         state.pods.insert(
             uid,
@@ -252,8 +313,11 @@ impl Agents {
         );
     }
 
-    /// A pod was removed.
-    fn gone(&self, pod: &Pod) {
+    /// A pod was removed: whatever of it still runs stops at once.
+    fn gone(self: &Arc<Self>, pod: &Arc<Pod>) {
+        let agents = self.clone();
+        let stopped = pod.clone();
+        tokio::spawn(async move { agents.runtime.stop(&stopped, Duration::ZERO).await });
         let mut state = self.state.lock().expect("agent state");
         let Some(running) = state.pods.remove(&pod.uid().unwrap_or_default()) else {
             return;
@@ -292,7 +356,8 @@ impl Agents {
             .and_then(|s| s.node_name.as_deref())
             .unwrap_or_default()]
         .host_ip;
-        let status = status(pod, state, host, ip, started, &skiff_runtime::now());
+        let now = skiff_runtime::now();
+        let status = status(self.runtime.name(), pod, state, host, ip, started, &now);
         let mut patch = json!({"status": status});
         if let Some(environment) = environment {
             patch["metadata"] = json!({"annotations": {podlog::ENVIRONMENT: environment}});
@@ -304,14 +369,12 @@ impl Agents {
             .map(|_| ())
     }
 
-    /// The [`podlog::ENVIRONMENT`] record of the Service variables each
-    /// container of `pod` starts with now. As a kubelet, it waits for the
-    /// Services to have been listed once.
-    async fn environment(&self, pod: &Pod) -> String {
+    /// The Service variables each container of `pod` starts with now. As
+    /// a kubelet, it waits for the Services to have been listed once.
+    async fn service_variables(&self, pod: &Pod) -> Vec<(String, Vec<(String, String)>)> {
         self.services.wait_synced().await;
         let services = self.services.list();
-        let containers: Vec<(String, Vec<(String, String)>)> = pod
-            .spec
+        pod.spec
             .iter()
             .flat_map(|s| &s.containers)
             .map(|c| {
@@ -319,8 +382,7 @@ impl Agents {
                     service_env::for_container(pod, c, services.iter().map(Arc::as_ref));
                 (c.name.clone(), variables)
             })
-            .collect();
-        podlog::record(&containers)
+            .collect()
     }
 
     fn event(&self, pod: &Pod, kind: Type, reason: &str, message: String) {
@@ -334,15 +396,7 @@ impl Agents {
             self.event(&pod, Type::Warning, "FailedCreatePodSandBox", message);
             return;
         };
-        let behaviour = Behaviour::of(&pod.annotations().clone()).unwrap_or_else(|e| {
-            self.event(
-                &pod,
-                Type::Warning,
-                "InvalidSimulation",
-                format!("{e}; using the defaults"),
-            );
-            Behaviour::of(&Default::default()).expect("the defaults")
-        });
+        let sim = &self.nodes[&node];
         let started = skiff_runtime::now();
         if self
             .write(&pod, &State::Creating, &ip, &started, None)
@@ -351,7 +405,11 @@ impl Agents {
         {
             return;
         }
-        tokio::time::sleep(behaviour.start_delay).await;
+        if let Err(e) = self.runtime.sandbox(&pod, sim, &ip).await {
+            let message = format!("Failed to create pod sandbox: {e}");
+            self.event(&pod, Type::Warning, "FailedCreatePodSandBox", message);
+            return;
+        }
         let containers = pod
             .spec
             .as_ref()
@@ -367,8 +425,31 @@ impl Agents {
         loop {
             // The variables the containers start with, recorded with the
             // Running status when they differ from the last start's.
-            let environment = self.environment(&pod).await;
+            let variables = self.service_variables(&pod).await;
+            let environment = podlog::record(&variables);
             let record = (recorded.as_ref() != Some(&environment)).then_some(environment.as_str());
+            let mut running = match self
+                .runtime
+                .start(&pod, sim, &ip, &variables, restarts)
+                .await
+            {
+                Ok(running) => running,
+                Err(message) => {
+                    // Tried again while the pod exists, as a kubelet's sync.
+                    self.event(&pod, Type::Warning, "Failed", format!("Error: {message}"));
+                    let reason = "CreateContainerConfigError".to_string();
+                    let waiting = State::Waiting { reason, message };
+                    if self
+                        .write(&pod, &waiting, &ip, &started, None)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(CONFIG_RETRY).await;
+                    continue;
+                }
+            };
             for c in &containers {
                 let image = c.image.clone().unwrap_or_default();
                 if restarts == 0 {
@@ -389,37 +470,33 @@ impl Agents {
                 );
             }
             let since = skiff_runtime::now();
-            let ready_now = behaviour.ready && behaviour.ready_delay.is_zero();
-            let running = |ready| State::Running {
+            let state = |ready| State::Running {
                 ready,
                 restarts,
                 since: since.clone(),
             };
             if self
-                .write(&pod, &running(ready_now), &ip, &started, record)
+                .write(&pod, &state(running.ready()), &ip, &started, record)
                 .await
                 .is_err()
             {
                 return;
             }
             recorded = Some(environment);
-            let becomes_ready = behaviour.ready && !ready_now;
-            let exit = behaviour.exit;
-            let ran = std::time::Instant::now();
-            if becomes_ready && exit.is_none_or(|(after, _)| after > behaviour.ready_delay) {
-                tokio::time::sleep(behaviour.ready_delay).await;
-                if self
-                    .write(&pod, &running(true), &ip, &started, None)
-                    .await
-                    .is_err()
-                {
-                    return;
+            let code = loop {
+                match running.next().await {
+                    Change::Ready(ready) => {
+                        if self
+                            .write(&pod, &state(ready), &ip, &started, None)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Change::Exited(code) => break code,
                 }
-            }
-            let Some((after, code)) = exit else {
-                return;
             };
-            tokio::time::sleep(after.saturating_sub(ran.elapsed())).await;
             let next = after_exit(&policy, code, restarts);
             if self.write(&pod, &next, &ip, &started, None).await.is_err() {
                 return;
@@ -442,8 +519,6 @@ impl Agents {
 
     /// Stops a pod marked for deletion and deletes it for good.
     async fn terminate(self: Arc<Self>, pod: Arc<Pod>) {
-        let behaviour = Behaviour::of(&pod.annotations().clone())
-            .unwrap_or_else(|_| Behaviour::of(&Default::default()).expect("the defaults"));
         let grace = pod
             .metadata
             .deletion_grace_period_seconds
@@ -462,7 +537,7 @@ impl Agents {
                 format!("Stopping container {}", c.name),
             );
         }
-        tokio::time::sleep(behaviour.terminate_delay.min(Duration::from_secs(grace))).await;
+        self.runtime.stop(&pod, Duration::from_secs(grace)).await;
         let params = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {

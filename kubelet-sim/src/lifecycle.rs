@@ -96,6 +96,14 @@ impl Behaviour {
 pub enum State {
     /// Bound, its containers being created.
     Creating,
+    /// Its containers cannot be created yet, for this reason
+    /// (`CreateContainerConfigError`) and message.
+    Waiting {
+        /// The reason.
+        reason: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Running since `since` (RFC 3339), after `restarts` restarts.
     Running {
         /// Whether it passes its readiness probe.
@@ -160,8 +168,10 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, now: &str) -> Value {
 }
 
 /// The status a pod in `state` reports, on a node at `host_ip`, with
-/// `pod_ip`, at `now` (RFC 3339). `started` is when the kubelet took it.
+/// `pod_ip`, at `now` (RFC 3339). `started` is when the kubelet took it;
+/// `runtime` names the runtime in image and container IDs.
 pub fn status(
+    runtime: &str,
     pod: &Pod,
     state: &State,
     host_ip: &str,
@@ -175,7 +185,7 @@ pub fn status(
         .map(|s| s.containers.as_slice())
         .unwrap_or_default();
     let (phase, ready) = match state {
-        State::Creating => ("Pending", false),
+        State::Creating | State::Waiting { .. } => ("Pending", false),
         State::Running { ready, .. } => ("Running", *ready),
         State::BackOff { .. } => ("Running", false),
         State::Finished { code: 0 } => ("Succeeded", false),
@@ -188,7 +198,7 @@ pub fn status(
             let mut status = json!({
                 "name": c.name,
                 "image": image,
-                "imageID": format!("sim://{image}"),
+                "imageID": format!("{runtime}://{image}"),
                 "ready": ready,
                 "restartCount": 0,
                 "started": false,
@@ -198,11 +208,14 @@ pub fn status(
                 State::Creating => {
                     status["state"] = json!({"waiting": {"reason": "ContainerCreating"}});
                 }
+                State::Waiting { reason, message } => {
+                    status["state"] = json!({"waiting": {"reason": reason, "message": message}});
+                }
                 State::Running { restarts, since, .. } => {
                     status["state"] = json!({"running": {"startedAt": since}});
                     status["restartCount"] = json!(restarts);
                     status["started"] = json!(true);
-                    status["containerID"] = json!(format!("sim://{}-{}", c.name, restarts));
+                    status["containerID"] = json!(format!("{runtime}://{}-{}", c.name, restarts));
                 }
                 State::BackOff { restarts, code, delay } => {
                     let message = format!(
@@ -318,6 +331,7 @@ mod tests {
     fn statuses_read_like_a_kubelets() {
         let now = "2026-11-23T10:00:00Z";
         let creating = status(
+            "sim",
             &pod(),
             &State::Creating,
             "172.18.0.2",
@@ -336,7 +350,15 @@ mod tests {
             restarts: 0,
             since: now.into(),
         };
-        let running = status(&pod(), &running, "172.18.0.2", "10.244.1.2", now, now);
+        let running = status(
+            "sim",
+            &pod(),
+            &running,
+            "172.18.0.2",
+            "10.244.1.2",
+            now,
+            now,
+        );
         assert_eq!(
             (running["phase"].as_str(), running["podIP"].as_str()),
             (Some("Running"), Some("10.244.1.2"))
@@ -353,7 +375,15 @@ mod tests {
             code: 1,
             delay: backoff(2),
         };
-        let crashing = status(&pod(), &crashing, "172.18.0.2", "10.244.1.2", now, now);
+        let crashing = status(
+            "sim",
+            &pod(),
+            &crashing,
+            "172.18.0.2",
+            "10.244.1.2",
+            now,
+            now,
+        );
         let container = &crashing["containerStatuses"][0];
         assert_eq!(container["state"]["waiting"]["reason"], "CrashLoopBackOff");
         assert_eq!(
@@ -363,6 +393,7 @@ mod tests {
         assert_eq!(container["lastState"]["terminated"]["exitCode"], 1);
         assert_eq!(container["restartCount"], 2);
         let failed = status(
+            "sim",
             &pod(),
             &State::Finished { code: 1 },
             "172.18.0.2",

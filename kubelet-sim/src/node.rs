@@ -65,8 +65,9 @@ impl SimNode {
     }
 
     /// Its Node object, registering as a kubelet does: labels, pod CIDR,
-    /// capacity and allocatable, addresses, node info, and Ready.
-    pub fn object(&self, capacity: &Capacity, now: &str) -> Value {
+    /// capacity and allocatable, addresses, node info, and Ready; `runtime`
+    /// names what runs its pods (`sim` nodes are labelled simulated).
+    pub fn object(&self, capacity: &Capacity, now: &str, runtime: &str) -> Value {
         let resources = json!({
             "cpu": capacity.cpu,
             "memory": capacity.memory,
@@ -88,7 +89,7 @@ impl SimNode {
                     "kubernetes.io/arch": "amd64",
                     "beta.kubernetes.io/os": "linux",
                     "beta.kubernetes.io/arch": "amd64",
-                    "node.skiff.dev/simulated": "true",
+                    "node.skiff.dev/simulated": (runtime == "sim").to_string(),
                 },
                 "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
             },
@@ -109,9 +110,9 @@ impl SimNode {
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                 "nodeInfo": {
                     "machineID": "", "systemUUID": "", "bootID": "",
-                    "kernelVersion": "simulated",
-                    "osImage": "Skiff simulated node",
-                    "containerRuntimeVersion": "sim://0.1.0",
+                    "kernelVersion": if runtime == "sim" { "simulated" } else { "host" },
+                    "osImage": if runtime == "sim" { "Skiff simulated node" } else { "Skiff process node" },
+                    "containerRuntimeVersion": format!("{runtime}://0.1.0"),
                     "kubeletVersion": "v1.33.0-skiff",
                     "kubeProxyVersion": "",
                     "operatingSystem": "linux",
@@ -181,7 +182,7 @@ mod tests {
         let big = SimNode::new("skiff-node", 4999, 5000);
         assert_eq!(big.pod_cidr(), "10.147.135.0/24");
         assert_eq!(big.host_ip, "172.18.19.251");
-        let object = node.object(&Capacity::default(), "2026-11-23T10:00:00Z");
+        let object = node.object(&Capacity::default(), "2026-11-23T10:00:00Z", "sim");
         assert_eq!(object["status"]["allocatable"]["pods"], "110");
         assert_eq!(
             object["metadata"]["labels"]["kubernetes.io/hostname"],

@@ -1,0 +1,612 @@
+//! The process runtime: each container a real process, in a real pod
+//! network ([`network`]), started by the container shim ([`shim`]) in its
+//! pod's namespaces, with its environment ([`env`]), its pod's
+//! `/etc/hosts` and `/etc/resolv.conf` ([`files`]), its program
+//! ([`program`], built-ins in [`builtin`]), its log (CRI format, one file
+//! per run) and its probes ([`probe`]). Nothing is pulled: images only
+//! name a program. It needs root.
+//!
+//! What it makes (namespaces, veths, processes, files under its root) goes
+//! with the pod, at shutdown, and — after a `kill -9` — at the next start
+//! ([`cleanup`]).
+
+pub mod builtin;
+pub mod env;
+pub mod files;
+pub mod grpc;
+pub mod netns;
+pub mod network;
+pub mod probe;
+pub mod program;
+pub mod shim;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectReference, Pod, Probe, Secret};
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use skiff_runtime::events::{reference, Recorder, Type};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::node::{Capacity, SimNode};
+use crate::runtime::{Change, Containers, Runtime, ServiceVariables};
+use env::{Placement, Sources};
+use probe::{Kind, Prober, Target, Timing};
+use program::Program;
+
+/// The hidden subcommand that runs the container shim.
+pub const SHIM: &str = "container-shim";
+/// The hidden subcommand that runs a built-in program.
+pub const BUILTIN: &str = "builtin";
+/// The `PATH` a container starts with, as an image's usual one.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The process runtime.
+pub struct Process {
+    client: Client,
+    events: Recorder,
+    root: PathBuf,
+    /// This program, which runs the shim and the built-ins.
+    exe: PathBuf,
+    busybox: Option<String>,
+    capacity: Capacity,
+    /// The main processes of each pod's containers, by pod uid.
+    pods: Arc<Mutex<HashMap<String, Vec<i32>>>>,
+}
+
+impl Process {
+    /// A runtime keeping its files under `root`, reading ConfigMaps and
+    /// Secrets with `client`.
+    pub fn new(client: Client, events: Recorder, root: PathBuf, capacity: &Capacity) -> Self {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .map(str::to_owned);
+        Process {
+            client,
+            events,
+            root,
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("skiff")),
+            busybox,
+            capacity: capacity.clone(),
+            pods: Arc::default(),
+        }
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.root.join("pods").join(uid)
+    }
+
+    /// The ConfigMaps and Secrets the pod's containers name.
+    async fn sources(&self, pod: &Pod) -> Result<Sources, String> {
+        let namespace = pod.namespace().unwrap_or_default();
+        let mut sources = Sources::default();
+        for c in pod.spec.iter().flat_map(|s| &s.containers) {
+            let (maps, secrets) = env::references(c);
+            for name in maps {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &namespace);
+                if let Some(map) = api.get_opt(&name).await.map_err(|e| e.to_string())? {
+                    let mut data = map.data.unwrap_or_default();
+                    for (k, v) in map.binary_data.unwrap_or_default() {
+                        data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                    }
+                    sources.config_maps.insert(name, data);
+                }
+            }
+            for name in secrets {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+                if let Some(secret) = api.get_opt(&name).await.map_err(|e| e.to_string())? {
+                    let data = secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect();
+                    sources.secrets.insert(name, data);
+                }
+            }
+        }
+        Ok(sources)
+    }
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+}
+
+/// Removes every namespace Skiff made and kills what runs in them: at
+/// start (a run killed with `-9` left them) and at shutdown. Returns how
+/// many there were.
+pub async fn cleanup() -> usize {
+    let existing = network::existing();
+    // Pods first, then nodes, then the wire: a node's processes are its
+    // hostNetwork pods'.
+    for name in &existing {
+        for pid in netns::pids(&network::path(name)) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    for name in &existing {
+        if let Err(e) = network::apply(&[network::remove(name)]).await {
+            tracing::warn!(namespace = %name, error = %e, "cannot remove a network namespace");
+        }
+    }
+    existing.len()
+}
+
+/// What a container's tasks tell its pod's [`Running`].
+enum Report {
+    Exited { code: i32 },
+    Ready { index: usize, ready: bool },
+    Unhealthy { index: usize, kind: Kind },
+}
+
+/// A pod's started containers.
+struct Running {
+    reports: mpsc::Receiver<Report>,
+    ready: Vec<bool>,
+    pids: Vec<i32>,
+    names: Vec<String>,
+    grace: Duration,
+    events: Recorder,
+    pod: ObjectReference,
+}
+
+/// Signals a container's whole process group.
+fn signal(pid: i32, signal: Signal) {
+    let _ = kill(Pid::from_raw(-pid), signal);
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(-pid), None).is_ok()
+}
+
+/// SIGTERM to each group, SIGKILL to what remains after `grace`.
+async fn terminate(pids: &[i32], grace: Duration) {
+    for &pid in pids {
+        signal(pid, Signal::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while pids.iter().any(|&p| alive(p)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for &pid in pids {
+        signal(pid, Signal::SIGKILL);
+    }
+}
+
+#[async_trait::async_trait]
+impl Containers for Running {
+    fn ready(&self) -> bool {
+        self.ready.iter().all(|r| *r)
+    }
+
+    async fn next(&mut self) -> Change {
+        loop {
+            let Some(report) = self.reports.recv().await else {
+                return std::future::pending().await;
+            };
+            match report {
+                Report::Exited { code } => {
+                    // The pod's containers run and restart together.
+                    for &pid in &self.pids {
+                        signal(pid, Signal::SIGKILL);
+                    }
+                    return Change::Exited(code);
+                }
+                Report::Ready { index, ready } => {
+                    let before = self.ready();
+                    self.ready[index] = ready;
+                    if self.ready() != before {
+                        return Change::Ready(self.ready());
+                    }
+                }
+                Report::Unhealthy { index, kind } => {
+                    let message = format!(
+                        "Container {} failed {} probe, will be restarted",
+                        self.names[index],
+                        kind.title().to_lowercase()
+                    );
+                    self.events
+                        .record(self.pod.clone(), Type::Normal, "Killing", message);
+                    let (pid, grace) = (self.pids[index], self.grace);
+                    tokio::spawn(async move { terminate(&[pid], grace).await });
+                }
+            }
+        }
+    }
+}
+
+/// The exit code of a finished process: its own, or 128 + the signal.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+/// Copies a stream of the container into its log, one CRI line each:
+/// `2026-12-02T10:00:00.123456789Z stdout F text`.
+async fn copy_log(
+    from: impl AsyncRead + Unpin,
+    stream: &'static str,
+    log: Arc<tokio::sync::Mutex<tokio::fs::File>>,
+) {
+    let mut from = tokio::io::BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match from.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let complete = line.last() == Some(&b'\n');
+        if complete {
+            line.pop();
+        }
+        let tag = if complete { "F" } else { "P" };
+        let mut entry = format!("{:.9} {stream} {tag} ", jiff::Timestamp::now()).into_bytes();
+        entry.extend_from_slice(&line);
+        entry.push(b'\n');
+        let _ = log.lock().await.write_all(&entry).await;
+    }
+}
+
+/// Runs one kind of probe for container `index` until its verdict calls
+/// for the container to restart (sent) or, for a startup probe, until it
+/// passes (returns true). Every failure is an `Unhealthy` event.
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    kind: Kind,
+    spec: Probe,
+    container: Container,
+    target: Target,
+    index: usize,
+    reports: mpsc::Sender<Report>,
+    events: Recorder,
+    pod: ObjectReference,
+) -> bool {
+    let timing = Timing::of(&spec);
+    tokio::time::sleep(timing.initial_delay).await;
+    let mut prober = Prober::new(timing);
+    let mut tick = tokio::time::interval(timing.period);
+    loop {
+        tick.tick().await;
+        if reports.is_closed() {
+            return false;
+        }
+        let result = probe::check(&spec, &container, &target).await;
+        if let Err(message) = &result {
+            let message = format!("{} probe failed: {message}", kind.title());
+            events.record(pod.clone(), Type::Warning, "Unhealthy", message);
+        }
+        match (kind, prober.record(result.is_ok())) {
+            (Kind::Readiness, Some(ready)) => {
+                let _ = reports.send(Report::Ready { index, ready }).await;
+            }
+            (Kind::Startup, Some(true)) => return true,
+            (Kind::Startup | Kind::Liveness, Some(false)) => {
+                let _ = reports.send(Report::Unhealthy { index, kind }).await;
+                return false;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The probes of container `index`: startup first, then liveness and
+/// readiness beside each other.
+fn probes(
+    container: &Container,
+    target: Target,
+    index: usize,
+    reports: &mpsc::Sender<Report>,
+    events: &Recorder,
+    pod: &ObjectReference,
+) {
+    let (startup, liveness, readiness) = (
+        container.startup_probe.clone(),
+        container.liveness_probe.clone(),
+        container.readiness_probe.clone(),
+    );
+    if startup.is_none() && liveness.is_none() && readiness.is_none() {
+        return;
+    }
+    let (container, reports, events, pod) = (
+        container.clone(),
+        reports.clone(),
+        events.clone(),
+        pod.clone(),
+    );
+    tokio::spawn(async move {
+        let run = |kind, spec| {
+            watch(
+                kind,
+                spec,
+                container.clone(),
+                target.clone(),
+                index,
+                reports.clone(),
+                events.clone(),
+                pod.clone(),
+            )
+        };
+        if let Some(spec) = startup {
+            if !run(Kind::Startup, spec).await {
+                return;
+            }
+        }
+        let liveness = liveness.map(|spec| tokio::spawn(run(Kind::Liveness, spec)));
+        if let Some(spec) = readiness {
+            run(Kind::Readiness, spec).await;
+        }
+        if let Some(liveness) = liveness {
+            let _ = liveness.await;
+        }
+    });
+}
+
+#[async_trait::async_trait]
+impl Runtime for Process {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn pods_outlive_the_agent(&self) -> bool {
+        false
+    }
+
+    async fn prepare(&self, nodes: &[SimNode]) -> Result<(), String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("it needs root, to make network namespaces and mounts: run the server with sudo, or use --runtime sim".into());
+        }
+        let left = cleanup().await;
+        if left > 0 {
+            tracing::info!(namespaces = left, "removed what an earlier run left");
+        }
+        let pods = self.root.join("pods");
+        let _ = std::fs::remove_dir_all(&pods);
+        std::fs::create_dir_all(&pods).map_err(|e| format!("{}: {e}", pods.display()))?;
+        network::apply(&network::cluster()).await?;
+        for node in nodes {
+            network::apply(&network::node(node, nodes)).await?;
+            netns::forward(network::path(&network::node_namespace(node)))
+                .await
+                .map_err(|e| format!("cannot turn forwarding on in {}: {e}", node.name))?;
+        }
+        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            tracing::warn!(
+                "no writable cgroup v2 hierarchy: resource limits are recorded, not enforced"
+            );
+        }
+        Ok(())
+    }
+
+    async fn sandbox(&self, pod: &Pod, node: &SimNode, ip: &str) -> Result<(), String> {
+        let uid = pod.uid().unwrap_or_default();
+        let etc = self.pod_dir(&uid).join("etc");
+        let host = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let write = |name: &str, text: String| {
+            std::fs::write(etc.join(name), text).map_err(|e| format!("{}: {e}", etc.display()))
+        };
+        std::fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
+        write("hosts", files::hosts(pod, ip, &host("/etc/hosts")))?;
+        write("resolv.conf", files::resolv(pod, &host("/etc/resolv.conf")))?;
+        let hostname = match host_network(pod) {
+            true => node.name.clone(),
+            false => files::hostname(pod),
+        };
+        write("hostname", format!("{hostname}\n"))?;
+        if host_network(pod) {
+            return Ok(());
+        }
+        network::apply(&network::pod(&uid, node, ip)).await
+    }
+
+    async fn start(
+        &self,
+        pod: &Pod,
+        node: &SimNode,
+        ip: &str,
+        services: &ServiceVariables,
+        restarts: i32,
+    ) -> Result<Box<dyn Containers>, String> {
+        let uid = pod.uid().unwrap_or_default();
+        let dir = self.pod_dir(&uid);
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        let sources = self.sources(pod).await?;
+        let placement = Placement {
+            pod_ip: ip,
+            host_ip: &node.host_ip,
+            node_cpu: &self.capacity.cpu,
+            node_memory: &self.capacity.memory,
+        };
+        let hostname = std::fs::read_to_string(dir.join("etc/hostname"))
+            .map_err(|e| format!("the pod's sandbox is gone: {e}"))?
+            .trim()
+            .to_owned();
+        // Every container's environment first: one that cannot be made
+        // keeps them all from starting.
+        let mut environments = Vec::new();
+        for c in &containers {
+            let variables = services
+                .iter()
+                .find(|(name, _)| *name == c.name)
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or_default();
+            let mut vars = vec![
+                ("PATH".to_string(), PATH.to_string()),
+                ("HOSTNAME".to_string(), hostname.clone()),
+            ];
+            for (k, v) in env::environment(pod, c, variables, &sources, &placement)? {
+                vars.retain(|(key, _)| *key != k);
+                vars.push((k, v));
+            }
+            environments.push(vars);
+        }
+        let reference = reference(pod);
+        let netns = match host_network(pod) {
+            true => network::path(&network::node_namespace(node)),
+            false => network::path(&network::pod_namespace(&uid)),
+        };
+        let grace = Duration::from_secs(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0) as u64,
+        );
+        let (tx, rx) = mpsc::channel(64);
+        let mut pids = Vec::new();
+        // The last run's processes are gone: their pids may be reused.
+        self.pods
+            .lock()
+            .expect("the pods")
+            .insert(uid.clone(), Vec::new());
+        for (index, (c, vars)) in containers.iter().zip(environments).enumerate() {
+            let argv = match program::program(c, &vars, self.busybox.as_deref()) {
+                Program::Exec(argv) => argv,
+                Program::Builtin(args) => {
+                    let exe = self.exe.display().to_string();
+                    [exe, BUILTIN.to_string()].into_iter().chain(args).collect()
+                }
+            };
+            let security = c.security_context.as_ref();
+            let pod_security = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+            let uid_of = security
+                .and_then(|s| s.run_as_user)
+                .or(pod_security.and_then(|s| s.run_as_user));
+            let gid_of = security
+                .and_then(|s| s.run_as_group)
+                .or(pod_security.and_then(|s| s.run_as_group));
+            let etc = dir.join("etc");
+            let spec = shim::Spec {
+                argv,
+                env: vars.clone(),
+                netns: Some(netns.clone()),
+                join: None,
+                hostname: Some(hostname.clone()),
+                binds: ["hosts", "resolv.conf", "hostname"]
+                    .iter()
+                    .map(|f| (etc.join(f), PathBuf::from("/etc").join(f), false))
+                    .collect(),
+                workdir: c.working_dir.as_ref().map(PathBuf::from),
+                user: uid_of.map(|u| (u as u32, gid_of.unwrap_or(u) as u32)),
+            };
+            let container_dir = dir.join(&c.name);
+            std::fs::create_dir_all(&container_dir)
+                .map_err(|e| format!("{}: {e}", container_dir.display()))?;
+            let spec_path = container_dir.join("spec.json");
+            std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("a spec"))
+                .map_err(|e| format!("{}: {e}", spec_path.display()))?;
+            let log = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(container_dir.join(format!("{restarts}.log")))
+                .await
+                .map_err(|e| format!("the container's log: {e}"))?;
+            let mut child = tokio::process::Command::new(&self.exe)
+                .arg(SHIM)
+                .arg(&spec_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start the container shim: {e}"))?;
+            let pid = child.id().map(|p| p as i32).unwrap_or_default();
+            pids.push(pid);
+            self.pods
+                .lock()
+                .expect("the pods")
+                .entry(uid.clone())
+                .or_default()
+                .push(pid);
+            let log = Arc::new(tokio::sync::Mutex::new(log));
+            if let Some(out) = child.stdout.take() {
+                tokio::spawn(copy_log(out, "stdout", log.clone()));
+            }
+            if let Some(err) = child.stderr.take() {
+                tokio::spawn(copy_log(err, "stderr", log));
+            }
+            let exited = tx.clone();
+            tokio::spawn(async move {
+                let code = child.wait().await.map(exit_code).unwrap_or(-1);
+                let _ = exited.send(Report::Exited { code }).await;
+            });
+            let target = Target {
+                from: network::path(&network::node_namespace(node)),
+                ip: ip.to_owned(),
+                pid,
+                env: vars,
+                exe: self.exe.clone(),
+                spec: container_dir.join("probe.json"),
+            };
+            probes(c, target, index, &tx, &self.events, &reference);
+        }
+        Ok(Box::new(Running {
+            reports: rx,
+            ready: containers
+                .iter()
+                .map(|c| c.readiness_probe.is_none())
+                .collect(),
+            pids,
+            names: containers.iter().map(|c| c.name.clone()).collect(),
+            grace,
+            events: self.events.clone(),
+            pod: reference,
+        }))
+    }
+
+    async fn stop(&self, pod: &Pod, grace: Duration) {
+        let uid = pod.uid().unwrap_or_default();
+        let pids = self
+            .pods
+            .lock()
+            .expect("the pods")
+            .remove(&uid)
+            .unwrap_or_default();
+        terminate(&pids, grace).await;
+        let namespace = network::pod_namespace(&uid);
+        let path = network::path(&namespace);
+        if path.exists() {
+            for pid in netns::pids(&path) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = network::apply(&[network::remove(&namespace)]).await;
+        }
+        let _ = tokio::fs::remove_dir_all(self.pod_dir(&uid)).await;
+    }
+
+    fn log(&self, uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
+        let dir = self.pod_dir(uid).join(container);
+        let mut runs: Vec<u32> = std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        runs.sort_unstable();
+        let run = match previous {
+            true => runs.iter().rev().nth(1),
+            false => runs.last(),
+        }?;
+        Some(dir.join(format!("{run}.log")))
+    }
+}

@@ -1,0 +1,162 @@
+//! The container shim: the process the runtime starts for each container
+//! (`skiff container-shim SPEC`), which enters the pod's namespaces and
+//! then becomes the container's program, as runc's init does. It runs
+//! before any thread is started, as joining a mount namespace needs.
+//!
+//! A new container joins its pod's network namespace, takes mount and UTS
+//! namespaces of its own (mounts propagate in from the node, never out),
+//! sees the pod's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`
+//! and its volumes bound where the pod asks, its hostname, a session of
+//! its own (so that a signal reaches the whole container), its working
+//! directory and user. `join` instead enters a running container's
+//! namespaces (exec, probes).
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use serde::{Deserialize, Serialize};
+
+/// What to start, and where.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Spec {
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+    /// The network namespace to join (a new container).
+    pub netns: Option<PathBuf>,
+    /// A running container's process whose namespaces to join instead.
+    pub join: Option<i32>,
+    /// The hostname.
+    pub hostname: Option<String>,
+    /// Bind mounts: source, target, read-only.
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    /// The working directory.
+    pub workdir: Option<PathBuf>,
+    /// The user and group to run as.
+    pub user: Option<(u32, u32)>,
+}
+
+/// The exit code when the program cannot be started, as runc's.
+pub const START_ERROR: i32 = 128;
+
+/// Runs the shim for the spec in the file at `path`; returns only when the
+/// program could not be started, with the code to exit with.
+pub fn run(path: &str) -> i32 {
+    let spec: Spec = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+    {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("skiff container-shim: {path}: {e}");
+            return START_ERROR;
+        }
+    };
+    let error = match enter(&spec) {
+        Ok(()) => exec(&spec),
+        Err(e) => e,
+    };
+    eprintln!("{error}");
+    START_ERROR
+}
+
+fn enter(spec: &Spec) -> Result<(), String> {
+    let join = |path: PathBuf, kind: CloneFlags| {
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        setns(file, kind).map_err(|e| format!("cannot join {}: {e}", path.display()))
+    };
+    if let Some(pid) = spec.join {
+        let ns = |name: &str| PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        join(ns("net"), CloneFlags::CLONE_NEWNET)?;
+        join(ns("uts"), CloneFlags::CLONE_NEWUTS)?;
+        join(ns("mnt"), CloneFlags::CLONE_NEWNS)?;
+    } else {
+        if let Some(netns) = &spec.netns {
+            join(netns.clone(), CloneFlags::CLONE_NEWNET)?;
+        }
+        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS)
+            .map_err(|e| format!("cannot make the container's namespaces: {e}"))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .map_err(|e| format!("cannot make the container's mounts private: {e}"))?;
+        if let Some(hostname) = &spec.hostname {
+            nix::unistd::sethostname(hostname)
+                .map_err(|e| format!("cannot set the hostname {hostname:?}: {e}"))?;
+        }
+        for (source, target, read_only) in &spec.binds {
+            bind(source, target, *read_only)?;
+        }
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    Ok(())
+}
+
+fn bind(source: &PathBuf, target: &PathBuf, read_only: bool) -> Result<(), String> {
+    let failed = |e: nix::Error| {
+        format!(
+            "cannot mount {} at {}: {e}",
+            source.display(),
+            target.display()
+        )
+    };
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(failed)?;
+    if read_only {
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Becomes the program; returns why it could not.
+fn exec(spec: &Spec) -> String {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return "the container has no command".into();
+    };
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(spec.env.iter().cloned());
+    if let Some(dir) = &spec.workdir {
+        // The node's file system is the container's: a missing directory
+        // is an error rather than one made on the node.
+        if !dir.is_dir() {
+            return format!(
+                "chdir to cwd ({:?}) set in the container failed: no such directory",
+                dir.display().to_string()
+            );
+        }
+        command.current_dir(dir);
+    }
+    if let Some((uid, gid)) = spec.user {
+        command.uid(uid).gid(gid);
+    }
+    let error = command.exec();
+    match error.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("exec: \"{program}\": executable file not found in $PATH")
+        }
+        _ => format!("exec: \"{program}\": {error}"),
+    }
+}

@@ -1,0 +1,65 @@
+//! The seam between a node agent's pod lifecycle (one for both runtimes:
+//! status, events, restarts, deletion) and what runs the containers:
+//! [`crate::sim::Sim`] (no processes; thousands of nodes) or
+//! [`crate::process::Process`] (real processes in real namespaces).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::node::SimNode;
+
+/// What a pod's running containers report next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// They passed (or failed) their readiness probes.
+    Ready(bool),
+    /// A container exited (or was killed after failing its liveness
+    /// probe) with this code: the pod's containers are done.
+    Exited(i32),
+}
+
+/// A pod's containers once started.
+#[async_trait::async_trait]
+pub trait Containers: Send {
+    /// Whether they are ready as they start (no readiness probe to pass).
+    fn ready(&self) -> bool;
+    /// Waits for what happens next to them.
+    async fn next(&mut self) -> Change;
+}
+
+/// The Service variables of each container: name, then `KEY=value` pairs.
+pub type ServiceVariables = [(String, Vec<(String, String)>)];
+
+/// What runs a node's pods.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync {
+    /// Its name: the scheme of its container IDs (`sim://...`).
+    fn name(&self) -> &'static str;
+    /// Whether pods keep running while the agent is down (a simulated
+    /// pod does; a real one is stopped by the next start's cleanup and
+    /// started again).
+    fn pods_outlive_the_agent(&self) -> bool;
+    /// Gets the nodes ready before any pod comes.
+    async fn prepare(&self, nodes: &[SimNode]) -> Result<(), String>;
+    /// Makes the pod's sandbox on `node` with `ip` (its network).
+    async fn sandbox(&self, pod: &Pod, node: &SimNode, ip: &str) -> Result<(), String>;
+    /// Starts the pod's containers, for the `restarts`-th time; an error
+    /// is why they cannot start yet (a missing ConfigMap, say) and is
+    /// tried again.
+    async fn start(
+        &self,
+        pod: &Pod,
+        node: &SimNode,
+        ip: &str,
+        services: &ServiceVariables,
+        restarts: i32,
+    ) -> Result<Box<dyn Containers>, String>;
+    /// Stops what of the pod runs (SIGTERM, then SIGKILL after `grace`)
+    /// and removes its sandbox.
+    async fn stop(&self, pod: &Pod, grace: Duration);
+    /// The log file of a container's current (or previous) run, if it
+    /// writes one.
+    fn log(&self, uid: &str, container: &str, previous: bool) -> Option<PathBuf>;
+}
