@@ -9,7 +9,6 @@ pub mod fields;
 pub mod immutable;
 pub mod labels;
 pub mod openapi;
-pub mod podlog;
 pub mod protobuf;
 pub mod registry;
 pub mod service_env;

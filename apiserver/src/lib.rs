@@ -10,6 +10,7 @@ mod auth;
 mod bootstrap;
 mod discovery;
 mod error;
+mod kubelet;
 mod metrics;
 mod object;
 mod path;

@@ -37,12 +37,25 @@ pub struct NodeArgs {
     /// data directory's `kubelet`].
     #[arg(long)]
     runtime_dir: Option<PathBuf>,
+    /// Where the nodes' kubelet server listens for the apiserver (logs,
+    /// exec, port-forward); port 0 picks a free port. The address is
+    /// published in each Node.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    kubelet_listen: std::net::SocketAddr,
 }
 
 impl NodeArgs {
     /// Whether the pods are real processes.
     pub fn processes(&self) -> bool {
         self.runtime == "process"
+    }
+
+    /// Refuses a runtime this process cannot run, before anything starts.
+    pub fn check(&self) -> Result<()> {
+        if self.processes() {
+            skiff_kubelet_sim::process::check().map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
     }
 
     /// Fills in the runtime's directory under `data_dir` if none was given.
@@ -52,7 +65,7 @@ impl NodeArgs {
         self
     }
 
-    fn options(&self) -> skiff_kubelet_sim::Options {
+    fn options(&self, token: Option<String>) -> skiff_kubelet_sim::Options {
         let runtime = match self.processes() {
             true => skiff_kubelet_sim::Choice::Process {
                 root: self.runtime_dir.clone().unwrap_or_else(|| "kubelet".into()),
@@ -69,6 +82,8 @@ impl NodeArgs {
                 pods: self.node_pods,
             },
             runtime,
+            kubelet_listen: self.kubelet_listen,
+            kubelet_token: token,
             ..skiff_kubelet_sim::Options::default()
         }
     }
@@ -90,16 +105,17 @@ pub fn informers(transport: &Transport) -> Result<Informers> {
 }
 
 fn spawn_nodes(
-    client: kube::Client,
+    transport: &Transport,
     informers: &Informers,
     nodes: &NodeArgs,
-) -> tokio::task::JoinHandle<()> {
-    let running = skiff_kubelet_sim::run(client, informers, nodes.options());
-    tokio::spawn(async move {
+) -> Result<tokio::task::JoinHandle<()>> {
+    let client = transport.client("kubelet")?;
+    let running = skiff_kubelet_sim::run(client, informers, nodes.options(transport.token()));
+    Ok(tokio::spawn(async move {
         if let Err(e) = running.await {
             tracing::error!(error = %e, "the node agents stopped");
         }
-    })
+    }))
 }
 
 /// Starts the scheduler, the controllers and the node agents, each with a
@@ -117,7 +133,7 @@ pub fn start_components(
         informers.get(),
     ));
     if nodes.nodes > 0 {
-        spawn_nodes(client("kubelet")?, informers, nodes);
+        spawn_nodes(transport, informers, nodes)?;
     }
     // Last: the garbage collector's metadata views reuse the full
     // informers asked for before.
@@ -132,6 +148,7 @@ pub fn start_components(
 /// `skiff agent`: node agents in this process, for a server elsewhere
 /// (reached with the kubeconfig), with an informer set of their own.
 pub async fn run(kubeconfig: Option<PathBuf>, args: AgentArgs) -> Result<()> {
+    args.nodes.check()?;
     let transport = Transport::Network(crate::cluster::config(kubeconfig).await?);
     println!(
         "skiff agent running nodes {}..{}",
@@ -142,6 +159,6 @@ pub async fn run(kubeconfig: Option<PathBuf>, args: AgentArgs) -> Result<()> {
     let nodes = args
         .nodes
         .with_data_dir(&crate::server::default_data_dir()?.join("agent"));
-    spawn_nodes(transport.client("kubelet")?, &informers, &nodes).await?;
+    spawn_nodes(&transport, &informers, &nodes)?.await?;
     Ok(())
 }

@@ -135,6 +135,18 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The bearer token of the kubeconfig: what the node agents' kubelet
+    /// servers ask the apiserver for.
+    pub fn token(&self) -> Option<String> {
+        use secrecy::ExposeSecret;
+        let (Transport::Network(config) | Transport::InProcess(config, _)) = self;
+        config
+            .auth_info
+            .token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
+    }
+
     /// A client that names itself `component`.
     pub fn client(&self, component: &str) -> Result<kube::Client> {
         match self {

@@ -74,6 +74,7 @@ async fn shutdown_signal() {
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let started = Instant::now();
+    args.nodes.check()?;
     skiff_apiserver::prepare_types();
     let data_dir = match args.data_dir {
         Some(dir) => dir,

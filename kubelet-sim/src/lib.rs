@@ -14,9 +14,12 @@
 //! [`process::Process`], real processes in a real pod network.
 
 pub mod lifecycle;
+pub mod logs;
 pub mod node;
+pub mod podlog;
 pub mod process;
 pub mod runtime;
+pub mod server;
 pub mod sim;
 
 use std::collections::HashMap;
@@ -29,12 +32,12 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use skiff_api::{podlog, service_env};
+use skiff_api::service_env;
 use skiff_runtime::events::{reference, Recorder, Type};
 use skiff_runtime::{Event, Informer, Informers};
 
 use crate::lifecycle::{after_exit, status, State};
-use crate::node::{Capacity, IpPool, SimNode};
+use crate::node::{Capacity, IpPool, Registration, SimNode};
 use crate::runtime::{Change, Runtime};
 
 /// How often a node renews its Lease, as a kubelet does.
@@ -50,6 +53,9 @@ pub enum Error {
     /// The API refused or could not be reached.
     #[error("the API: {0}")]
     Api(#[from] kube::Error),
+    /// The kubelet server cannot listen.
+    #[error("the kubelet server cannot listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
     /// The runtime could not get the nodes ready.
     #[error("the {0} runtime: {1}")]
     Runtime(&'static str, String),
@@ -70,6 +76,11 @@ pub struct Options {
     pub capacity: Capacity,
     /// What runs the pods.
     pub runtime: Choice,
+    /// Where the kubelet server listens (port 0: any free port).
+    pub kubelet_listen: std::net::SocketAddr,
+    /// The bearer token the kubelet server asks of its callers (the
+    /// cluster's, which the apiserver holds); None asks none.
+    pub kubelet_token: Option<String>,
 }
 
 /// Which runtime runs the pods.
@@ -94,6 +105,8 @@ impl Default for Options {
             total: 3,
             capacity: Capacity::default(),
             runtime: Choice::Sim,
+            kubelet_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            kubelet_token: None,
         }
     }
 }
@@ -109,6 +122,10 @@ struct Running {
 struct Agents {
     client: Client,
     runtime: Arc<dyn Runtime>,
+    /// Every pod of the cluster: the process's shared cache.
+    pods: Informer<Pod>,
+    /// What the kubelet server asks of its callers.
+    token: Option<String>,
     events: Recorder,
     /// Every Service of the cluster: the process's shared cache.
     services: Informer<Service>,
@@ -151,15 +168,38 @@ pub fn run(
             .prepare(&nodes)
             .await
             .map_err(|e| Error::Runtime(runtime.name(), e))?;
-        register(&client, &nodes, &options.capacity, runtime.name()).await?;
+        let listener = tokio::net::TcpListener::bind(options.kubelet_listen)
+            .await
+            .map_err(|e| Error::Listen(options.kubelet_listen, e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::Listen(options.kubelet_listen, e))?;
+        let host = match address.ip().is_unspecified() {
+            true => "127.0.0.1".to_string(),
+            false => address.ip().to_string(),
+        };
+        let registration = Registration {
+            capacity: options.capacity.clone(),
+            runtime: runtime.name().into(),
+            kubelet: (host, address.port()),
+        };
+        register(&client, &nodes, &registration).await?;
         tokio::spawn(renew_leases(client.clone(), nodes.clone()));
         let agents = Arc::new(Agents {
             runtime,
+            pods: pods.clone(),
+            token: options.kubelet_token.clone(),
             events,
             services,
             client,
             nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
             state: Mutex::default(),
+        });
+        let serving = axum::serve(listener, server::router(agents.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "the kubelet server stopped");
+            }
         });
         let mut events = pods.subscribe();
         while let Some(event) = events.recv().await {
@@ -177,14 +217,13 @@ pub fn run(
 async fn register(
     client: &Client,
     nodes: &[SimNode],
-    capacity: &Capacity,
-    runtime: &str,
+    registration: &Registration,
 ) -> Result<(), Error> {
     let api: Api<Node> = Api::all(client.clone());
     let now = skiff_runtime::now();
     let objects: Vec<(String, serde_json::Value)> = nodes
         .iter()
-        .map(|node| (node.name.clone(), node.object(capacity, &now, runtime)))
+        .map(|node| (node.name.clone(), node.object(registration, &now)))
         .collect();
     futures::stream::iter(objects)
         .map(|(name, object)| {
@@ -198,6 +237,11 @@ async fn register(
                     .await;
                 match created {
                     Err(kube::Error::Api(status)) if status.code == 409 => {
+                        // Its kubelet's address may have changed.
+                        let annotations =
+                            json!({"metadata": {"annotations": object["metadata"]["annotations"]}});
+                        api.patch(&name, &PatchParams::default(), &Patch::Merge(annotations))
+                            .await?;
                         let patch = Patch::Merge(json!({"status": object["status"]}));
                         api.patch_status(&name, &PatchParams::default(), &patch)
                             .await?;
@@ -422,6 +466,7 @@ impl Agents {
             .unwrap_or_default();
         let mut restarts = 0;
         let mut recorded = None;
+        let mut last = None;
         loop {
             // The variables the containers start with, recorded with the
             // Running status when they differ from the last start's.
@@ -474,6 +519,7 @@ impl Agents {
                 ready,
                 restarts,
                 since: since.clone(),
+                last: last.clone(),
             };
             if self
                 .write(&pod, &state(running.ready()), &ip, &started, record)
@@ -497,6 +543,7 @@ impl Agents {
                     Change::Exited(code) => break code,
                 }
             };
+            last = Some((code, skiff_runtime::now()));
             let next = after_exit(&policy, code, restarts);
             if self.write(&pod, &next, &ip, &started, None).await.is_err() {
                 return;

@@ -112,6 +112,8 @@ pub enum State {
         restarts: i32,
         /// When the containers started.
         since: String,
+        /// How the last run ended (code, when), after a restart.
+        last: Option<(i32, String)>,
     },
     /// Exited with `code` and waiting out its restart back-off.
     BackOff {
@@ -211,8 +213,11 @@ pub fn status(
                 State::Waiting { reason, message } => {
                     status["state"] = json!({"waiting": {"reason": reason, "message": message}});
                 }
-                State::Running { restarts, since, .. } => {
+                State::Running { restarts, since, last, .. } => {
                     status["state"] = json!({"running": {"startedAt": since}});
+                    if let Some((code, at)) = last {
+                        status["lastState"] = json!({"terminated": {"exitCode": code, "reason": exit_reason(*code), "finishedAt": at}});
+                    }
                     status["restartCount"] = json!(restarts);
                     status["started"] = json!(true);
                     status["containerID"] = json!(format!("{runtime}://{}-{}", c.name, restarts));
@@ -349,6 +354,7 @@ mod tests {
             ready: true,
             restarts: 0,
             since: now.into(),
+            last: None,
         };
         let running = status(
             "sim",

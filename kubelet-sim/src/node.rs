@@ -32,6 +32,23 @@ impl Default for Capacity {
     }
 }
 
+/// What a node registers with beside its own name and addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// What it offers.
+    pub capacity: Capacity,
+    /// What runs its pods: `sim` nodes are labelled simulated.
+    pub runtime: String,
+    /// Where the apiserver reaches its kubelet server: the address (in the
+    /// [`KUBELET_ADDRESS`] annotation, as simulated InternalIPs are not
+    /// routed) and the port (`daemonEndpoints.kubeletEndpoint`).
+    pub kubelet: (String, u16),
+}
+
+/// The annotation naming the address at which the apiserver reaches a
+/// node's kubelet server.
+pub const KUBELET_ADDRESS: &str = "kubelet.skiff.dev/address";
+
 /// One simulated node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimNode {
@@ -65,9 +82,11 @@ impl SimNode {
     }
 
     /// Its Node object, registering as a kubelet does: labels, pod CIDR,
-    /// capacity and allocatable, addresses, node info, and Ready; `runtime`
-    /// names what runs its pods (`sim` nodes are labelled simulated).
-    pub fn object(&self, capacity: &Capacity, now: &str, runtime: &str) -> Value {
+    /// capacity and allocatable, addresses, its kubelet's endpoint, node
+    /// info, and Ready.
+    pub fn object(&self, registration: &Registration, now: &str) -> Value {
+        let (capacity, runtime) = (&registration.capacity, registration.runtime.as_str());
+        let (kubelet_address, kubelet_port) = &registration.kubelet;
         let resources = json!({
             "cpu": capacity.cpu,
             "memory": capacity.memory,
@@ -91,7 +110,7 @@ impl SimNode {
                     "beta.kubernetes.io/arch": "amd64",
                     "node.skiff.dev/simulated": (runtime == "sim").to_string(),
                 },
-                "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0", KUBELET_ADDRESS: kubelet_address},
             },
             "spec": {"podCIDR": self.pod_cidr(), "podCIDRs": [self.pod_cidr()]},
             "status": {
@@ -107,7 +126,7 @@ impl SimNode {
                     {"type": "InternalIP", "address": self.host_ip},
                     {"type": "Hostname", "address": self.name},
                 ],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
                 "nodeInfo": {
                     "machineID": "", "systemUUID": "", "bootID": "",
                     "kernelVersion": if runtime == "sim" { "simulated" } else { "host" },
@@ -182,7 +201,16 @@ mod tests {
         let big = SimNode::new("skiff-node", 4999, 5000);
         assert_eq!(big.pod_cidr(), "10.147.135.0/24");
         assert_eq!(big.host_ip, "172.18.19.251");
-        let object = node.object(&Capacity::default(), "2026-11-23T10:00:00Z", "sim");
+        let registration = Registration {
+            capacity: Capacity::default(),
+            runtime: "sim".into(),
+            kubelet: ("127.0.0.1".into(), 10250),
+        };
+        let object = node.object(&registration, "2026-11-23T10:00:00Z");
+        assert_eq!(
+            object["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+            10250
+        );
         assert_eq!(object["status"]["allocatable"]["pods"], "110");
         assert_eq!(
             object["metadata"]["labels"]["kubernetes.io/hostname"],

@@ -59,6 +59,8 @@ pub trait Runtime: Send + Sync {
     /// Stops what of the pod runs (SIGTERM, then SIGKILL after `grace`)
     /// and removes its sandbox.
     async fn stop(&self, pod: &Pod, grace: Duration);
+    /// Whether a container of the pod runs a process now.
+    fn running(&self, uid: &str, container: &str) -> bool;
     /// The log file of a container's current (or previous) run, if it
     /// writes one.
     fn log(&self, uid: &str, container: &str, previous: bool) -> Option<PathBuf>;

@@ -112,6 +112,10 @@ impl Runtime for Sim {
         tokio::time::sleep(behaviour(pod).terminate_delay.min(grace)).await;
     }
 
+    fn running(&self, _: &str, _: &str) -> bool {
+        false
+    }
+
     fn log(&self, _: &str, _: &str, _: bool) -> Option<PathBuf> {
         None
     }

@@ -13,6 +13,121 @@ pub struct Server {
     pub dns: std::net::SocketAddr,
     pub kubeconfig: PathBuf,
     pub data_dir: PathBuf,
+    /// The machine it runs in, if not this one: its holder's pid.
+    machine: Option<u32>,
+}
+
+/// A machine of a test's own: network, mount and PID namespaces, entered
+/// with `nsenter`, with a private `/run/netns` and `/proc`. Its first
+/// process holds them; killing it (on drop, also when the test fails)
+/// kills everything inside, so nothing of the test outlives it, and
+/// nothing it routes reaches the host's network.
+pub struct Machine {
+    holder: Child,
+    /// The first process inside, as this machine numbers it.
+    pub pid: u32,
+}
+
+impl Machine {
+    /// A new machine; None (the test is skipped, with a reason) when this
+    /// process is not root, except in CI, where that is a failure.
+    pub fn new() -> Option<Machine> {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !root {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "the process runtime's tests need root in CI"
+            );
+            eprintln!("SKIPPED: the process runtime needs root (network namespaces)");
+            return None;
+        }
+        let mut holder = Command::new("unshare")
+            .args([
+                "--net",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                // The first process reaps orphans, as a machine's init.
+                "mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns && ip link set lo up && echo ready && exec python3 -c \"$REAPER\"",
+            ])
+            .env("REAPER", REAPER)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut ready = String::new();
+        BufReader::new(holder.stdout.take().expect("stdout"))
+            .read_line(&mut ready)
+            .expect("the machine started");
+        assert_eq!(ready.trim(), "ready", "the machine started");
+        let pid = children(holder.id())
+            .first()
+            .copied()
+            .expect("the machine's first process");
+        Some(Machine { holder, pid })
+    }
+
+    /// `program args` inside the machine (its network and mounts).
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .args(["-t", &self.pid.to_string(), "-n", "-m", "--", program])
+            .args(args);
+        command
+    }
+
+    /// Runs `program args` inside the machine; its standard output, failing
+    /// on an error.
+    pub fn run_ok(&self, program: &str, args: &[&str]) -> String {
+        let output = self.command(program, args).output().expect("nsenter");
+        succeeded(output, program, args)
+    }
+
+    /// The network namespaces inside.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.run_ok("ip", &["netns", "list"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// A machine's init: reaps whatever ends inside it.
+const REAPER: &str = "import os, time
+while True:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+    time.sleep(0.1)
+";
+
+/// The children of process `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 impl Server {
@@ -24,7 +139,29 @@ impl Server {
 
     /// Starts a server with extra `skiff server` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        Self::start_in(None, data_dir, flags)
+    }
+
+    /// Starts a server inside `machine` (else here) with extra flags.
+    pub fn start_in(machine: Option<&Machine>, data_dir: &Path, flags: &[&str]) -> Server {
+        let skiff = env!("CARGO_BIN_EXE_skiff");
+        let mut command = match machine {
+            Some(machine) => {
+                let mut command = Command::new("nsenter");
+                command.args([
+                    "-t",
+                    &machine.pid.to_string(),
+                    "-n",
+                    "-m",
+                    "-p",
+                    "--",
+                    skiff,
+                ]);
+                command
+            }
+            None => Command::new(skiff),
+        };
+        let mut child = command
             .args([
                 "server",
                 "--listen",
@@ -67,12 +204,32 @@ impl Server {
             dns,
             kubeconfig,
             data_dir: data_dir.to_owned(),
+            machine: machine.map(|m| m.pid),
         }
+    }
+
+    /// The server's own process (inside a machine, `nsenter`'s child).
+    pub fn pid(&self) -> u32 {
+        match self.machine {
+            Some(_) => children(self.child.id())
+                .first()
+                .copied()
+                .unwrap_or(self.child.id()),
+            None => self.child.id(),
+        }
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn crash(mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits (up to 10 s) for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
+        let pid = self.pid().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
             .status()
@@ -111,9 +268,17 @@ impl Server {
         succeeded(self.skiff(args), "skiff", args)
     }
 
-    /// Starts `program` with this server's kubeconfig and `args`.
+    /// Starts `program` with this server's kubeconfig and `args` (inside
+    /// its machine, if it has one).
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(program);
+        let mut command = match self.machine {
+            Some(pid) => {
+                let mut command = Command::new("nsenter");
+                command.args(["-t", &pid.to_string(), "-n", "-m", "--", program]);
+                command
+            }
+            None => Command::new(program),
+        };
         command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
         command
     }
@@ -138,6 +303,11 @@ fn succeeded(output: Output, program: &str, args: &[&str]) -> String {
 impl Drop for Server {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
+            if self.machine.is_some() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &self.pid().to_string()])
+                    .status();
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

@@ -11,6 +11,7 @@ mod kube_rs;
 mod kubectl;
 mod pods;
 mod python;
+mod realpods;
 mod server;
 mod services;
 mod services_cli;

@@ -188,11 +188,6 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     fn bind(&self, _object: &Value, _binding: &Value, _now: &str) -> Result<Value, Refusal> {
         Err(Refusal::Unsupported)
     }
-
-    /// The log of `container` (`pods/log`).
-    fn log(&self, _object: &Value, _container: Option<&str>) -> Result<String, Refusal> {
-        Err(Refusal::Unsupported)
-    }
 }
 
 /// The strategy of kinds with no rules of their own.

@@ -254,10 +254,6 @@ impl Strategy for Pod {
         }
         Ok(pod)
     }
-
-    fn log(&self, object: &Value, container: Option<&str>) -> Result<String, Refusal> {
-        crate::podlog::render(object, container).map_err(Refusal::BadRequest)
-    }
 }
 
 #[cfg(test)]

@@ -165,17 +165,89 @@ impl Api<'_> {
         Ok(self.marked(json_response(StatusCode::CREATED, &status)))
     }
 
-    /// `pods/NAME/log`: a simulated container's synthesized log.
+    /// `pods/NAME/log`: from the kubelet of the pod's node, streamed (a
+    /// pod not yet on a node has an empty log, as upstream's).
     pub(super) async fn log(&self, name: &str) -> Result<Response, ApiError> {
-        let object = from_stored(&self.stored(name).await?)?;
-        let container = self.query.get("container").map(String::as_str);
-        let log = self
-            .resource()
-            .strategy
-            .log(&object, container)
-            .map_err(|refusal| self.refused(name, refusal))?;
-        Ok(([(header::CONTENT_TYPE, "text/plain")], log).into_response())
+        let pod = from_stored(&self.stored(name).await?)?;
+        let container = log_container(&pod, self.query.get("container").map(String::as_str))?;
+        let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+            return Ok(([(header::CONTENT_TYPE, "text/plain")], "").into_response());
+        };
+        let nodes = self
+            .state
+            .registry
+            .by_plural("", "v1", "nodes")
+            .ok_or_else(|| ApiError::internal("no nodes resource"))?;
+        let node = self
+            .state
+            .store
+            .get(&nodes.key(None, node))
+            .await
+            .map_err(|e| ApiError::from_store(e, nodes, node))?;
+        let location = crate::kubelet::location(&from_stored(&node)?)?;
+        let query: Vec<(&str, &str)> = self
+            .query
+            .iter()
+            .filter(|(k, _)| k.as_str() != "container")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut path = format!(
+            "/containerLogs/{}/{name}/{container}",
+            self.namespace().unwrap_or_default()
+        );
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(&form(&query));
+        }
+        crate::kubelet::get(self.state, &location, &path).await
     }
+}
+
+/// The container a `pods/log` request reads: the one named, else the only
+/// one (upstream's 400 messages otherwise).
+fn log_container<'a>(pod: &'a Value, asked: Option<&'a str>) -> Result<&'a str, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let containers: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let main: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    match (asked, main.as_slice()) {
+        (Some(c), _) if containers.contains(&c) => Ok(c),
+        (Some(c), _) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        (None, [only]) => Ok(only),
+        (None, many) => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            many.join(" ")
+        ))),
+    }
+}
+
+/// `k=v&...` with the values percent-encoded.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]
@@ -194,5 +266,24 @@ mod tests {
         );
         assert!(with_replicas(&json!({"spec": "x"}), 2).is_err());
         assert_eq!(with_replicas(&json!({}), 2).unwrap()["spec"]["replicas"], 2);
+    }
+
+    #[test]
+    fn a_log_request_names_one_container() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {
+            "initContainers": [{"name": "init"}], "containers": [{"name": "a"}, {"name": "b"}]}});
+        assert_eq!(log_container(&pod, Some("init")).unwrap(), "init");
+        assert_eq!(
+            log_container(&pod, None).unwrap_err().message,
+            "a container name must be specified for pod p, choose one of: [a b]"
+        );
+        assert_eq!(
+            log_container(&pod, Some("c")).unwrap_err().message,
+            "container c is not valid for pod p"
+        );
+        assert_eq!(
+            form(&[("sinceTime", "2026-12-02T10:00:00Z")]),
+            "sinceTime=2026-12-02T10%3A00%3A00Z"
+        );
     }
 }

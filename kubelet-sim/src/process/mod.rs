@@ -48,6 +48,9 @@ pub const BUILTIN: &str = "builtin";
 /// The `PATH` a container starts with, as an image's usual one.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// A pod's containers' main processes: name and pid.
+type Pids = Vec<(String, i32)>;
+
 /// The process runtime.
 pub struct Process {
     client: Client,
@@ -57,8 +60,9 @@ pub struct Process {
     exe: PathBuf,
     busybox: Option<String>,
     capacity: Capacity,
-    /// The main processes of each pod's containers, by pod uid.
-    pods: Arc<Mutex<HashMap<String, Vec<i32>>>>,
+    /// The main processes of each pod's containers (name, pid), by pod
+    /// uid.
+    pods: Arc<Mutex<HashMap<String, Pids>>>,
 }
 
 impl Process {
@@ -119,6 +123,14 @@ impl Process {
 
 fn host_network(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+}
+
+/// Whether this process may run the process runtime: it needs root.
+pub fn check() -> Result<(), String> {
+    match nix::unistd::geteuid().is_root() {
+        true => Ok(()),
+        false => Err("--runtime process needs root, to make network namespaces and mounts: run it with sudo, or use --runtime sim".into()),
+    }
 }
 
 /// Removes every namespace Skiff made and kills what runs in them: at
@@ -365,9 +377,7 @@ impl Runtime for Process {
     }
 
     async fn prepare(&self, nodes: &[SimNode]) -> Result<(), String> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err("it needs root, to make network namespaces and mounts: run the server with sudo, or use --runtime sim".into());
-        }
+        check()?;
         let left = cleanup().await;
         if left > 0 {
             tracing::info!(namespaces = left, "removed what an earlier run left");
@@ -532,7 +542,7 @@ impl Runtime for Process {
                 .expect("the pods")
                 .entry(uid.clone())
                 .or_default()
-                .push(pid);
+                .push((c.name.clone(), pid));
             let log = Arc::new(tokio::sync::Mutex::new(log));
             if let Some(out) = child.stdout.take() {
                 tokio::spawn(copy_log(out, "stdout", log.clone()));
@@ -577,6 +587,7 @@ impl Runtime for Process {
             .expect("the pods")
             .remove(&uid)
             .unwrap_or_default();
+        let pids: Vec<i32> = pids.into_iter().map(|(_, pid)| pid).collect();
         terminate(&pids, grace).await;
         let namespace = network::pod_namespace(&uid);
         let path = network::path(&namespace);
@@ -587,6 +598,14 @@ impl Runtime for Process {
             let _ = network::apply(&[network::remove(&namespace)]).await;
         }
         let _ = tokio::fs::remove_dir_all(self.pod_dir(&uid)).await;
+    }
+
+    fn running(&self, uid: &str, container: &str) -> bool {
+        let pods = self.pods.lock().expect("the pods");
+        pods.get(uid)
+            .into_iter()
+            .flatten()
+            .any(|(name, pid)| name == container && alive(*pid))
     }
 
     fn log(&self, uid: &str, container: &str, previous: bool) -> Option<PathBuf> {

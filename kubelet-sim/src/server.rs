@@ -1,0 +1,224 @@
+//! The kubelet's HTTP server, one for all the nodes of a process, which
+//! the apiserver reaches at the address and port each Node publishes
+//! (`daemonEndpoints.kubeletEndpoint`): `containerLogs` now, for both
+//! runtimes (a simulated container's log is synthesized, [`crate::podlog`]).
+//! Every request must carry the cluster's bearer token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::logs::{select, select_plain, Options};
+use crate::Agents;
+
+/// How often a followed log is read again for what was added.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+fn text(code: StatusCode, message: impl Into<String>) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message.into(),
+    )
+        .into_response()
+}
+
+/// The server's routes over the agents of this process.
+pub(crate) fn router(agents: Arc<Agents>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .with_state(agents)
+}
+
+impl Agents {
+    /// Whether the request carries the cluster's token (if it has one).
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| given == token.as_str())
+    }
+
+    /// A pod bound to one of this process's nodes.
+    fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.pods.get(namespace, name).filter(|pod| {
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            node.is_some_and(|n| self.nodes.contains_key(n))
+        })
+    }
+}
+
+async fn container_logs(
+    State(agents): State<Arc<Agents>>,
+    Path((namespace, name, container)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !agents.authorized(&headers) {
+        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let Some(pod) = agents.pod(&namespace, &name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {name:?} of namespace {namespace:?} not found on this node"),
+        );
+    };
+    let options = match Options::parse(&query, jiff::Timestamp::now()) {
+        Ok(options) => options,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    let uid = pod.uid().unwrap_or_default();
+    let Some(path) = agents.runtime.log(&uid, &container, options.previous) else {
+        if agents.runtime.name() == "sim" {
+            let object = serde_json::to_value(&*pod).unwrap_or_default();
+            return match crate::podlog::render(&object, Some(&container)) {
+                Ok(log) => text(
+                    StatusCode::OK,
+                    String::from_utf8_lossy(&select_plain(&log, &options)),
+                ),
+                Err(message) => text(StatusCode::BAD_REQUEST, message),
+            };
+        }
+        return text(
+            StatusCode::BAD_REQUEST,
+            no_log(&pod, &container, options.previous),
+        );
+    };
+    let log = match tokio::fs::read(&path).await {
+        Ok(log) => log,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{}: {e}", path.display()),
+            )
+        }
+    };
+    let (first, read) = select(&log, &options);
+    let streaming = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !options.follow || options.previous {
+        return (streaming, first).into_response();
+    }
+    // Following: what was there, then what the run adds while it runs.
+    let sent = first.len();
+    let follow = Follow {
+        agents,
+        uid,
+        container,
+        path,
+        offset: read as u64,
+        sent,
+        options: Options {
+            tail_lines: None,
+            ..options
+        },
+    };
+    let rest = futures::stream::unfold(Some(follow), |follow| async move {
+        let mut follow = follow?;
+        let chunk = follow.next().await;
+        let done = chunk.is_none();
+        Some((
+            Ok::<_, std::io::Error>(chunk.unwrap_or_default()),
+            (!done).then_some(follow),
+        ))
+    });
+    let head = futures::stream::once(async move { Ok::<_, std::io::Error>(first) });
+    (
+        streaming,
+        Body::from_stream(futures::StreamExt::chain(head, rest)),
+    )
+        .into_response()
+}
+
+/// Why a process-runtime container has no log to show.
+fn no_log(pod: &Pod, container: &str, previous: bool) -> String {
+    let name = pod.name_any();
+    if previous {
+        return format!(
+            "previous terminated container \"{container}\" in pod \"{name}\" not found"
+        );
+    }
+    let reason = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|s| s.name == container))
+        .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
+        .unwrap_or_else(|| "ContainerCreating".into());
+    format!("container \"{container}\" in pod \"{name}\" is waiting to start: {reason}")
+}
+
+/// A followed log: reads what its run appends until the run ends.
+struct Follow {
+    agents: Arc<Agents>,
+    uid: String,
+    container: String,
+    path: std::path::PathBuf,
+    offset: u64,
+    sent: usize,
+    options: Options,
+}
+
+impl Follow {
+    /// The next piece to send, waiting for one; None when the run is over
+    /// (or the limit reached).
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if self
+                .options
+                .limit_bytes
+                .is_some_and(|limit| self.sent >= limit)
+            {
+                return None;
+            }
+            let running = self.agents.runtime.running(&self.uid, &self.container)
+                && self
+                    .agents
+                    .runtime
+                    .log(&self.uid, &self.container, false)
+                    .as_ref()
+                    == Some(&self.path);
+            let mut added = Vec::new();
+            if let Ok(mut file) = tokio::fs::File::open(&self.path).await {
+                if file
+                    .seek(std::io::SeekFrom::Start(self.offset))
+                    .await
+                    .is_ok()
+                {
+                    let _ = file.read_to_end(&mut added).await;
+                }
+            }
+            let options = Options {
+                limit_bytes: self.options.limit_bytes.map(|l| l - self.sent),
+                ..self.options.clone()
+            };
+            let (chunk, read) = select(&added, &options);
+            self.offset += read as u64;
+            if !chunk.is_empty() {
+                self.sent += chunk.len();
+                return Some(chunk);
+            }
+            if !running {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
+}

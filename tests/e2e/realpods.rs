@@ -1,0 +1,348 @@
+//! Real pods (`--runtime process`), each test in a machine of its own
+//! (network, mount and PID namespaces made for it): nginx pods answering
+//! with their names at their pod IPs from pods and nodes, pods reaching
+//! pods on other nodes without NAT, logs streamed and kept across a
+//! restart, probes that move a pod in and out of its Service's
+//! EndpointSlice or restart it, and nothing left after a `kill -9`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::{eventually, have, Machine, Server};
+use crate::pods::items;
+
+/// A machine and a server with the process runtime inside it; None when
+/// the test cannot run here (and is skipped, with a reason).
+fn cluster(dir: &Path) -> Option<(Machine, Server)> {
+    if !have("kubectl") {
+        return None;
+    }
+    let machine = Machine::new()?;
+    let server = Server::start_in(Some(&machine), dir, &["--runtime", "process"]);
+    Some((machine, server))
+}
+
+/// Applies a YAML manifest.
+fn apply(server: &Server, dir: &Path, name: &str, yaml: &str) {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    server.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+}
+
+/// A pod's object once `check` holds for it.
+fn pod_when(server: &Server, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    eventually(60, what, || {
+        let output = server.kubectl(&["get", "pod", name, "-o", "json"]);
+        let pod: Value = serde_json::from_slice(&output.stdout).ok()?;
+        check(&pod).then_some(pod)
+    })
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// `wget -qO- URL` from inside the namespace `namespace` of the machine,
+/// tried for a few seconds: a pod without a readiness probe is ready as
+/// its process starts, before it listens, as upstream's.
+fn fetch(machine: &Machine, namespace: &str, url: &str) -> String {
+    let mut last = String::new();
+    let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(10, &format!("wget {url} in {namespace}"), || {
+            let output = machine
+                // Debian's busybox wget crashes on -T: timeout bounds it.
+                .command(
+                    "ip",
+                    &[
+                        "netns", "exec", namespace, "timeout", "5", "busybox", "wget", "-qO-", url,
+                    ],
+                )
+                .output()
+                .unwrap();
+            last = String::from_utf8_lossy(&output.stderr).into_owned();
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8(output.stdout).unwrap())
+        })
+    }));
+    tried.unwrap_or_else(|_| panic!("wget {url} in {namespace}: {last}"))
+}
+
+fn pod_namespace(pod: &Value) -> String {
+    format!("skiff-pod-{}", pod["metadata"]["uid"].as_str().unwrap())
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports: [{containerPort: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo}
+spec:
+  containers:
+  - name: netexec
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: [netexec, --http-port=8080]
+"#;
+
+#[test]
+fn nginx_pods_answer_with_their_names_at_their_ips_from_pods_and_nodes_without_nat() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "web", WEB);
+    let done = server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(done.contains("successfully rolled out"), "{done}");
+    let echo = pod_when(&server, "echo", "the echo pod running", ready);
+    let pods = items(&server.json(&["pods", "-l", "app=web"]));
+    assert_eq!(pods.len(), 3);
+    let echo_ip = echo["status"]["podIP"].as_str().unwrap();
+    for pod in &pods {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let ip = pod["status"]["podIP"].as_str().unwrap();
+        // From a node, and from another pod.
+        assert_eq!(
+            fetch(&machine, "skiff-skiff-node-1", &format!("http://{ip}/")),
+            name
+        );
+        assert_eq!(
+            fetch(&machine, &pod_namespace(&echo), &format!("http://{ip}/")),
+            name
+        );
+        // The echo server sees the pod's own IP: no NAT, on any node.
+        let seen = fetch(
+            &machine,
+            &pod_namespace(pod),
+            &format!("http://{echo_ip}:8080/clientip"),
+        );
+        assert_eq!(seen.split(':').next(), Some(ip), "{name} seen as {seen}");
+    }
+    let nodes: std::collections::BTreeSet<&str> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    assert!(nodes.len() > 1, "the pods spread over nodes: {nodes:?}");
+    // The pod's own files: hostname, hosts and cluster DNS.
+    let hostname = machine.run_ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &pod_namespace(&echo),
+            "cat",
+            "/proc/sys/kernel/hostname",
+        ],
+    );
+    assert!(!hostname.is_empty());
+    // Deleting the Deployment removes the pods' namespaces.
+    server.kubectl_ok(&["delete", "deployment", "web"]);
+    eventually(30, "the web pods' namespaces to go", || {
+        let left = machine.namespaces();
+        (!pods.iter().any(|p| left.contains(&pod_namespace(p)))).then_some(())
+    });
+}
+
+const COUNTER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: counter}
+spec:
+  containers:
+  - name: count
+    image: busybox:1.36
+    command: [sh, -c, 'echo "run on $(MY_NODE)"; i=0; while [ $i -lt 4 ]; do echo "line $i"; i=$((i+1)); sleep 0.2; done; exit 3']
+    env:
+    - {name: MY_NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+"#;
+
+#[test]
+fn logs_stream_what_a_container_prints_and_keep_the_previous_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "counter", COUNTER);
+    pod_when(&server, "counter", "the counter started", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    // Following ends when the container exits.
+    let followed = server.kubectl_ok(&["logs", "-f", "counter"]);
+    let lines: Vec<&str> = followed.lines().collect();
+    assert!(lines[0].starts_with("run on skiff-node-"), "{followed}");
+    assert_eq!(&lines[1..], ["line 0", "line 1", "line 2", "line 3"]);
+    let tail = server.kubectl_ok(&["logs", "counter", "--tail=1", "--timestamps"]);
+    assert!(tail.ends_with("Z line 3\n"), "{tail}");
+    // Exit 3 under restartPolicy Always: back-off, then a second run.
+    let restarted = pod_when(&server, "counter", "a restart", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"] == 1
+    });
+    assert_eq!(
+        restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        3
+    );
+    let previous = server.kubectl_ok(&["logs", "counter", "--previous"]);
+    assert!(previous.ends_with("line 3\n"), "{previous}");
+    let wrong = server.kubectl(&["logs", "counter", "-c", "nope"]);
+    assert!(String::from_utf8_lossy(&wrong.stderr)
+        .contains("container nope is not valid for pod counter"));
+}
+
+#[test]
+fn probes_take_a_pod_out_of_its_endpoints_and_restart_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    // The readiness probe reads a file the test flips (the node's file
+    // system is the container's); the liveness probe asks a port nothing
+    // serves.
+    let flag = dir.path().join("ready");
+    std::fs::write(&flag, "").unwrap();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: gated, labels: {{app: gated}}}}
+spec:
+  containers:
+  - name: web
+    image: nginx
+    readinessProbe:
+      exec: {{command: [test, -e, "{flag}"]}}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: gated}}
+spec:
+  selector: {{app: gated}}
+  ports: [{{port: 80}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: doomed}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: nginx
+    livenessProbe:
+      tcpSocket: {{port: 81}}
+      periodSeconds: 1
+      failureThreshold: 2
+"#,
+        flag = flag.display()
+    );
+    apply(&server, dir.path(), "probes", &yaml);
+    let ready_addresses = || {
+        let slices = server.json(&["endpointslices", "-l", "kubernetes.io/service-name=gated"]);
+        items(&slices)
+            .iter()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count()
+    };
+    pod_when(&server, "gated", "the gated pod ready", ready);
+    eventually(30, "the pod in its Service's slice", || {
+        (ready_addresses() == 1).then_some(())
+    });
+    std::fs::remove_file(&flag).unwrap();
+    pod_when(&server, "gated", "the gated pod not ready", |p| !ready(p));
+    eventually(30, "the pod out of the slice", || {
+        (ready_addresses() == 0).then_some(())
+    });
+    std::fs::write(&flag, "").unwrap();
+    eventually(30, "the pod back in the slice", || {
+        (ready_addresses() == 1).then_some(())
+    });
+
+    let restarted = pod_when(&server, "doomed", "a liveness restart", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
+    });
+    assert_eq!(restarted["status"]["phase"], "Running");
+    let events = server.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=doomed",
+    ]);
+    assert!(
+        events.contains("Liveness probe failed: dial tcp"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Container web failed liveness probe, will be restarted"),
+        "{events}"
+    );
+}
+
+#[test]
+fn after_a_kill_9_the_next_start_leaves_nothing_of_the_old_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "web", WEB);
+    let echo = pod_when(&server, "echo", "the echo pod running", ready);
+    let old = pod_namespace(&echo);
+    let processes = |namespace: &str| machine.run_ok("ip", &["netns", "pids", namespace]);
+    let old_pids = processes(&old);
+    assert!(!old_pids.trim().is_empty());
+    server.crash();
+    // Everything of the old run is still there...
+    assert!(machine.namespaces().contains(&old));
+    let server = Server::start_in(Some(&machine), dir.path(), &["--runtime", "process"]);
+    // ...until the next start removes it and runs the pods again.
+    let echo = pod_when(&server, "echo", "the echo pod running again", |p| {
+        ready(p) && machine.namespaces().contains(&pod_namespace(p))
+    });
+    let new_pids = processes(&pod_namespace(&echo));
+    for pid in old_pids.split_whitespace() {
+        assert!(
+            !new_pids.split_whitespace().any(|p| p == pid),
+            "old process {pid} lives on"
+        );
+        assert!(!machine_has(&machine, pid), "old process {pid} is gone");
+    }
+    let ip = echo["status"]["podIP"].as_str().unwrap();
+    let answer = fetch(
+        &machine,
+        "skiff-skiff-node-1",
+        &format!("http://{ip}:8080/hostname"),
+    );
+    assert_eq!(answer, "echo");
+    server.stop();
+    assert_eq!(
+        machine.namespaces(),
+        Vec::<String>::new(),
+        "a clean stop removes everything"
+    );
+}
+
+/// Whether process `pid` (as the machine numbers it) exists inside it.
+fn machine_has(machine: &Machine, pid: &str) -> bool {
+    machine
+        .command("test", &["-e", &format!("/proc/{pid}")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
