@@ -28,6 +28,12 @@ pub enum Subresource {
     Binding,
     /// `pods/log`: the containers' logs.
     Log,
+    /// `pods/exec`: a command run in a container, its streams upgraded to
+    /// a WebSocket.
+    Exec,
+    /// `pods/portforward`: connections to a pod's ports, over an upgraded
+    /// stream.
+    PortForward,
     /// `namespaces/finalize`: the namespace controller's removal of the
     /// `kubernetes` finalizer from `spec.finalizers`.
     Finalize,
@@ -41,6 +47,8 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::PortForward => "portforward",
             Subresource::Finalize => "finalize",
         }
     }
@@ -186,7 +194,7 @@ pub struct Registry {
     types: Vec<ResourceType>,
 }
 
-use Subresource::{Binding, Finalize, Log, Scale, Status};
+use Subresource::{Binding, Exec, Finalize, Log, PortForward, Scale, Status};
 
 impl Registry {
     /// The built-in kinds.
@@ -204,7 +212,7 @@ impl Registry {
                 strategy: &strategy::Pod,
                 short_names: &["po"],
                 categories: ALL,
-                subresources: &[Status, Binding, Log],
+                subresources: &[Status, Binding, Log, Exec, PortForward],
                 ..PLAIN
             }),
             entry::<core::v1::Node>(Extra {

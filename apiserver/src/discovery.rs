@@ -81,6 +81,8 @@ fn entries(resource: &ResourceType) -> Vec<Value> {
             Subresource::Status => (resource.kind, &["get", "patch", "update"]),
             // The object's own kind, as upstream reports these two.
             Subresource::Log => (resource.kind, &["get"]),
+            Subresource::Exec => ("PodExecOptions", &["create", "get"]),
+            Subresource::PortForward => ("PodPortForwardOptions", &["create", "get"]),
             Subresource::Finalize => (resource.kind, &["update"]),
             Subresource::Scale => {
                 entry["group"] = json!("autoscaling");

@@ -106,6 +106,81 @@ pub async fn get(state: &AppState, location: &str, path: &str) -> Result<Respons
         .into_response())
 }
 
+/// Sends an upgrade request (exec, port-forward) to the kubelet at
+/// `location` as `path`, and once it switches protocols joins the
+/// client's connection to the kubelet's, byte for byte: the apiserver
+/// needs to know neither WebSocket nor SPDY.
+pub async fn upgrade(
+    state: &AppState,
+    mut parts: axum::http::request::Parts,
+    location: &str,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let required = || ApiError::bad_request("Upgrade request required");
+    if !parts.headers.contains_key(header::UPGRADE) {
+        return Err(required());
+    }
+    let client = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(required)?;
+    let url = format!("http://{location}{path}");
+    let unreachable =
+        |e: &dyn std::fmt::Display| ApiError::internal(format!("{} \"{url}\": {e}", parts.method));
+    let stream = tokio::net::TcpStream::connect(location)
+        .await
+        .map_err(|e| unreachable(&format!("dial tcp {location}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+    tokio::spawn(connection.with_upgrades());
+    let mut request = Request::builder().method(parts.method.clone()).uri(path);
+    for (name, value) in &parts.headers {
+        if name != header::AUTHORIZATION && name != header::HOST {
+            request = request.header(name, value);
+        }
+    }
+    request = request.header(header::HOST, location);
+    if let Some(token) = &state.token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let code = response.status();
+    if code != StatusCode::SWITCHING_PROTOCOLS {
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(refused(code, &body));
+    }
+    let kubelet = hyper::upgrade::on(&mut response);
+    let mut answer = Response::builder().status(code);
+    for (name, value) in response.headers() {
+        answer = answer.header(name, value);
+    }
+    tokio::spawn(async move {
+        let (Ok(client), Ok(kubelet)) = tokio::join!(client, kubelet) else {
+            return;
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut kubelet = hyper_util::rt::TokioIo::new(kubelet);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await;
+    });
+    answer
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

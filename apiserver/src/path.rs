@@ -160,7 +160,7 @@ mod tests {
             "/apis/apps/v1/pods",
             "/api/v1/pods/web",
             "/api/v1/namespaces/default/nodes/n1",
-            "/api/v1/namespaces/default/pods/web/exec",
+            "/api/v1/namespaces/default/services/web/exec",
             "/api/v1/namespaces/default/configmaps/x/status",
             "/api/v1/namespaces/default/pods/web/status/extra",
             "/healthz",

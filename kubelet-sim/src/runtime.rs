@@ -29,6 +29,21 @@ pub trait Containers: Send {
     async fn next(&mut self) -> Change;
 }
 
+/// A command started in a running container (`kubectl exec`): its
+/// process, and the terminal's master side when it has one (then its
+/// standard streams are the terminal).
+pub struct Session {
+    /// The process, with its standard streams piped when without a
+    /// terminal.
+    pub child: tokio::process::Child,
+    /// The terminal.
+    pub terminal: Option<tokio::fs::File>,
+}
+
+/// Why a runtime runs no commands in containers.
+pub const NO_PROCESSES: &str =
+    "the simulated runtime runs no processes; start the server with --runtime process";
+
 /// The Service variables of each container: name, then `KEY=value` pairs.
 pub type ServiceVariables = [(String, Vec<(String, String)>)];
 
@@ -59,6 +74,15 @@ pub trait Runtime: Send + Sync {
     /// Stops what of the pod runs (SIGTERM, then SIGKILL after `grace`)
     /// and removes its sandbox.
     async fn stop(&self, pod: &Pod, grace: Duration);
+    /// Starts `command` inside a running container of the pod, with a
+    /// terminal when `tty`.
+    async fn exec(
+        &self,
+        pod: &Pod,
+        container: &str,
+        command: Vec<String>,
+        tty: bool,
+    ) -> Result<Session, String>;
     /// Whether a container of the pod runs a process now.
     fn running(&self, uid: &str, container: &str) -> bool;
     /// The log file of a container's current (or previous) run, if it

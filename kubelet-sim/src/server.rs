@@ -1,7 +1,8 @@
 //! The kubelet's HTTP server, one for all the nodes of a process, which
 //! the apiserver reaches at the address and port each Node publishes
-//! (`daemonEndpoints.kubeletEndpoint`): `containerLogs` now, for both
-//! runtimes (a simulated container's log is synthesized, [`crate::podlog`]).
+//! (`daemonEndpoints.kubeletEndpoint`): `containerLogs` for both runtimes
+//! (a simulated container's log is synthesized, [`crate::podlog`]) and
+//! `exec` ([`crate::stream`]; the simulated runtime says it runs none).
 //! Every request must carry the cluster's bearer token.
 
 use std::collections::HashMap;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +44,7 @@ pub(crate) fn router(agents: Arc<Agents>) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
         .with_state(agents)
 }
 
@@ -145,6 +149,44 @@ async fn container_logs(
         Body::from_stream(futures::StreamExt::chain(head, rest)),
     )
         .into_response()
+}
+
+async fn exec(
+    State(agents): State<Arc<Agents>>,
+    Path((namespace, name, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if !agents.authorized(&headers) {
+        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let Some(pod) = agents.pod(&namespace, &name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {name:?} of namespace {namespace:?} not found on this node"),
+        );
+    };
+    let options = crate::stream::Options::parse(&query);
+    // Started first: why it cannot start is the answer whatever the
+    // protocol (kubectl falls back from WebSocket to SPDY on a refusal).
+    let session = match agents
+        .runtime
+        .exec(&pod, &container, options.command.clone(), options.tty)
+        .await
+    {
+        Ok(session) => session,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    let Ok(upgrade) = upgrade else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "exec is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io); SPDY is not",
+        );
+    };
+    upgrade
+        .protocols(crate::stream::PROTOCOLS)
+        .on_upgrade(move |socket| crate::stream::serve(socket, session, options))
 }
 
 /// Why a process-runtime container has no log to show.

@@ -11,7 +11,7 @@ use skiff_runtime::events::{reference, Recorder, Type};
 
 use crate::lifecycle::Behaviour;
 use crate::node::SimNode;
-use crate::runtime::{Change, Containers, Runtime, ServiceVariables};
+use crate::runtime::{Change, Containers, Runtime, ServiceVariables, Session, NO_PROCESSES};
 
 /// The simulated runtime; a pod whose annotations do not parse gets a
 /// warning event and the defaults.
@@ -110,6 +110,10 @@ impl Runtime for Sim {
 
     async fn stop(&self, pod: &Pod, grace: Duration) {
         tokio::time::sleep(behaviour(pod).terminate_delay.min(grace)).await;
+    }
+
+    async fn exec(&self, _: &Pod, _: &str, _: Vec<String>, _: bool) -> Result<Session, String> {
+        Err(NO_PROCESSES.into())
     }
 
     fn running(&self, _: &str, _: &str) -> bool {

@@ -484,3 +484,25 @@ fn endpoints_follow_the_ready_pods_of_a_service() {
         .then_some(())
     });
 }
+
+#[test]
+fn exec_into_a_simulated_pod_says_no_process_runs() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.kubectl_ok(&["run", "sim", "--image=nginx"]);
+    eventually(30, "the pod running", || {
+        (server.json(&["pod", "sim"])["status"]["phase"] == "Running").then_some(())
+    });
+    let output = server.kubectl(&["exec", "sim", "--", "true"]);
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains(
+            "the simulated runtime runs no processes; start the server with --runtime process"
+        ),
+        "{said}"
+    );
+}

@@ -346,3 +346,61 @@ fn machine_has(machine: &Machine, pid: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+const SHELL: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: shell}
+spec:
+  containers:
+  - name: sh
+    image: busybox
+    command: [sleep, "3600"]
+    env: [{name: GREETING, value: hello}]
+"#;
+
+#[test]
+fn kubectl_exec_runs_commands_in_the_container_with_stdin_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "shell", SHELL);
+    pod_when(&server, "shell", "the shell pod running", ready);
+    // The container's environment and hostname, and its exit code.
+    let output = server.kubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING from $(hostname); exit 7",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello from shell\n"
+    );
+    assert_eq!(output.status.code(), Some(7));
+    // Standard input reaches the command.
+    let mut child = server
+        .command(
+            "kubectl",
+            &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "PIPED IN\n");
+    assert!(output.status.success());
+    let missing = server.kubectl(&["exec", "shell", "--", "no-such-program"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("executable file not found"));
+}

@@ -44,12 +44,16 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
 
 async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    let registry = state.registry.clone();
+    let target = parse(&registry, parts.uri.path()).ok_or_else(ApiError::no_route)?;
+    if let Some(sub @ (Subresource::Exec | Subresource::PortForward)) = target.subresource {
+        // Upgraded streams, joined to the pod's kubelet.
+        return subresources::stream(&state, &target, sub, parts).await;
+    }
     // Read before anything is answered: an HTTP/2 stream answered while
     // its body is still arriving is reset, and the client never sees the
     // Status.
     let body = crate::wire::read_body(body, MAX_BODY_BYTES).await?;
-    let registry = state.registry.clone();
-    let target = parse(&registry, parts.uri.path()).ok_or_else(ApiError::no_route)?;
     let query: Query = parts
         .uri
         .query()

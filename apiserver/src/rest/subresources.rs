@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use skiff_api::defaults::child;
 use skiff_api::strategy::Refusal;
+use skiff_api::Subresource;
 use skiff_store::Preconditions;
 
 use super::codec::json_response;
@@ -15,6 +16,7 @@ use super::write::Step;
 use super::{parse_revision, Api};
 use crate::error::{ApiError, Cause};
 use crate::object::{from_stored, meta_str, now};
+use crate::AppState;
 
 /// A `LabelSelector` as its string form (`a=b,c in (d)`), as Scale's
 /// `status.selector` reports it.
@@ -173,18 +175,7 @@ impl Api<'_> {
         let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
             return Ok(([(header::CONTENT_TYPE, "text/plain")], "").into_response());
         };
-        let nodes = self
-            .state
-            .registry
-            .by_plural("", "v1", "nodes")
-            .ok_or_else(|| ApiError::internal("no nodes resource"))?;
-        let node = self
-            .state
-            .store
-            .get(&nodes.key(None, node))
-            .await
-            .map_err(|e| ApiError::from_store(e, nodes, node))?;
-        let location = crate::kubelet::location(&from_stored(&node)?)?;
+        let location = node_location(self.state, node).await?;
         let query: Vec<(&str, &str)> = self
             .query
             .iter()
@@ -201,6 +192,64 @@ impl Api<'_> {
         }
         crate::kubelet::get(self.state, &location, &path).await
     }
+}
+
+/// `pods/NAME/exec` and `pods/NAME/portforward`: the request goes on to
+/// the kubelet of the pod's node, and the upgraded connection with it.
+pub(super) async fn stream(
+    state: &AppState,
+    target: &crate::path::Target<'_>,
+    sub: Subresource,
+    parts: axum::http::request::Parts,
+) -> Result<Response, ApiError> {
+    if parts.method != Method::GET && parts.method != Method::POST {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} is not supported on the {} subresource",
+            parts.method,
+            sub.name()
+        )));
+    }
+    let resource = target.resource;
+    let namespace = target.namespace.as_deref().unwrap_or_default();
+    let name = target.name.as_deref().unwrap_or_default();
+    let stored = state
+        .store
+        .get(&resource.key(Some(namespace), name))
+        .await
+        .map_err(|e| ApiError::from_store(e, resource, name))?;
+    let pod = from_stored(&stored)?;
+    let query = parts.uri.query().unwrap_or_default().to_owned();
+    let path = match sub {
+        Subresource::Exec => {
+            let asked = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("container="));
+            let container = log_container(&pod, asked)?;
+            format!("/exec/{namespace}/{name}/{container}?{query}")
+        }
+        _ => format!("/portForward/{namespace}/{name}?{query}"),
+    };
+    let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    };
+    let location = node_location(state, node).await?;
+    crate::kubelet::upgrade(state, parts, &location, &path).await
+}
+
+/// Where the kubelet of node `name` listens.
+async fn node_location(state: &AppState, name: &str) -> Result<String, ApiError> {
+    let nodes = state
+        .registry
+        .by_plural("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("no nodes resource"))?;
+    let node = state
+        .store
+        .get(&nodes.key(None, name))
+        .await
+        .map_err(|e| ApiError::from_store(e, nodes, name))?;
+    crate::kubelet::location(&from_stored(&node)?)
 }
 
 /// The container a `pods/log` request reads: the one named, else the only

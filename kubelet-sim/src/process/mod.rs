@@ -36,7 +36,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::node::{Capacity, SimNode};
-use crate::runtime::{Change, Containers, Runtime, ServiceVariables};
+use crate::runtime::{Change, Containers, Runtime, ServiceVariables, Session};
 use env::{Placement, Sources};
 use probe::{Kind, Prober, Target, Timing};
 use program::Program;
@@ -514,6 +514,7 @@ impl Runtime for Process {
                     .collect(),
                 workdir: c.working_dir.as_ref().map(PathBuf::from),
                 user: uid_of.map(|u| (u as u32, gid_of.unwrap_or(u) as u32)),
+                once: false,
             };
             let container_dir = dir.join(&c.name);
             std::fs::create_dir_all(&container_dir)
@@ -561,7 +562,7 @@ impl Runtime for Process {
                 pid,
                 env: vars,
                 exe: self.exe.clone(),
-                spec: container_dir.join("probe.json"),
+                dir: container_dir.clone(),
             };
             probes(c, target, index, &tx, &self.events, &reference);
         }
@@ -598,6 +599,68 @@ impl Runtime for Process {
             let _ = network::apply(&[network::remove(&namespace)]).await;
         }
         let _ = tokio::fs::remove_dir_all(self.pod_dir(&uid)).await;
+    }
+
+    async fn exec(
+        &self,
+        pod: &Pod,
+        container: &str,
+        command: Vec<String>,
+        tty: bool,
+    ) -> Result<Session, String> {
+        let uid = pod.uid().unwrap_or_default();
+        let pid = self
+            .pods
+            .lock()
+            .expect("the pods")
+            .get(&uid)
+            .into_iter()
+            .flatten()
+            .find(|(name, pid)| name == container && alive(*pid))
+            .map(|(_, pid)| *pid)
+            .ok_or_else(|| format!("container {container} is not running"))?;
+        let dir = self.pod_dir(&uid).join(container);
+        let started: shim::Spec = std::fs::read(dir.join("spec.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| format!("container {container} has no spec"))?;
+        if command.is_empty() {
+            return Err("you must specify at least one command for the container".into());
+        }
+        let spec = shim::Spec {
+            argv: command,
+            env: started.env,
+            join: Some(pid),
+            workdir: started.workdir,
+            user: started.user,
+            ..Default::default()
+        };
+        let path = shim::write_once(&dir, &spec)?;
+        let mut shim = tokio::process::Command::new(&self.exe);
+        shim.arg(SHIM).arg(&path).kill_on_drop(true);
+        let terminal = match tty {
+            true => {
+                let pty = nix::pty::openpty(None, None).map_err(|e| format!("no terminal: {e}"))?;
+                let stdio = |fd: &std::os::fd::OwnedFd| -> Result<Stdio, String> {
+                    fd.try_clone().map(Stdio::from).map_err(|e| e.to_string())
+                };
+                shim.stdin(stdio(&pty.slave)?)
+                    .stdout(stdio(&pty.slave)?)
+                    .stderr(stdio(&pty.slave)?);
+                Some(tokio::fs::File::from_std(std::fs::File::from(pty.master)))
+            }
+            false => {
+                shim.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                None
+            }
+        };
+        let child = shim.spawn().map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            format!("cannot start the container shim: {e}")
+        })?;
+        Ok(Session { child, terminal })
     }
 
     fn running(&self, uid: &str, container: &str) -> bool {

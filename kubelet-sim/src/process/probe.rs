@@ -50,8 +50,8 @@ pub struct Target {
     pub env: Vec<(String, String)>,
     /// The shim to run `exec` probes with.
     pub exe: PathBuf,
-    /// Where the shim's spec is written for `exec` probes.
-    pub spec: PathBuf,
+    /// Where the shim's specs are written for `exec` probes.
+    pub dir: PathBuf,
 }
 
 /// A probe's settings, defaulted as upstream's.
@@ -239,13 +239,10 @@ async fn run_exec(command: Vec<String>, target: &Target, timeout: Duration) -> R
         join: Some(target.pid),
         ..Default::default()
     };
-    let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
-    tokio::fs::write(&target.spec, bytes)
-        .await
-        .map_err(|e| format!("{}: {e}", target.spec.display()))?;
+    let path = super::shim::write_once(&target.dir, &spec)?;
     let child = tokio::process::Command::new(&target.exe)
         .arg(super::SHIM)
-        .arg(&target.spec)
+        .arg(&path)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();

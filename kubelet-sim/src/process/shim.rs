@@ -37,6 +37,21 @@ pub struct Spec {
     pub workdir: Option<PathBuf>,
     /// The user and group to run as.
     pub user: Option<(u32, u32)>,
+    /// The spec file is for this run only: the shim removes it once read.
+    pub once: bool,
+}
+
+/// Writes `spec` for one run (an exec, a probe) into `dir` under a name
+/// of its own; the shim removes it.
+pub fn write_once(dir: &std::path::Path, spec: &Spec) -> Result<PathBuf, String> {
+    let path = dir.join(format!("run-{:016x}.json", fastrand::u64(..)));
+    let spec = Spec {
+        once: true,
+        ..spec.clone()
+    };
+    std::fs::write(&path, serde_json::to_vec(&spec).expect("a spec"))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// The exit code when the program cannot be started, as runc's.
@@ -47,9 +62,14 @@ pub const START_ERROR: i32 = 128;
 pub fn run(path: &str) -> i32 {
     let spec: Spec = match std::fs::read(path)
         .map_err(|e| e.to_string())
-        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+        .and_then(|bytes| serde_json::from_slice::<Spec>(&bytes).map_err(|e| e.to_string()))
     {
-        Ok(spec) => spec,
+        Ok(spec) => {
+            if spec.once {
+                let _ = std::fs::remove_file(path);
+            }
+            spec
+        }
         Err(e) => {
             eprintln!("skiff container-shim: {path}: {e}");
             return START_ERROR;

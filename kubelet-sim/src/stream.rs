@@ -1,0 +1,255 @@
+//! `kubectl exec` on the kubelet's side: the command runs in the
+//! container ([`crate::runtime::Runtime::exec`]) and its streams travel
+//! over a WebSocket in the Kubernetes channel protocol (`v5.channel.k8s.io`
+//! as kubectl ≥ 1.30 speaks it, `v4.channel.k8s.io` as the Python client
+//! does): each message starts with its channel, 0 stdin, 1 stdout,
+//! 2 stderr, 3 the final status (a `Status` in JSON), 4 terminal resize;
+//! v5 adds 255, closing a channel. What is pure (framing, the status) is
+//! tested without I/O.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::runtime::Session;
+
+/// The subprotocols served, most preferred first.
+pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// The channels.
+pub const STDIN: u8 = 0;
+/// Standard output.
+pub const STDOUT: u8 = 1;
+/// Standard error.
+pub const STDERR: u8 = 2;
+/// The final status.
+pub const ERROR: u8 = 3;
+/// Terminal resizes.
+pub const RESIZE: u8 = 4;
+/// (v5) Closes the channel named in the next byte.
+pub const CLOSE: u8 = 255;
+
+/// Which streams an exec asks for, from its query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Whether the client sends standard input.
+    pub stdin: bool,
+    /// Whether it reads standard output.
+    pub stdout: bool,
+    /// Whether it reads standard error.
+    pub stderr: bool,
+    /// Whether the command gets a terminal.
+    pub tty: bool,
+}
+
+impl Options {
+    /// The options of an `exec` query (`command` repeated).
+    pub fn parse(query: &[(String, String)]) -> Options {
+        let flag = |name: &str| {
+            query
+                .iter()
+                .any(|(k, v)| k == name && (v == "true" || v == "1"))
+        };
+        Options {
+            command: query
+                .iter()
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| v.clone())
+                .collect(),
+            stdin: flag("stdin"),
+            stdout: flag("stdout"),
+            stderr: flag("stderr"),
+            tty: flag("tty"),
+        }
+    }
+}
+
+/// The status the error channel carries when the command ends with
+/// `code` (upstream's `v4WriteStatusFunc`).
+pub fn exit_status(command: &[String], code: i32) -> Value {
+    if code == 0 {
+        return json!({"metadata": {}, "status": "Success"});
+    }
+    json!({
+        "metadata": {},
+        "status": "Failure",
+        "message": format!(
+            "command terminated with non-zero exit code: error executing command [{}], exit code {code}",
+            command.join(" ")
+        ),
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+    })
+}
+
+/// A client's message split into its channel and data.
+pub fn channel(message: &Message) -> Option<(u8, Vec<u8>)> {
+    let bytes: Vec<u8> = match message {
+        Message::Binary(b) => b.to_vec(),
+        // The Python client sends text frames: the channel is the first
+        // character.
+        Message::Text(t) => t.as_bytes().to_vec(),
+        _ => return None,
+    };
+    let (&first, rest) = bytes.split_first()?;
+    Some((first, rest.to_vec()))
+}
+
+fn frame(channel: u8, data: &[u8]) -> Message {
+    let mut bytes = Vec::with_capacity(data.len() + 1);
+    bytes.push(channel);
+    bytes.extend_from_slice(data);
+    Message::Binary(bytes.into())
+}
+
+/// Copies `from` into frames of `channel` until it ends.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    channel: u8,
+    out: tokio::sync::mpsc::Sender<Message>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buffer).await {
+            // A terminal whose last user went away reads EIO: the end.
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if out.send(frame(channel, &buffer[..n])).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs an exec session over `socket` until the command ends: its output
+/// out, the client's input in, then the status, then the close.
+pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
+    let (mut sink, mut incoming) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        // A normal closure (1000): what clients read as the end.
+        let close = CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(close))).await;
+        let _ = sink.close().await;
+    });
+    let mut pumps = Vec::new();
+    let mut stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = None;
+    match session.terminal.take() {
+        Some(terminal) => {
+            if let Ok(reader) = terminal.try_clone().await {
+                pumps.push(tokio::spawn(pump(reader, STDOUT, tx.clone())));
+            }
+            stdin = Some(Box::new(terminal));
+        }
+        None => {
+            if let Some(out) = session.child.stdout.take() {
+                pumps.push(tokio::spawn(pump(out, STDOUT, tx.clone())));
+            }
+            if let Some(err) = session.child.stderr.take() {
+                pumps.push(tokio::spawn(pump(err, STDERR, tx.clone())));
+            }
+            if let Some(input) = session.child.stdin.take() {
+                stdin = Some(Box::new(input));
+            }
+        }
+    }
+    if !options.stdin {
+        stdin = None;
+    }
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                return;
+            }
+            match channel(&message) {
+                Some((STDIN, data)) => {
+                    if let Some(input) = stdin.as_mut() {
+                        if input.write_all(&data).await.is_err() || input.flush().await.is_err() {
+                            stdin = None;
+                        }
+                    }
+                }
+                Some((CLOSE, data)) if data.first() == Some(&STDIN) => stdin = None,
+                // Resizes are taken and not applied: the terminal keeps
+                // its size.
+                _ => {}
+            }
+        }
+    });
+    let code = session
+        .child
+        .wait()
+        .await
+        .map(|s| {
+            use std::os::unix::process::ExitStatusExt;
+            s.code()
+                .or_else(|| s.signal().map(|n| 128 + n))
+                .unwrap_or(1)
+        })
+        .unwrap_or(1);
+    for pump in pumps {
+        let _ = pump.await;
+    }
+    let status = exit_status(&options.command, code);
+    let _ = tx.send(frame(ERROR, status.to_string().as_bytes())).await;
+    drop(tx);
+    let _ = writer.await;
+    reader.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_queries_and_statuses_read_as_upstreams() {
+        let query: Vec<(String, String)> = [
+            ("command", "sh"),
+            ("command", "-c"),
+            ("command", "exit 3"),
+            ("stdin", "true"),
+            ("stdout", "true"),
+            ("tty", "false"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let options = Options::parse(&query);
+        assert_eq!(options.command, ["sh", "-c", "exit 3"]);
+        assert!(options.stdin && options.stdout && !options.stderr && !options.tty);
+        let failed = exit_status(&options.command, 3);
+        assert_eq!(failed["reason"], "NonZeroExitCode");
+        assert_eq!(
+            failed["details"]["causes"][0],
+            json!({"reason": "ExitCode", "message": "3"})
+        );
+        assert_eq!(
+            failed["message"],
+            "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3"
+        );
+        assert_eq!(
+            exit_status(&[], 0),
+            json!({"metadata": {}, "status": "Success"})
+        );
+        assert_eq!(
+            channel(&Message::Text("\u{0}ls\n".into())),
+            Some((0, b"ls\n".to_vec()))
+        );
+        assert_eq!(
+            channel(&Message::Binary(vec![255, 0].into())),
+            Some((255, vec![0]))
+        );
+    }
+}
