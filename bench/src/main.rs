@@ -7,6 +7,7 @@ mod dns;
 mod endpoints;
 mod etcd;
 mod flow;
+mod realpods;
 mod server;
 mod stats;
 mod store;
@@ -45,6 +46,12 @@ SCENARIOS:
              from 8 sockets (one in flight each) for 5 s (or --seconds):
              queries/s and p50/p99 latency; also create to all answered
 
+    realpods real pods (--runtime process; needs root) beside simulated ones on
+             3 nodes: built-in HTTP server pods with a readiness probe at
+             20/s, create to Running and to Ready p50/p99; 300 pods at once:
+             create to all Running, the server's and the pods' processes'
+             memory, delete to all gone
+
 OPTIONS:
     --seconds N    how long each write phase runs (default 5)
     -h, --help     print this help
@@ -73,6 +80,7 @@ fn main() -> std::process::ExitCode {
         "podstart" => runtime.block_on(flow::podstart(100, 100, seconds.max(20))),
         "endpoints" => runtime.block_on(endpoints::run(1_000, 10, 500, 50)),
         "allocate" => runtime.block_on(allocate::run(10_000)),
+        "realpods" => runtime.block_on(realpods::run()),
         "dns" => runtime.block_on(dns::run(std::time::Duration::from_secs(seconds))),
         other => return fail(&format!("unknown scenario {other:?}; see --help")),
     };

@@ -54,7 +54,26 @@ fn start(binary: &Path, data_dir: &Path) -> Result<Running, String> {
 
 /// [`start`] with more `skiff server` flags.
 pub fn start_with(binary: &Path, data_dir: &Path, flags: &[&str]) -> Result<Running, String> {
-    let mut child = Command::new(binary)
+    start_wrapped(&[], binary, data_dir, flags)
+}
+
+/// [`start_with`] under a `wrapper` command (its argv, which ends by
+/// running the rest: `unshare ... --`).
+pub fn start_wrapped(
+    wrapper: &[&str],
+    binary: &Path,
+    data_dir: &Path,
+    flags: &[&str],
+) -> Result<Running, String> {
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    let mut child = command
         .args([
             "server",
             "--listen",
