@@ -44,7 +44,8 @@ const PRIVATE: &[&str] = &[
 fn pod(name: &str, probe: bool) -> Value {
     let mut container = json!({"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]});
     if probe {
-        container["readinessProbe"] = json!({"httpGet": {"path": "/healthz", "port": 80}, "periodSeconds": 1});
+        container["readinessProbe"] =
+            json!({"httpGet": {"path": "/healthz", "port": 80}, "periodSeconds": 1});
     }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "realpods"}},
            "spec": {"terminationGracePeriodSeconds": 5, "containers": [container]}})
@@ -62,8 +63,8 @@ fn ready(pod: &Value) -> bool {
 /// what it shares (the containers of built-in images share one binary's
 /// pages, which RSS would count once per process).
 fn pss_mb(pid: u32) -> Result<f64, String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .map_err(|e| e.to_string())?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).map_err(|e| e.to_string())?;
     let kb: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("Pss:"))
@@ -83,7 +84,9 @@ fn pod_processes(pid: u32) -> (usize, f64) {
     let mut total = 0.0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(other) = name.parse::<u32>() else { continue };
+        let Ok(other) = name.parse::<u32>() else {
+            continue;
+        };
         if other == pid || ns(&name).as_ref() != Some(&own) {
             continue;
         }
@@ -137,7 +140,10 @@ async fn measure(runtime: &str) -> Result<Value, String> {
             for i in 0..total {
                 tick.tick().await;
                 let name = format!("start-{i}");
-                created.lock().expect("times").insert(name.clone(), Instant::now());
+                created
+                    .lock()
+                    .expect("times")
+                    .insert(name.clone(), Instant::now());
                 let request = client
                     .post(&url)
                     .bearer_auth(&token)
@@ -146,7 +152,10 @@ async fn measure(runtime: &str) -> Result<Value, String> {
                 sends.push(tokio::spawn(request.send()));
             }
             for send in sends {
-                let response = send.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                let response = send
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
                 if response.status() != 201 {
                     return Err(format!("a create answered {}", response.status()));
                 }
@@ -158,7 +167,10 @@ async fn measure(runtime: &str) -> Result<Value, String> {
     let (mut running, mut readied) = (HashSet::new(), HashSet::new());
     read_watch(watch, Duration::from_secs(120), |event| {
         let pod = &event["object"];
-        let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let Some(start) = created.lock().expect("times").get(&name).copied() else {
             return true;
         };
@@ -176,14 +188,21 @@ async fn measure(runtime: &str) -> Result<Value, String> {
 
     // Many at once.
     let watch = open_watch(&client, &server, &format!("{pods}?watch=1")).await?;
-    let bodies: Vec<Value> = (0..AT_ONCE).map(|i| pod(&format!("many-{i}"), false)).collect();
+    let bodies: Vec<Value> = (0..AT_ONCE)
+        .map(|i| pod(&format!("many-{i}"), false))
+        .collect();
     let began = Instant::now();
     create_all(&client, &server, pods, bodies).await?;
     let mut up = HashSet::new();
     read_watch(watch, Duration::from_secs(300), |event| {
         let pod = &event["object"];
         if pod["status"]["phase"] == "Running" {
-            up.insert(pod["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+            up.insert(
+                pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         up.len() < AT_ONCE
     })
@@ -231,7 +250,11 @@ async fn delete_all(client: &reqwest::Client, server: &Running, pods: &str) -> R
         return Err(format!("delete answered {}", response.status()));
     }
     let began = Instant::now();
-    while get(client, server, pods).await?["items"].as_array().map_or(0, Vec::len) > 0 {
+    while get(client, server, pods).await?["items"]
+        .as_array()
+        .map_or(0, Vec::len)
+        > 0
+    {
         if began.elapsed() > Duration::from_secs(120) {
             return Err("the pods were not deleted in 120 s".into());
         }

@@ -212,48 +212,44 @@ fn probes_take_a_pod_out_of_its_endpoints_and_restart_it() {
     let Some((_machine, server)) = cluster(dir.path()) else {
         return;
     };
-    // The readiness probe reads a file the test flips (the node's file
-    // system is the container's); the liveness probe asks a port nothing
-    // serves.
-    let flag = dir.path().join("ready");
-    std::fs::write(&flag, "").unwrap();
-    let yaml = format!(
-        r#"
+    // The readiness probe reads a file in the container's own layer,
+    // which `kubectl exec` removes and makes again; the liveness probe asks
+    // a port nothing serves.
+    let yaml = r#"
 apiVersion: v1
 kind: Pod
-metadata: {{name: gated, labels: {{app: gated}}}}
+metadata: {name: gated, labels: {app: gated}}
 spec:
   containers:
   - name: web
-    image: nginx
+    image: busybox
+    command: [sh, -c, "touch /tmp/ready && exec sleep 3600"]
     readinessProbe:
-      exec: {{command: [test, -e, "{flag}"]}}
+      exec: {command: [test, -e, /tmp/ready]}
       periodSeconds: 1
       failureThreshold: 1
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: gated}}
+metadata: {name: gated}
 spec:
-  selector: {{app: gated}}
-  ports: [{{port: 80}}]
+  selector: {app: gated}
+  ports: [{port: 80}]
 ---
 apiVersion: v1
 kind: Pod
-metadata: {{name: doomed}}
+metadata: {name: doomed}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: web
     image: nginx
     livenessProbe:
-      tcpSocket: {{port: 81}}
+      tcpSocket: {port: 81}
       periodSeconds: 1
       failureThreshold: 2
-"#,
-        flag = flag.display()
-    );
-    apply(&server, dir.path(), "probes", &yaml);
+"#;
+    apply(&server, dir.path(), "probes", yaml);
     let ready_addresses = || {
         let slices = server.json(&["endpointslices", "-l", "kubernetes.io/service-name=gated"]);
         items(&slices)
@@ -266,12 +262,12 @@ spec:
     eventually(30, "the pod in its Service's slice", || {
         (ready_addresses() == 1).then_some(())
     });
-    std::fs::remove_file(&flag).unwrap();
+    server.kubectl_ok(&["exec", "gated", "--", "rm", "/tmp/ready"]);
     pod_when(&server, "gated", "the gated pod not ready", |p| !ready(p));
     eventually(30, "the pod out of the slice", || {
         (ready_addresses() == 0).then_some(())
     });
-    std::fs::write(&flag, "").unwrap();
+    server.kubectl_ok(&["exec", "gated", "--", "touch", "/tmp/ready"]);
     eventually(30, "the pod back in the slice", || {
         (ready_addresses() == 1).then_some(())
     });
@@ -403,4 +399,30 @@ fn kubectl_exec_runs_commands_in_the_container_with_stdin_and_exit_codes() {
     assert!(output.status.success());
     let missing = server.kubectl(&["exec", "shell", "--", "no-such-program"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("executable file not found"));
+    // What the container writes stays in its own layer, not the node's.
+    let marker = format!("/etc/skiff-e2e-{}", std::process::id());
+    server.kubectl_ok(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo mine > {marker}"),
+    ]);
+    assert_eq!(
+        server.kubectl_ok(&["exec", "shell", "--", "cat", &marker]),
+        "mine\n"
+    );
+    assert!(!Path::new(&marker).exists(), "{marker} reached the node");
+    // kubectl cp, both ways (exec and tar).
+    let local = dir.path().join("note.txt");
+    std::fs::write(&local, "copied in\n").unwrap();
+    server.kubectl_ok(&["cp", local.to_str().unwrap(), "shell:/tmp/note.txt"]);
+    assert_eq!(
+        server.kubectl_ok(&["exec", "shell", "--", "cat", "/tmp/note.txt"]),
+        "copied in\n"
+    );
+    let back = dir.path().join("back.txt");
+    server.kubectl_ok(&["cp", "shell:/tmp/note.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
 }

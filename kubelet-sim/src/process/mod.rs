@@ -501,6 +501,9 @@ impl Runtime for Process {
             let gid_of = security
                 .and_then(|s| s.run_as_group)
                 .or(pod_security.and_then(|s| s.run_as_group));
+            let container_dir = dir.join(&c.name);
+            std::fs::create_dir_all(container_dir.join("rootfs"))
+                .map_err(|e| format!("{}: {e}", container_dir.display()))?;
             let etc = dir.join("etc");
             let spec = shim::Spec {
                 argv,
@@ -508,6 +511,7 @@ impl Runtime for Process {
                 netns: Some(netns.clone()),
                 join: None,
                 hostname: Some(hostname.clone()),
+                rootfs: Some(container_dir.join("rootfs")),
                 binds: ["hosts", "resolv.conf", "hostname"]
                     .iter()
                     .map(|f| (etc.join(f), PathBuf::from("/etc").join(f), false))
@@ -516,9 +520,6 @@ impl Runtime for Process {
                 user: uid_of.map(|u| (u as u32, gid_of.unwrap_or(u) as u32)),
                 once: false,
             };
-            let container_dir = dir.join(&c.name);
-            std::fs::create_dir_all(&container_dir)
-                .map_err(|e| format!("{}: {e}", container_dir.display()))?;
             let spec_path = container_dir.join("spec.json");
             std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("a spec"))
                 .map_err(|e| format!("{}: {e}", spec_path.display()))?;

@@ -4,12 +4,17 @@
 //! before any thread is started, as joining a mount namespace needs.
 //!
 //! A new container joins its pod's network namespace, takes mount and UTS
-//! namespaces of its own (mounts propagate in from the node, never out),
-//! sees the pod's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`
-//! and its volumes bound where the pod asks, its hostname, a session of
-//! its own (so that a signal reaches the whole container), its working
-//! directory and user. `join` instead enters a running container's
-//! namespaces (exec, probes).
+//! namespaces of its own (mounts propagate in from the node, never out)
+//! and a root file system of its own: the node's root file system as the
+//! lower layer of an overlay whose upper layer is a tmpfs of the
+//! container's run, so that what the container writes stays in it (as in
+//! a container's writable layer) and its mounts can go anywhere; with a
+//! fresh `/proc` and the node's `/dev` and `/sys`. It sees the pod's
+//! `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` and its volumes
+//! bound where the pod asks, its hostname, a session of its own (so that a
+//! signal reaches the whole container), its working directory (made if
+//! missing, as runc does) and user. `join` instead enters a running
+//! container's namespaces (exec, probes).
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -31,7 +36,10 @@ pub struct Spec {
     pub join: Option<i32>,
     /// The hostname.
     pub hostname: Option<String>,
-    /// Bind mounts: source, target, read-only.
+    /// Where the container's root is made (an empty directory); None
+    /// keeps the node's root.
+    pub rootfs: Option<PathBuf>,
+    /// Bind mounts: source, target inside the container, read-only.
     pub binds: Vec<(PathBuf, PathBuf, bool)>,
     /// The working directory.
     pub workdir: Option<PathBuf>,
@@ -111,15 +119,121 @@ fn enter(spec: &Spec) -> Result<(), String> {
             nix::unistd::sethostname(hostname)
                 .map_err(|e| format!("cannot set the hostname {hostname:?}: {e}"))?;
         }
-        for (source, target, read_only) in &spec.binds {
-            bind(source, target, *read_only)?;
+        match &spec.rootfs {
+            Some(dir) => root(dir, spec)?,
+            None => {
+                for (source, target, read_only) in &spec.binds {
+                    bind(source, target, *read_only)?;
+                }
+            }
         }
     }
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     Ok(())
 }
 
-fn bind(source: &PathBuf, target: &PathBuf, read_only: bool) -> Result<(), String> {
+fn mounted(
+    source: Option<&str>,
+    target: &std::path::Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    mount(source, target, fstype, flags, data).map_err(|e| {
+        format!(
+            "cannot mount {} at {}: {e}",
+            source.unwrap_or("-"),
+            target.display()
+        )
+    })
+}
+
+/// Makes the container's root in `dir` (see the module's words), with its
+/// binds, and moves into it.
+fn root(dir: &std::path::Path, spec: &Spec) -> Result<(), String> {
+    let made = |path: &std::path::Path| {
+        std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    mounted(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )?;
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+    for path in [&upper, &work, &merged] {
+        made(path)?;
+    }
+    let layers = format!(
+        "lowerdir=/,upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    mounted(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&layers),
+    )?;
+    mounted(
+        Some("proc"),
+        &merged.join("proc"),
+        Some("proc"),
+        MsFlags::empty(),
+        None,
+    )?;
+    for system in ["dev", "sys"] {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+        mounted(
+            Some(&format!("/{system}")),
+            &merged.join(system),
+            None,
+            flags,
+            None,
+        )?;
+    }
+    let inside = |target: &std::path::Path| merged.join(target.strip_prefix("/").unwrap_or(target));
+    let mut binds = spec.binds.clone();
+    // A program outside the node's root file system (another mount) is
+    // bound in where it is.
+    if let Some(program) = spec.argv.first().map(PathBuf::from) {
+        if program.is_absolute() && !inside(&program).exists() && program.exists() {
+            binds.push((program.clone(), program, true));
+        }
+    }
+    for (source, target, read_only) in &binds {
+        let target = inside(target);
+        // A symlink (a resolv.conf into /run, say) is replaced by the
+        // file it would have led to.
+        if target
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            let _ = std::fs::remove_file(&target);
+        }
+        if source.is_dir() {
+            made(&target)?;
+        } else if !target.exists() {
+            if let Some(parent) = target.parent() {
+                made(parent)?;
+            }
+            std::fs::write(&target, b"").map_err(|e| format!("{}: {e}", target.display()))?;
+        }
+        bind(source, &target, *read_only)?;
+    }
+    let old = merged.join(".skiff-old-root");
+    made(&old)?;
+    nix::unistd::pivot_root(&merged, &old).map_err(|e| format!("pivot_root: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    nix::mount::umount2("/.skiff-old-root", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| format!("cannot leave the node's root: {e}"))?;
+    let _ = std::fs::remove_dir("/.skiff-old-root");
+    Ok(())
+}
+
+fn bind(source: &std::path::Path, target: &std::path::Path, read_only: bool) -> Result<(), String> {
     let failed = |e: nix::Error| {
         format!(
             "cannot mount {} at {}: {e}",
@@ -159,8 +273,11 @@ fn exec(spec: &Spec) -> String {
         .env_clear()
         .envs(spec.env.iter().cloned());
     if let Some(dir) = &spec.workdir {
-        // The node's file system is the container's: a missing directory
-        // is an error rather than one made on the node.
+        // Made if missing, as runc does: in a container's own root it
+        // lands in the container's layer (an exec's is the container's).
+        if spec.rootfs.is_some() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         if !dir.is_dir() {
             return format!(
                 "chdir to cwd ({:?}) set in the container failed: no such directory",
