@@ -58,6 +58,13 @@ impl NodeArgs {
         Ok(())
     }
 
+    /// The process runtime's directory.
+    pub fn runtime_dir(&self) -> &std::path::Path {
+        self.runtime_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new("kubelet"))
+    }
+
     /// Fills in the runtime's directory under `data_dir` if none was given.
     pub fn with_data_dir(mut self, data_dir: &std::path::Path) -> Self {
         self.runtime_dir
@@ -68,7 +75,7 @@ impl NodeArgs {
     fn options(&self, token: Option<String>) -> skiff_kubelet_sim::Options {
         let runtime = match self.processes() {
             true => skiff_kubelet_sim::Choice::Process {
-                root: self.runtime_dir.clone().unwrap_or_else(|| "kubelet".into()),
+                root: self.runtime_dir().to_owned(),
             },
             false => skiff_kubelet_sim::Choice::Sim,
         };

@@ -198,7 +198,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .context("the HTTPS server failed")?;
     if nodes.processes() {
         // The pods' processes and namespaces go with the server.
-        skiff_kubelet_sim::process::cleanup().await;
+        skiff_kubelet_sim::process::cleanup(nodes.runtime_dir()).await;
     }
     // The last reference: dropping it flushes and checkpoints the store.
     drop(store);

@@ -426,3 +426,99 @@ fn kubectl_exec_runs_commands_in_the_container_with_stdin_and_exit_codes() {
     server.kubectl_ok(&["cp", "shell:/tmp/note.txt", back.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
 }
+
+const VOLUMES: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello, colour: blue}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mounted, labels: {app: mounted}}
+spec:
+  containers:
+  - name: reader
+    image: busybox
+    command: [sleep, "3600"]
+    volumeMounts:
+    - {name: config, mountPath: /etc/app}
+    - {name: secret, mountPath: /var/secret}
+    - {name: info, mountPath: /etc/podinfo}
+    - {name: scratch, mountPath: /scratch}
+    - {name: fast, mountPath: /fast}
+  - name: writer
+    image: busybox
+    command: [sh, -c, "echo shared > /scratch/note && exec sleep 3600"]
+    volumeMounts:
+    - {name: scratch, mountPath: /scratch}
+  volumes:
+  - {name: config, configMap: {name: settings}}
+  - {name: secret, secret: {secretName: db, defaultMode: 0400}}
+  - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+  - {name: scratch, emptyDir: {}}
+  - {name: fast, emptyDir: {medium: Memory}}
+"#;
+
+#[test]
+fn volumes_are_mounted_where_the_pod_asks_and_a_config_map_update_reaches_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "volumes", VOLUMES);
+    pod_when(&server, "mounted", "the pod running", ready);
+    let read =
+        |path: &str| server.kubectl_ok(&["exec", "mounted", "-c", "reader", "--", "cat", path]);
+    assert_eq!(read("/etc/app/greeting"), "hello");
+    assert_eq!(read("/var/secret/password"), "s3cret");
+    assert_eq!(read("/etc/podinfo/labels"), "app=\"mounted\"");
+    let mode = server.kubectl_ok(&[
+        "exec",
+        "mounted",
+        "-c",
+        "reader",
+        "--",
+        "stat",
+        "-L",
+        "-c",
+        "%a",
+        "/var/secret/password",
+    ]);
+    assert_eq!(mode.trim(), "400");
+    // One emptyDir, two containers.
+    eventually(20, "the writer's note", || {
+        (read("/scratch/note") == "shared\n").then_some(())
+    });
+    let fs = server.kubectl_ok(&[
+        "exec", "mounted", "-c", "reader", "--", "stat", "-f", "-c", "%T", "/fast",
+    ]);
+    assert_eq!(fs.trim(), "tmpfs");
+    // Read-only, as upstream mounts them.
+    let write = server.kubectl(&[
+        "exec",
+        "mounted",
+        "-c",
+        "reader",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /etc/app/new",
+    ]);
+    assert!(!write.status.success());
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"bonjour"}}"#,
+    ]);
+    eventually(30, "the update in the file", || {
+        (read("/etc/app/greeting") == "bonjour").then_some(())
+    });
+}

@@ -19,6 +19,7 @@ pub mod network;
 pub mod probe;
 pub mod program;
 pub mod shim;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,8 @@ use program::Program;
 pub const SHIM: &str = "container-shim";
 /// The hidden subcommand that runs a built-in program.
 pub const BUILTIN: &str = "builtin";
+/// How often a running pod's projected volumes are brought up to date.
+const VOLUME_REFRESH: Duration = Duration::from_secs(2);
 /// The `PATH` a container starts with, as an image's usual one.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -63,6 +66,8 @@ pub struct Process {
     /// The main processes of each pod's containers (name, pid), by pod
     /// uid.
     pods: Arc<Mutex<HashMap<String, Pids>>>,
+    /// The tasks keeping each pod's projected volumes up to date.
+    refreshers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl Process {
@@ -81,6 +86,7 @@ impl Process {
             busybox,
             capacity: capacity.clone(),
             pods: Arc::default(),
+            refreshers: Mutex::default(),
         }
     }
 
@@ -88,36 +94,138 @@ impl Process {
         self.root.join("pods").join(uid)
     }
 
-    /// The ConfigMaps and Secrets the pod's containers name.
-    async fn sources(&self, pod: &Pod) -> Result<Sources, String> {
-        let namespace = pod.namespace().unwrap_or_default();
-        let mut sources = Sources::default();
-        for c in pod.spec.iter().flat_map(|s| &s.containers) {
-            let (maps, secrets) = env::references(c);
-            for name in maps {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &namespace);
-                if let Some(map) = api.get_opt(&name).await.map_err(|e| e.to_string())? {
-                    let mut data = map.data.unwrap_or_default();
-                    for (k, v) in map.binary_data.unwrap_or_default() {
-                        data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-                    }
-                    sources.config_maps.insert(name, data);
-                }
+    /// The directories of the claims' volumes: they outlive their pods.
+    fn claims(&self) -> PathBuf {
+        self.root.join("claims")
+    }
+}
+
+/// The ConfigMaps and Secrets the pod's containers and volumes name, as
+/// they are now.
+async fn sources(client: &Client, pod: &Pod) -> Result<Sources, String> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let (mut maps, mut secrets) = volumes::references(pod);
+    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        let (m, s) = env::references(c);
+        maps.extend(m);
+        secrets.extend(s);
+    }
+    maps.sort();
+    maps.dedup();
+    secrets.sort();
+    secrets.dedup();
+    let mut sources = Sources::default();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    for name in maps {
+        if let Some(map) = config_maps
+            .get_opt(&name)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let mut data = map.data.unwrap_or_default();
+            for (k, v) in map.binary_data.unwrap_or_default() {
+                data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
             }
-            for name in secrets {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-                if let Some(secret) = api.get_opt(&name).await.map_err(|e| e.to_string())? {
-                    let data = secret
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                        .collect();
-                    sources.secrets.insert(name, data);
+            sources.config_maps.insert(name, data);
+        }
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    for name in secrets {
+        if let Some(secret) = api.get_opt(&name).await.map_err(|e| e.to_string())? {
+            let data = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect();
+            sources.secrets.insert(name, data);
+        }
+    }
+    Ok(sources)
+}
+
+/// A pod's volumes set up: where each is, and whether the kubelet writes
+/// it (and so containers mount it read-only).
+type Mounted = HashMap<String, (PathBuf, bool)>;
+
+/// Sets up (or brings up to date) the pod's volumes under `pod_dir`.
+fn set_up(
+    pod: &Pod,
+    sources: &Sources,
+    placement: &Placement,
+    pod_dir: &Path,
+    claims: &Path,
+) -> Result<Mounted, String> {
+    let mut mounted = Mounted::new();
+    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let at = |e: std::io::Error| format!("volume \"{}\": {e}", volume.name);
+        match volumes::contents(pod, volume, sources, placement, pod_dir, claims)? {
+            volumes::Backing::Directory(dir) => {
+                let create = volume
+                    .host_path
+                    .as_ref()
+                    .is_none_or(|h| matches!(h.type_.as_deref(), Some("DirectoryOrCreate")));
+                if create {
+                    std::fs::create_dir_all(&dir).map_err(at)?;
                 }
+                mounted.insert(volume.name.clone(), (dir, false));
+            }
+            volumes::Backing::Memory(dir) => {
+                std::fs::create_dir_all(&dir).map_err(at)?;
+                if !mounts_under(&dir).contains(&dir) {
+                    nix::mount::mount(
+                        Some("tmpfs"),
+                        &dir,
+                        Some("tmpfs"),
+                        nix::mount::MsFlags::empty(),
+                        None::<&str>,
+                    )
+                    .map_err(|e| at(e.into()))?;
+                }
+                mounted.insert(volume.name.clone(), (dir, false));
+            }
+            volumes::Backing::Projected(files) => {
+                let dir = pod_dir.join("volumes").join(&volume.name);
+                volumes::write(&dir, &files).map_err(at)?;
+                mounted.insert(volume.name.clone(), (dir, true));
             }
         }
-        Ok(sources)
+    }
+    Ok(mounted)
+}
+
+/// Keeps the pod's ConfigMap, Secret and downward API volumes up to date
+/// while its directory exists (upstream's kubelet does so on its sync).
+async fn refresh(
+    client: Client,
+    pod: Pod,
+    placement: (String, String, String, String),
+    pod_dir: PathBuf,
+    claims: PathBuf,
+) {
+    let (pod_ip, host_ip, node_cpu, node_memory) = placement;
+    let placement = Placement {
+        pod_ip: &pod_ip,
+        host_ip: &host_ip,
+        node_cpu: &node_cpu,
+        node_memory: &node_memory,
+    };
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    loop {
+        tokio::time::sleep(VOLUME_REFRESH).await;
+        if !pod_dir.exists() {
+            return;
+        }
+        // Labels and annotations change under the downward API.
+        let current = api
+            .get_opt(&pod.name_any())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| pod.clone());
+        if let Ok(sources) = sources(&client, &current).await {
+            let _ = set_up(&current, &sources, &placement, &pod_dir, &claims);
+        }
     }
 }
 
@@ -133,10 +241,10 @@ pub fn check() -> Result<(), String> {
     }
 }
 
-/// Removes every namespace Skiff made and kills what runs in them: at
-/// start (a run killed with `-9` left them) and at shutdown. Returns how
-/// many there were.
-pub async fn cleanup() -> usize {
+/// Removes every namespace Skiff made and kills what runs in them, and the
+/// pods' files under the runtime's `root`: at start (a run killed with `-9`
+/// left them) and at shutdown. Returns how many namespaces there were.
+pub async fn cleanup(root: &Path) -> usize {
     let existing = network::existing();
     // Pods first, then nodes, then the wire: a node's processes are its
     // hostNetwork pods'.
@@ -150,7 +258,60 @@ pub async fn cleanup() -> usize {
             tracing::warn!(namespace = %name, error = %e, "cannot remove a network namespace");
         }
     }
+    remove_tree(&root.join("pods"));
     existing.len()
+}
+
+/// The mount points at or under `dir` (in this process's mounts).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(PathBuf::from))
+        .filter(|point| point.starts_with(dir))
+        .collect()
+}
+
+/// Removes `dir` and what is under it, its memory volumes' mounts first.
+fn remove_tree(dir: &Path) {
+    for point in mounts_under(dir).iter().rev() {
+        let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A container's volume mounts as binds: the volume's directory (or its
+/// `subPath`) at the `mountPath`, read-only when asked or when the
+/// kubelet writes the volume.
+fn mounts(
+    container: &Container,
+    mounted: &Mounted,
+) -> Result<Vec<(PathBuf, PathBuf, bool)>, String> {
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            let (dir, projected) = mounted
+                .get(&m.name)
+                .ok_or_else(|| format!("volume {} is not found in the pod", m.name))?;
+            let source = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(sub) if sub.split('/').any(|part| part == "..") => {
+                    return Err(format!("subPath {sub:?} may not contain '..'"))
+                }
+                Some(sub) => {
+                    let source = dir.join(sub);
+                    if !source.exists() {
+                        std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+                    }
+                    source
+                }
+                None => dir.clone(),
+            };
+            let read_only = m.read_only == Some(true) || *projected;
+            Ok((source, PathBuf::from(&m.mount_path), read_only))
+        })
+        .collect()
 }
 
 /// What a container's tasks tell its pod's [`Running`].
@@ -378,12 +539,11 @@ impl Runtime for Process {
 
     async fn prepare(&self, nodes: &[SimNode]) -> Result<(), String> {
         check()?;
-        let left = cleanup().await;
+        let left = cleanup(&self.root).await;
         if left > 0 {
             tracing::info!(namespaces = left, "removed what an earlier run left");
         }
         let pods = self.root.join("pods");
-        let _ = std::fs::remove_dir_all(&pods);
         std::fs::create_dir_all(&pods).map_err(|e| format!("{}: {e}", pods.display()))?;
         network::apply(&network::cluster()).await?;
         for node in nodes {
@@ -436,13 +596,33 @@ impl Runtime for Process {
             .as_ref()
             .map(|s| s.containers.clone())
             .unwrap_or_default();
-        let sources = self.sources(pod).await?;
+        let sources = sources(&self.client, pod).await?;
         let placement = Placement {
             pod_ip: ip,
             host_ip: &node.host_ip,
             node_cpu: &self.capacity.cpu,
             node_memory: &self.capacity.memory,
         };
+        let mounted = set_up(pod, &sources, &placement, &dir, &self.claims())?;
+        if restarts == 0 && mounted.values().any(|(_, projected)| *projected) {
+            let placement = (
+                ip.to_owned(),
+                node.host_ip.clone(),
+                self.capacity.cpu.clone(),
+                self.capacity.memory.clone(),
+            );
+            let task = tokio::spawn(refresh(
+                self.client.clone(),
+                pod.clone(),
+                placement,
+                dir.clone(),
+                self.claims(),
+            ));
+            self.refreshers
+                .lock()
+                .expect("the refreshers")
+                .insert(uid.clone(), task.abort_handle());
+        }
         let hostname = std::fs::read_to_string(dir.join("etc/hostname"))
             .map_err(|e| format!("the pod's sandbox is gone: {e}"))?
             .trim()
@@ -515,6 +695,7 @@ impl Runtime for Process {
                 binds: ["hosts", "resolv.conf", "hostname"]
                     .iter()
                     .map(|f| (etc.join(f), PathBuf::from("/etc").join(f), false))
+                    .chain(mounts(c, &mounted)?)
                     .collect(),
                 workdir: c.working_dir.as_ref().map(PathBuf::from),
                 user: uid_of.map(|u| (u as u32, gid_of.unwrap_or(u) as u32)),
@@ -591,6 +772,9 @@ impl Runtime for Process {
             .unwrap_or_default();
         let pids: Vec<i32> = pids.into_iter().map(|(_, pid)| pid).collect();
         terminate(&pids, grace).await;
+        if let Some(task) = self.refreshers.lock().expect("the refreshers").remove(&uid) {
+            task.abort();
+        }
         let namespace = network::pod_namespace(&uid);
         let path = network::path(&namespace);
         if path.exists() {
@@ -599,7 +783,7 @@ impl Runtime for Process {
             }
             let _ = network::apply(&[network::remove(&namespace)]).await;
         }
-        let _ = tokio::fs::remove_dir_all(self.pod_dir(&uid)).await;
+        remove_tree(&self.pod_dir(&uid));
     }
 
     async fn exec(
