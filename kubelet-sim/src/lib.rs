@@ -421,7 +421,7 @@ impl Agents {
         let services = self.services.list();
         pod.spec
             .iter()
-            .flat_map(|s| &s.containers)
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
             .map(|c| {
                 let variables =
                     service_env::for_container(pod, c, services.iter().map(Arc::as_ref));
@@ -480,10 +480,11 @@ impl Agents {
                 .await
             {
                 Ok(running) => running,
-                Err(message) => {
+                Err(refused) => {
                     // Tried again while the pod exists, as a kubelet's sync.
+                    let message = refused.message;
                     self.event(&pod, Type::Warning, "Failed", format!("Error: {message}"));
-                    let reason = "CreateContainerConfigError".to_string();
+                    let reason = refused.reason.to_string();
                     let waiting = State::Waiting { reason, message };
                     if self
                         .write(&pod, &waiting, &ip, &started, None)

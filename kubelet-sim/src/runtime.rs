@@ -44,6 +44,26 @@ pub struct Session {
 pub const NO_PROCESSES: &str =
     "the simulated runtime runs no processes; start the server with --runtime process";
 
+/// Why a pod's containers cannot start yet: the waiting reason its
+/// containers report, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// `CreateContainerConfigError`, `PodInitializing`.
+    pub reason: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<String> for Refused {
+    /// A configuration that cannot be made (a missing ConfigMap, say).
+    fn from(message: String) -> Self {
+        Refused {
+            reason: "CreateContainerConfigError",
+            message,
+        }
+    }
+}
+
 /// The Service variables of each container: name, then `KEY=value` pairs.
 pub type ServiceVariables = [(String, Vec<(String, String)>)];
 
@@ -70,7 +90,7 @@ pub trait Runtime: Send + Sync {
         ip: &str,
         services: &ServiceVariables,
         restarts: i32,
-    ) -> Result<Box<dyn Containers>, String>;
+    ) -> Result<Box<dyn Containers>, Refused>;
     /// Stops what of the pod runs (SIGTERM, then SIGKILL after `grace`)
     /// and removes its sandbox.
     async fn stop(&self, pod: &Pod, grace: Duration);

@@ -11,7 +11,9 @@ use skiff_runtime::events::{reference, Recorder, Type};
 
 use crate::lifecycle::Behaviour;
 use crate::node::SimNode;
-use crate::runtime::{Change, Containers, Runtime, ServiceVariables, Session, NO_PROCESSES};
+use crate::runtime::{
+    Change, Containers, Refused, Runtime, ServiceVariables, Session, NO_PROCESSES,
+};
 
 /// The simulated runtime; a pod whose annotations do not parse gets a
 /// warning event and the defaults.
@@ -87,7 +89,7 @@ impl Runtime for Sim {
         _: &str,
         _: &ServiceVariables,
         restarts: i32,
-    ) -> Result<Box<dyn Containers>, String> {
+    ) -> Result<Box<dyn Containers>, Refused> {
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();
         if let Err(e) = Behaviour::of(&annotations) {
             let message = format!("{e}; using the defaults");

@@ -442,6 +442,12 @@ apiVersion: v1
 kind: Pod
 metadata: {name: mounted, labels: {app: mounted}}
 spec:
+  initContainers:
+  - name: prepare
+    image: busybox
+    command: [sh, -c, "echo prepared > /scratch/init"]
+    volumeMounts:
+    - {name: scratch, mountPath: /scratch}
   containers:
   - name: reader
     image: busybox
@@ -466,7 +472,8 @@ spec:
 "#;
 
 #[test]
-fn volumes_are_mounted_where_the_pod_asks_and_a_config_map_update_reaches_the_file() {
+fn volumes_are_mounted_where_the_pod_asks_after_init_containers_and_a_config_map_update_reaches_the_file(
+) {
     let dir = tempfile::tempdir().unwrap();
     let Some((_machine, server)) = cluster(dir.path()) else {
         return;
@@ -491,7 +498,8 @@ fn volumes_are_mounted_where_the_pod_asks_and_a_config_map_update_reaches_the_fi
         "/var/secret/password",
     ]);
     assert_eq!(mode.trim(), "400");
-    // One emptyDir, two containers.
+    // An init container ran to its end first; one emptyDir, two containers.
+    assert_eq!(read("/scratch/init"), "prepared\n");
     eventually(20, "the writer's note", || {
         (read("/scratch/note") == "shared\n").then_some(())
     });

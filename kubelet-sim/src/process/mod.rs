@@ -37,7 +37,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::node::{Capacity, SimNode};
-use crate::runtime::{Change, Containers, Runtime, ServiceVariables, Session};
+use crate::runtime::{Change, Containers, Refused, Runtime, ServiceVariables, Session};
 use env::{Placement, Sources};
 use probe::{Kind, Prober, Target, Timing};
 use program::Program;
@@ -94,6 +94,85 @@ impl Process {
         self.root.join("pods").join(uid)
     }
 
+    /// Starts container `c` of the pod `launch` describes, with `vars`:
+    /// its spec for the shim, its log for this run, its process (the
+    /// pod's record of it too).
+    async fn launch(
+        &self,
+        launch: &Launch<'_>,
+        c: &Container,
+        vars: &[(String, String)],
+    ) -> Result<(i32, tokio::process::Child), String> {
+        let pod = launch.pod;
+        let argv = match program::program(c, vars, self.busybox.as_deref()) {
+            Program::Exec(argv) => argv,
+            Program::Builtin(args) => {
+                let exe = self.exe.display().to_string();
+                [exe, BUILTIN.to_string()].into_iter().chain(args).collect()
+            }
+        };
+        let security = c.security_context.as_ref();
+        let pod_security = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+        let uid_of = security
+            .and_then(|s| s.run_as_user)
+            .or(pod_security.and_then(|s| s.run_as_user));
+        let gid_of = security
+            .and_then(|s| s.run_as_group)
+            .or(pod_security.and_then(|s| s.run_as_group));
+        let container_dir = launch.dir.join(&c.name);
+        std::fs::create_dir_all(container_dir.join("rootfs"))
+            .map_err(|e| format!("{}: {e}", container_dir.display()))?;
+        let etc = launch.dir.join("etc");
+        let spec = shim::Spec {
+            argv,
+            env: vars.to_vec(),
+            netns: Some(launch.netns.clone()),
+            join: None,
+            hostname: Some(launch.hostname.clone()),
+            rootfs: Some(container_dir.join("rootfs")),
+            binds: ["hosts", "resolv.conf", "hostname"]
+                .iter()
+                .map(|f| (etc.join(f), PathBuf::from("/etc").join(f), false))
+                .chain(mounts(c, &launch.mounted)?)
+                .collect(),
+            workdir: c.working_dir.as_ref().map(PathBuf::from),
+            user: uid_of.map(|u| (u as u32, gid_of.unwrap_or(u) as u32)),
+            once: false,
+        };
+        let spec_path = container_dir.join("spec.json");
+        std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("a spec"))
+            .map_err(|e| format!("{}: {e}", spec_path.display()))?;
+        let log = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(container_dir.join(format!("{}.log", launch.restarts)))
+            .await
+            .map_err(|e| format!("the container's log: {e}"))?;
+        let mut child = tokio::process::Command::new(&self.exe)
+            .arg(SHIM)
+            .arg(&spec_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the container shim: {e}"))?;
+        let pid = child.id().map(|p| p as i32).unwrap_or_default();
+        self.pods
+            .lock()
+            .expect("the pods")
+            .entry(pod.uid().unwrap_or_default())
+            .or_default()
+            .push((c.name.clone(), pid));
+        let log = Arc::new(tokio::sync::Mutex::new(log));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(copy_log(out, "stdout", log.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(copy_log(err, "stderr", log));
+        }
+        Ok((pid, child))
+    }
+
     /// The directories of the claims' volumes: they outlive their pods.
     fn claims(&self) -> PathBuf {
         self.root.join("claims")
@@ -142,6 +221,16 @@ async fn sources(client: &Client, pod: &Pod) -> Result<Sources, String> {
         }
     }
     Ok(sources)
+}
+
+/// What every container of one start of a pod shares.
+struct Launch<'a> {
+    pod: &'a Pod,
+    dir: PathBuf,
+    netns: PathBuf,
+    hostname: String,
+    mounted: Mounted,
+    restarts: i32,
 }
 
 /// A pod's volumes set up: where each is, and whether the kubelet writes
@@ -588,14 +677,10 @@ impl Runtime for Process {
         ip: &str,
         services: &ServiceVariables,
         restarts: i32,
-    ) -> Result<Box<dyn Containers>, String> {
+    ) -> Result<Box<dyn Containers>, Refused> {
         let uid = pod.uid().unwrap_or_default();
         let dir = self.pod_dir(&uid);
-        let containers = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
         let sources = sources(&self.client, pod).await?;
         let placement = Placement {
             pod_ip: ip,
@@ -629,8 +714,14 @@ impl Runtime for Process {
             .to_owned();
         // Every container's environment first: one that cannot be made
         // keeps them all from starting.
-        let mut environments = Vec::new();
-        for c in &containers {
+        let all: Vec<&Container> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .collect();
+        let mut environments = HashMap::new();
+        for c in &all {
             let variables = services
                 .iter()
                 .find(|(name, _)| *name == c.name)
@@ -644,95 +735,32 @@ impl Runtime for Process {
                 vars.retain(|(key, _)| *key != k);
                 vars.push((k, v));
             }
-            environments.push(vars);
+            environments.insert(c.name.clone(), vars);
         }
-        let reference = reference(pod);
-        let netns = match host_network(pod) {
-            true => network::path(&network::node_namespace(node)),
-            false => network::path(&network::pod_namespace(&uid)),
+        let launch = Launch {
+            pod,
+            dir: dir.clone(),
+            netns: match host_network(pod) {
+                true => network::path(&network::node_namespace(node)),
+                false => network::path(&network::pod_namespace(&uid)),
+            },
+            hostname,
+            mounted,
+            restarts,
         };
-        let grace = Duration::from_secs(
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(30)
-                .max(0) as u64,
-        );
-        let (tx, rx) = mpsc::channel(64);
-        let mut pids = Vec::new();
         // The last run's processes are gone: their pids may be reused.
         self.pods
             .lock()
             .expect("the pods")
             .insert(uid.clone(), Vec::new());
-        for (index, (c, vars)) in containers.iter().zip(environments).enumerate() {
-            let argv = match program::program(c, &vars, self.busybox.as_deref()) {
-                Program::Exec(argv) => argv,
-                Program::Builtin(args) => {
-                    let exe = self.exe.display().to_string();
-                    [exe, BUILTIN.to_string()].into_iter().chain(args).collect()
-                }
-            };
-            let security = c.security_context.as_ref();
-            let pod_security = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-            let uid_of = security
-                .and_then(|s| s.run_as_user)
-                .or(pod_security.and_then(|s| s.run_as_user));
-            let gid_of = security
-                .and_then(|s| s.run_as_group)
-                .or(pod_security.and_then(|s| s.run_as_group));
-            let container_dir = dir.join(&c.name);
-            std::fs::create_dir_all(container_dir.join("rootfs"))
-                .map_err(|e| format!("{}: {e}", container_dir.display()))?;
-            let etc = dir.join("etc");
-            let spec = shim::Spec {
-                argv,
-                env: vars.clone(),
-                netns: Some(netns.clone()),
-                join: None,
-                hostname: Some(hostname.clone()),
-                rootfs: Some(container_dir.join("rootfs")),
-                binds: ["hosts", "resolv.conf", "hostname"]
-                    .iter()
-                    .map(|f| (etc.join(f), PathBuf::from("/etc").join(f), false))
-                    .chain(mounts(c, &mounted)?)
-                    .collect(),
-                workdir: c.working_dir.as_ref().map(PathBuf::from),
-                user: uid_of.map(|u| (u as u32, gid_of.unwrap_or(u) as u32)),
-                once: false,
-            };
-            let spec_path = container_dir.join("spec.json");
-            std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("a spec"))
-                .map_err(|e| format!("{}: {e}", spec_path.display()))?;
-            let log = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(container_dir.join(format!("{restarts}.log")))
-                .await
-                .map_err(|e| format!("the container's log: {e}"))?;
-            let mut child = tokio::process::Command::new(&self.exe)
-                .arg(SHIM)
-                .arg(&spec_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("cannot start the container shim: {e}"))?;
-            let pid = child.id().map(|p| p as i32).unwrap_or_default();
-            pids.push(pid);
-            self.pods
-                .lock()
-                .expect("the pods")
-                .entry(uid.clone())
-                .or_default()
-                .push((c.name.clone(), pid));
-            let log = Arc::new(tokio::sync::Mutex::new(log));
-            if let Some(out) = child.stdout.take() {
-                tokio::spawn(copy_log(out, "stdout", log.clone()));
-            }
-            if let Some(err) = child.stderr.take() {
-                tokio::spawn(copy_log(err, "stderr", log));
-            }
+        let reference = reference(pod);
+        let (tx, rx) = mpsc::channel(64);
+        let mut running: Vec<Container> = Vec::new();
+        let mut pids = Vec::new();
+        let mut keep = |c: &Container,
+                        pid: i32,
+                        mut child: tokio::process::Child,
+                        running: &mut Vec<Container>| {
             let exited = tx.clone();
             tokio::spawn(async move {
                 let code = child.wait().await.map(exit_code).unwrap_or(-1);
@@ -742,21 +770,48 @@ impl Runtime for Process {
                 from: network::path(&network::node_namespace(node)),
                 ip: ip.to_owned(),
                 pid,
-                env: vars,
+                env: environments[&c.name].clone(),
                 exe: self.exe.clone(),
-                dir: container_dir.clone(),
+                dir: dir.join(&c.name),
             };
-            probes(c, target, index, &tx, &self.events, &reference);
+            probes(c, target, running.len(), &tx, &self.events, &reference);
+            pids.push(pid);
+            running.push(c.clone());
+        };
+        // Init containers in order, each to its end; sidecars (those that
+        // restart Always) start and stay, as upstream's.
+        for c in spec.init_containers.iter().flatten() {
+            let (pid, mut child) = self.launch(&launch, c, &environments[&c.name]).await?;
+            if c.restart_policy.as_deref() == Some("Always") {
+                keep(c, pid, child, &mut running);
+                continue;
+            }
+            let code = child.wait().await.map(exit_code).unwrap_or(-1);
+            if code != 0 {
+                for &pid in &pids {
+                    signal(pid, Signal::SIGKILL);
+                }
+                return Err(Refused {
+                    reason: "PodInitializing",
+                    message: format!("init container {} exited with code {code}", c.name),
+                });
+            }
+        }
+        for c in &spec.containers {
+            let (pid, child) = self.launch(&launch, c, &environments[&c.name]).await?;
+            keep(c, pid, child, &mut running);
         }
         Ok(Box::new(Running {
             reports: rx,
-            ready: containers
+            ready: running
                 .iter()
                 .map(|c| c.readiness_probe.is_none())
                 .collect(),
             pids,
-            names: containers.iter().map(|c| c.name.clone()).collect(),
-            grace,
+            names: running.iter().map(|c| c.name.clone()).collect(),
+            grace: Duration::from_secs(
+                spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64
+            ),
             events: self.events.clone(),
             pod: reference,
         }))
