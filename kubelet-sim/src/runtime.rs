@@ -103,6 +103,9 @@ pub trait Runtime: Send + Sync {
         command: Vec<String>,
         tty: bool,
     ) -> Result<Session, String>;
+    /// The network namespace the pod's ports are reached in (None: no
+    /// process listens, the simulated runtime).
+    fn network(&self, pod: &Pod) -> Option<PathBuf>;
     /// Whether a container of the pod runs a process now.
     fn running(&self, uid: &str, container: &str) -> bool;
     /// The log file of a container's current (or previous) run, if it

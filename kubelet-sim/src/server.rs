@@ -1,8 +1,9 @@
 //! The kubelet's HTTP server, one for all the nodes of a process, which
 //! the apiserver reaches at the address and port each Node publishes
 //! (`daemonEndpoints.kubeletEndpoint`): `containerLogs` for both runtimes
-//! (a simulated container's log is synthesized, [`crate::podlog`]) and
-//! `exec` ([`crate::stream`]; the simulated runtime says it runs none).
+//! (a simulated container's log is synthesized, [`crate::podlog`]),
+//! `exec` and `portForward` ([`crate::stream`]; the simulated runtime says
+//! it runs no processes).
 //! Every request must carry the cluster's bearer token.
 
 use std::collections::HashMap;
@@ -45,6 +46,10 @@ pub(crate) fn router(agents: Arc<Agents>) -> Router {
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(port_forward).post(port_forward),
+        )
         .with_state(agents)
 }
 
@@ -187,6 +192,40 @@ async fn exec(
     upgrade
         .protocols(crate::stream::PROTOCOLS)
         .on_upgrade(move |socket| crate::stream::serve(socket, session, options))
+}
+
+async fn port_forward(
+    State(agents): State<Arc<Agents>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if !agents.authorized(&headers) {
+        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let Some(pod) = agents.pod(&namespace, &name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {name:?} of namespace {namespace:?} not found on this node"),
+        );
+    };
+    let ports = match crate::stream::ports(&query) {
+        Ok(ports) => ports,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    let Some(netns) = agents.runtime.network(&pod) else {
+        return text(StatusCode::BAD_REQUEST, crate::runtime::NO_PROCESSES);
+    };
+    let Ok(upgrade) = upgrade else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "port-forward is served over WebSocket (v4.channel.k8s.io); SPDY is not yet",
+        );
+    };
+    upgrade
+        .protocols(["v4.channel.k8s.io"])
+        .on_upgrade(move |socket| crate::stream::forward(socket, netns, ports))
 }
 
 /// Why a process-runtime container has no log to show.

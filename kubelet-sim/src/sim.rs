@@ -118,6 +118,10 @@ impl Runtime for Sim {
         Err(NO_PROCESSES.into())
     }
 
+    fn network(&self, _: &Pod) -> Option<PathBuf> {
+        None
+    }
+
     fn running(&self, _: &str, _: &str) -> bool {
         false
     }

@@ -1,11 +1,18 @@
-//! `kubectl exec` on the kubelet's side: the command runs in the
-//! container ([`crate::runtime::Runtime::exec`]) and its streams travel
-//! over a WebSocket in the Kubernetes channel protocol (`v5.channel.k8s.io`
-//! as kubectl ≥ 1.30 speaks it, `v4.channel.k8s.io` as the Python client
-//! does): each message starts with its channel, 0 stdin, 1 stdout,
-//! 2 stderr, 3 the final status (a `Status` in JSON), 4 terminal resize;
-//! v5 adds 255, closing a channel. What is pure (framing, the status) is
-//! tested without I/O.
+//! Exec and port-forward on the kubelet's side, over a WebSocket in the
+//! Kubernetes channel protocol (`v5.channel.k8s.io` as kubectl ≥ 1.30
+//! speaks it for exec, `v4.channel.k8s.io` as the Python client does for
+//! both): each message starts with its channel.
+//!
+//! - exec: the command runs in the container
+//!   ([`crate::runtime::Runtime::exec`]); 0 stdin, 1 stdout, 2 stderr, 3
+//!   the final status (a `Status` in JSON), 4 terminal resize; v5 adds 255,
+//!   closing a channel.
+//! - port-forward: one connection per port of the query, made inside the
+//!   pod's network namespace to `localhost:PORT` as upstream's kubelet
+//!   does; port `i` has data channel `2i` and error channel `2i + 1`, each
+//!   opened by a frame holding the port (two bytes, little-endian).
+//!
+//! What is pure (framing, the status) is tested without I/O.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -204,6 +211,96 @@ pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
     }
     let status = exit_status(&options.command, code);
     let _ = tx.send(frame(ERROR, status.to_string().as_bytes())).await;
+    drop(tx);
+    let _ = writer.await;
+    reader.abort();
+}
+
+/// The ports of a port-forward query (`ports=80,8080`, or repeated).
+pub fn ports(query: &[(String, String)]) -> Result<Vec<u16>, String> {
+    let ports: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "ports" || k == "port")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if ports.is_empty() {
+        return Err("query parameter \"port\" is required".into());
+    }
+    ports
+        .iter()
+        .map(|p| match p.parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!(
+                "unable to parse \"{p}\" as a port: port must be a number from 1 to 65535"
+            )),
+            Ok(port) => Ok(port),
+        })
+        .collect()
+}
+
+/// Forwards one connection per port over `socket`, each made inside the
+/// network namespace at `netns`, until the client or every connection is
+/// done.
+pub async fn forward(socket: WebSocket, netns: std::path::PathBuf, ports: Vec<u16>) {
+    let (mut sink, mut incoming) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut writers = Vec::new();
+    let mut pumps = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let (data, error) = ((2 * i) as u8, (2 * i + 1) as u8);
+        let _ = tx.send(frame(data, &port.to_le_bytes())).await;
+        let _ = tx.send(frame(error, &port.to_le_bytes())).await;
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
+        match crate::process::netns::connect(
+            netns.clone(),
+            address,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(stream) => {
+                let (read, write) = stream.into_split();
+                pumps.push(tokio::spawn(pump(read, data, tx.clone())));
+                writers.push(Some(write));
+            }
+            Err(e) => {
+                let message = format!("error forwarding port {port} to pod: failed to connect to localhost:{port} inside the pod's network namespace: {e}");
+                let _ = tx.send(frame(error, message.as_bytes())).await;
+                writers.push(None);
+            }
+        }
+    }
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                return;
+            }
+            let Some((channel, bytes)) = channel(&message) else {
+                continue;
+            };
+            let index = usize::from(channel / 2);
+            if channel % 2 != 0 {
+                continue;
+            }
+            if let Some(Some(write)) = writers.get_mut(index) {
+                if write.write_all(&bytes).await.is_err() {
+                    writers[index] = None;
+                }
+            }
+        }
+    });
+    for pump in pumps {
+        let _ = pump.await;
+    }
     drop(tx);
     let _ = writer.await;
     reader.abort();

@@ -530,3 +530,33 @@ fn volumes_are_mounted_where_the_pod_asks_after_init_containers_and_a_config_map
         (read("/etc/app/greeting") == "bonjour").then_some(())
     });
 }
+
+#[test]
+fn the_python_clients_exec_and_port_forward_reach_a_real_pod() {
+    if !crate::harness::have_python_client() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some((machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "web", WEB);
+    pod_when(&server, "echo", "the echo pod running", ready);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/e2e/python_streams.py"
+    );
+    let output = machine
+        .command("python3", &[script, server.kubeconfig.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in ["exec", "stdin", "portforward"] {
+        assert!(stdout.contains(&format!("{check}: ok")), "{stdout}");
+    }
+}

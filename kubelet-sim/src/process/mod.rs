@@ -903,6 +903,15 @@ impl Runtime for Process {
         Ok(Session { child, terminal })
     }
 
+    fn network(&self, pod: &Pod) -> Option<PathBuf> {
+        let node = pod.spec.as_ref()?.node_name.as_deref()?;
+        let path = match host_network(pod) {
+            true => network::path(&format!("{}{node}", network::PREFIX)),
+            false => network::path(&network::pod_namespace(&pod.uid()?)),
+        };
+        path.exists().then_some(path)
+    }
+
     fn running(&self, uid: &str, container: &str) -> bool {
         let pods = self.pods.lock().expect("the pods");
         pods.get(uid)
