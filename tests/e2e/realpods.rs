@@ -560,3 +560,43 @@ fn the_python_clients_exec_and_port_forward_reach_a_real_pod() {
         assert!(stdout.contains(&format!("{check}: ok")), "{stdout}");
     }
 }
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_in_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    let hooks = dir.path().join("hooks");
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo started > /tmp/post"]}}}}
+      preStop: {{exec: {{command: [sh, -c, "echo stopping > /hooks/pre-stop"]}}}}
+    volumeMounts: [{{name: hooks, mountPath: /hooks}}]
+  volumes:
+  - {{name: hooks, hostPath: {{path: "{}", type: DirectoryOrCreate}}}}
+"#,
+        hooks.display()
+    );
+    apply(&server, dir.path(), "hooked", &yaml);
+    pod_when(&server, "hooked", "the pod running", ready);
+    assert_eq!(
+        server.kubectl_ok(&["exec", "hooked", "--", "cat", "/tmp/post"]),
+        "started\n"
+    );
+    server.kubectl_ok(&["delete", "pod", "hooked", "--wait=true"]);
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("pre-stop")).unwrap(),
+        "stopping\n"
+    );
+}

@@ -173,6 +173,60 @@ impl Process {
         Ok((pid, child))
     }
 
+    /// Runs a lifecycle hook of container `c` (main process and pod IP in
+    /// `at`): exec,
+    /// httpGet and tcpSocket as a probe's, or a sleep; a failure is a
+    /// `Failed{PostStart,PreStop}Hook` event.
+    async fn hook(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        handler: k8s_openapi::api::core::v1::LifecycleHandler,
+        at: (i32, &str),
+        timeout: Duration,
+        kind: &str,
+    ) -> Result<(), String> {
+        let (pid, ip) = at;
+        if let Some(sleep) = &handler.sleep {
+            tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
+            return Ok(());
+        }
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let dir = self.pod_dir(&pod.uid().unwrap_or_default()).join(&c.name);
+        let started: shim::Spec = std::fs::read(dir.join("spec.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let target = Target {
+            from: network::path(&format!("{}{node}", network::PREFIX)),
+            ip: ip.to_owned(),
+            pid,
+            env: started.env,
+            exe: self.exe.clone(),
+            dir,
+        };
+        // The handler as a probe, bounded by `timeout`.
+        let as_probe = Probe {
+            exec: handler.exec,
+            http_get: handler.http_get,
+            tcp_socket: handler.tcp_socket,
+            timeout_seconds: Some(timeout.as_secs().clamp(1, i32::MAX as u64) as i32),
+            ..Probe::default()
+        };
+        let result = probe::check(&as_probe, c, &target).await;
+        if let Err(e) = &result {
+            let message = format!("{kind}Hook failed: {e}");
+            let reason = format!("Failed{kind}Hook");
+            self.events
+                .record(reference(pod), Type::Warning, &reason, message);
+        }
+        result
+    }
+
     /// The directories of the claims' volumes: they outlive their pods.
     fn claims(&self) -> PathBuf {
         self.root.join("claims")
@@ -799,6 +853,15 @@ impl Runtime for Process {
         }
         for c in &spec.containers {
             let (pid, child) = self.launch(&launch, c, &environments[&c.name]).await?;
+            // A postStart hook holds the next container back; its failure
+            // kills this one, which then restarts as any exit would.
+            if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
+                let timeout = Duration::from_secs(30);
+                let hooked = self.hook(pod, c, handler, (pid, ip), timeout, "PostStart");
+                if hooked.await.is_err() {
+                    signal(pid, Signal::SIGKILL);
+                }
+            }
             keep(c, pid, child, &mut running);
         }
         Ok(Box::new(Running {
@@ -825,8 +888,26 @@ impl Runtime for Process {
             .expect("the pods")
             .remove(&uid)
             .unwrap_or_default();
+        // preStop hooks first, within the grace period, then SIGTERM for
+        // what is left of it.
+        let began = tokio::time::Instant::now();
+        let hooks = pids.iter().filter_map(|(name, pid)| {
+            let c = pod
+                .spec
+                .as_ref()?
+                .containers
+                .iter()
+                .find(|c| &c.name == name)?;
+            let handler = c.lifecycle.as_ref()?.pre_stop.clone()?;
+            let ip = pod.status.as_ref()?.pod_ip.clone().unwrap_or_default();
+            Some(async move {
+                self.hook(pod, c, handler, (*pid, &ip), grace, "PreStop")
+                    .await
+            })
+        });
+        let _ = tokio::time::timeout(grace, futures::future::join_all(hooks)).await;
         let pids: Vec<i32> = pids.into_iter().map(|(_, pid)| pid).collect();
-        terminate(&pids, grace).await;
+        terminate(&pids, grace.saturating_sub(began.elapsed())).await;
         if let Some(task) = self.refreshers.lock().expect("the refreshers").remove(&uid) {
             task.abort();
         }
