@@ -600,3 +600,60 @@ spec:
         "stopping\n"
     );
 }
+
+#[test]
+fn a_host_port_reaches_the_pod_through_its_nodes_address() {
+    if !have("nft") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some((machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ported}
+spec:
+  nodeName: skiff-node-2
+  containers:
+  - name: web
+    image: nginx
+    ports: [{containerPort: 80, hostPort: 8080}]
+"#;
+    apply(&server, dir.path(), "ported", yaml);
+    let pod = pod_when(&server, "ported", "the pod running", ready);
+    let node_ip = pod["status"]["hostIP"].as_str().unwrap();
+    // From another node, and from the node itself.
+    assert_eq!(
+        fetch(
+            &machine,
+            "skiff-skiff-node-1",
+            &format!("http://{node_ip}:8080/")
+        ),
+        "ported"
+    );
+    assert_eq!(
+        fetch(
+            &machine,
+            "skiff-skiff-node-2",
+            &format!("http://{node_ip}:8080/")
+        ),
+        "ported"
+    );
+    server.kubectl_ok(&["delete", "pod", "ported", "--wait=true"]);
+    let rules = machine.run_ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            "skiff-skiff-node-2",
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "skiff-hostports",
+        ],
+    );
+    assert!(!rules.contains("dport 8080"), "{rules}");
+}

@@ -14,6 +14,7 @@ pub mod builtin;
 pub mod env;
 pub mod files;
 pub mod grpc;
+pub mod hostports;
 pub mod netns;
 pub mod network;
 pub mod probe;
@@ -51,6 +52,9 @@ const VOLUME_REFRESH: Duration = Duration::from_secs(2);
 /// The `PATH` a container starts with, as an image's usual one.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// A node's address and its pods' host ports, by pod uid.
+type NodePorts = (String, HashMap<String, Vec<hostports::Mapping>>);
+
 /// A pod's containers' main processes: name and pid.
 type Pids = Vec<(String, i32)>;
 
@@ -66,6 +70,8 @@ pub struct Process {
     /// The main processes of each pod's containers (name, pid), by pod
     /// uid.
     pods: Arc<Mutex<HashMap<String, Pids>>>,
+    /// Each node's host ports, by pod uid: written whole at each change.
+    host_ports: tokio::sync::Mutex<HashMap<String, NodePorts>>,
     /// The tasks keeping each pod's projected volumes up to date.
     refreshers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
@@ -87,6 +93,7 @@ impl Process {
             capacity: capacity.clone(),
             pods: Arc::default(),
             refreshers: Mutex::default(),
+            host_ports: tokio::sync::Mutex::default(),
         }
     }
 
@@ -225,6 +232,53 @@ impl Process {
                 .record(reference(pod), Type::Warning, &reason, message);
         }
         result
+    }
+
+    /// Sets the host ports of pod `uid` on `node` at `node_ip` (none:
+    /// removes them) and writes the node's table again when they changed.
+    async fn map_host_ports(
+        &self,
+        node: &str,
+        node_ip: &str,
+        uid: &str,
+        mappings: Vec<hostports::Mapping>,
+    ) -> Result<(), String> {
+        let mut all = self.host_ports.lock().await;
+        let (address, pods) = all
+            .entry(node.to_owned())
+            .or_insert_with(|| (node_ip.to_owned(), HashMap::new()));
+        let before = pods.get(uid).cloned().unwrap_or_default();
+        if before == mappings {
+            return Ok(());
+        }
+        match mappings.is_empty() {
+            true => pods.remove(uid),
+            false => pods.insert(uid.to_owned(), mappings),
+        };
+        let mut every: Vec<hostports::Mapping> = pods.values().flatten().cloned().collect();
+        every.sort();
+        let namespace = format!("{}{node}", network::PREFIX);
+        let mut child = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &namespace, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("hostPort needs nft (nftables): {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let script = hostports::script(address, &every);
+            stdin
+                .write_all(script.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let output = child.wait_with_output().await.map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(format!(
+                "nft: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(())
     }
 
     /// The directories of the claims' volumes: they outlive their pods.
@@ -721,7 +775,13 @@ impl Runtime for Process {
         if host_network(pod) {
             return Ok(());
         }
-        network::apply(&network::pod(&uid, node, ip)).await
+        network::apply(&network::pod(&uid, node, ip)).await?;
+        let mappings = hostports::of(pod, ip);
+        if mappings.is_empty() {
+            return Ok(());
+        }
+        self.map_host_ports(&node.name, &node.host_ip, &uid, mappings)
+            .await
     }
 
     async fn start(
@@ -910,6 +970,16 @@ impl Runtime for Process {
         terminate(&pids, grace.saturating_sub(began.elapsed())).await;
         if let Some(task) = self.refreshers.lock().expect("the refreshers").remove(&uid) {
             task.abort();
+        }
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        if !hostports::of(pod, "").is_empty() {
+            if let Err(e) = self.map_host_ports(&node, "", &uid, Vec::new()).await {
+                tracing::warn!(error = %e, "cannot remove a pod's host ports");
+            }
         }
         let namespace = network::pod_namespace(&uid);
         let path = network::path(&namespace);
