@@ -50,6 +50,8 @@ pub async fn groups(State(state): State<AppState>) -> Json<Value> {
         .registry
         .groups()
         .into_iter()
+        // Served beside the stored kinds, for `kubectl top`.
+        .chain([("metrics.k8s.io", "v1beta1")])
         .map(|(group, version)| {
             let gv = json!({ "groupVersion": format!("{group}/{version}"), "version": version });
             json!({ "name": group, "versions": [gv.clone()], "preferredVersion": gv })
@@ -99,6 +101,9 @@ fn entries(resource: &ResourceType) -> Vec<Value> {
 }
 
 fn resource_list(state: &AppState, group: &str, version: &str) -> Result<Json<Value>, ApiError> {
+    if format!("{group}/{version}") == crate::resource_metrics::GROUP_VERSION {
+        return Ok(Json(crate::resource_metrics::resources()));
+    }
     let resources: Vec<Value> = state
         .registry
         .types()

@@ -106,6 +106,15 @@ pub async fn get(state: &AppState, location: &str, path: &str) -> Result<Respons
         .into_response())
 }
 
+/// The body of a 200 answer to a GET of `path` from the kubelet at
+/// `location` (at most 16 MiB).
+pub async fn fetch(state: &AppState, location: &str, path: &str) -> Result<bytes::Bytes, ApiError> {
+    let response = get(state, location, path).await?;
+    axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// Sends an upgrade request (exec, port-forward) to the kubelet at
 /// `location` as `path`, and once it switches protocols joins the
 /// client's connection to the kubelet's, byte for byte: the apiserver

@@ -40,6 +40,18 @@ pub struct Session {
     pub terminal: Option<tokio::fs::File>,
 }
 
+/// What one pod's containers use: (container, CPU in nanocores, memory in
+/// bytes) each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodUsage {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+    /// Each container's name, CPU (nanocores) and memory (bytes).
+    pub containers: Vec<(String, u64, u64)>,
+}
+
 /// Why a runtime runs no commands in containers.
 pub const NO_PROCESSES: &str =
     "the simulated runtime runs no processes; start the server with --runtime process";
@@ -103,6 +115,8 @@ pub trait Runtime: Send + Sync {
         command: Vec<String>,
         tty: bool,
     ) -> Result<Session, String>;
+    /// What the containers of `pods` use now.
+    fn usage(&self, pods: &[std::sync::Arc<Pod>]) -> Vec<PodUsage>;
     /// The network namespace the pod's ports are reached in (None: no
     /// process listens, the simulated runtime).
     fn network(&self, pod: &Pod) -> Option<PathBuf>;

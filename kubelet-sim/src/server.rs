@@ -46,6 +46,7 @@ pub(crate) fn router(agents: Arc<Agents>) -> Router {
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route("/skiff/usage", get(usage))
         .route(
             "/portForward/{namespace}/{pod}",
             get(port_forward).post(port_forward),
@@ -226,6 +227,69 @@ async fn port_forward(
     upgrade
         .protocols(["v4.channel.k8s.io"])
         .on_upgrade(move |socket| crate::stream::forward(socket, netns, ports))
+}
+
+/// What the pods of this process's nodes use, and so the nodes: the
+/// source of `metrics.k8s.io`, which the apiserver gathers from every
+/// agent.
+async fn usage(State(agents): State<Arc<Agents>>, headers: HeaderMap) -> Response {
+    if !agents.authorized(&headers) {
+        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let pods: Vec<Arc<Pod>> = agents
+        .pods
+        .list()
+        .into_iter()
+        .filter(|p| {
+            let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            node.is_some_and(|n| agents.nodes.contains_key(n))
+        })
+        .collect();
+    let node_of: HashMap<(String, String), String> = pods
+        .iter()
+        .map(|p| {
+            let key = (p.namespace().unwrap_or_default(), p.name_any());
+            (
+                key,
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut nodes: HashMap<&str, (u64, u64)> =
+        agents.nodes.keys().map(|n| (n.as_str(), (0, 0))).collect();
+    let mut listed = Vec::new();
+    for crate::runtime::PodUsage {
+        namespace,
+        name,
+        containers,
+    } in agents.runtime.usage(&pods)
+    {
+        let node = node_of
+            .get(&(namespace.clone(), name.clone()))
+            .cloned()
+            .unwrap_or_default();
+        if let Some(total) = nodes.get_mut(node.as_str()) {
+            for (_, cpu, memory) in &containers {
+                total.0 += cpu;
+                total.1 += memory;
+            }
+        }
+        let containers: Vec<serde_json::Value> = containers
+            .into_iter()
+            .map(|(name, cpu, memory)| serde_json::json!({"name": name, "cpu": cpu, "memory": memory}))
+            .collect();
+        listed.push(serde_json::json!({"namespace": namespace, "name": name, "node": node, "containers": containers}));
+    }
+    let nodes: Vec<serde_json::Value> = nodes
+        .into_iter()
+        .map(
+            |(name, (cpu, memory))| serde_json::json!({"name": name, "cpu": cpu, "memory": memory}),
+        )
+        .collect();
+    axum::Json(serde_json::json!({"nodes": nodes, "pods": listed})).into_response()
 }
 
 /// Why a process-runtime container has no log to show.

@@ -118,6 +118,38 @@ impl Runtime for Sim {
         Err(NO_PROCESSES.into())
     }
 
+    /// A simulated container uses what it requests (1m of CPU and 4 MiB
+    /// when it requests nothing): documented, steady figures.
+    fn usage(&self, pods: &[std::sync::Arc<Pod>]) -> Vec<crate::runtime::PodUsage> {
+        use skiff_api::specs::quantity::Quantity;
+        let milli = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+                     default: i128| {
+            q.and_then(|q| Quantity::parse(&q.0).ok())
+                .map_or(default, |q| q.milli_value())
+        };
+        pods.iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .map(|pod| {
+                let containers = pod.spec.iter().flat_map(|s| &s.containers).map(|c| {
+                    let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+                    let cpu = milli(requests.and_then(|r| r.get("cpu")), 1);
+                    let memory =
+                        milli(requests.and_then(|r| r.get("memory")), (4i128 << 20) * 1000) / 1000;
+                    (
+                        c.name.clone(),
+                        (cpu.max(0) as u64) * 1_000_000,
+                        memory.max(0) as u64,
+                    )
+                });
+                crate::runtime::PodUsage {
+                    namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                    name: pod.metadata.name.clone().unwrap_or_default(),
+                    containers: containers.collect(),
+                }
+            })
+            .collect()
+    }
+
     fn network(&self, _: &Pod) -> Option<PathBuf> {
         None
     }

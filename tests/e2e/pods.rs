@@ -506,3 +506,23 @@ fn exec_into_a_simulated_pod_says_no_process_runs() {
         "{said}"
     );
 }
+
+#[test]
+fn kubectl_top_shows_what_simulated_pods_request() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.kubectl_ok(&["run", "sized", "--image=nginx", "--overrides",
+        r#"{"spec":{"containers":[{"name":"sized","image":"nginx","resources":{"requests":{"cpu":"250m","memory":"64Mi"}}}]}}"#]);
+    let top = eventually(30, "the pod's metrics", || {
+        let output = server.kubectl(&["top", "pod", "sized", "--no-headers"]);
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    });
+    let row: Vec<&str> = top.split_whitespace().collect();
+    assert_eq!(row, ["sized", "250m", "64Mi"], "{top}");
+}

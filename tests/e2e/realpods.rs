@@ -657,3 +657,26 @@ spec:
     );
     assert!(!rules.contains("dport 8080"), "{rules}");
 }
+
+#[test]
+fn kubectl_top_shows_what_real_pods_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "web", WEB);
+    pod_when(&server, "echo", "the echo pod running", ready);
+    let top = server.kubectl_ok(&["top", "pod", "echo"]);
+    // NAME CPU(cores) MEMORY(bytes): the built-in server's resident memory.
+    let row: Vec<&str> = top
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.first(), Some(&"echo"), "{top}");
+    let memory: u64 = row[2].trim_end_matches("Mi").parse().unwrap();
+    assert!(memory >= 1, "{top}");
+    let nodes = server.kubectl_ok(&["top", "nodes"]);
+    assert_eq!(nodes.lines().count(), 4, "{nodes}");
+}

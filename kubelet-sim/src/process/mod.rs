@@ -20,6 +20,7 @@ pub mod network;
 pub mod probe;
 pub mod program;
 pub mod shim;
+pub mod usage;
 pub mod volumes;
 
 use std::collections::HashMap;
@@ -72,6 +73,8 @@ pub struct Process {
     pods: Arc<Mutex<HashMap<String, Pids>>>,
     /// Each node's host ports, by pod uid: written whole at each change.
     host_ports: tokio::sync::Mutex<HashMap<String, NodePorts>>,
+    /// CPU readings between usage requests.
+    meter: Mutex<usage::Meter>,
     /// The tasks keeping each pod's projected volumes up to date.
     refreshers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
@@ -93,6 +96,7 @@ impl Process {
             capacity: capacity.clone(),
             pods: Arc::default(),
             refreshers: Mutex::default(),
+            meter: Mutex::default(),
             host_ports: tokio::sync::Mutex::default(),
         }
     }
@@ -1052,6 +1056,35 @@ impl Runtime for Process {
             format!("cannot start the container shim: {e}")
         })?;
         Ok(Session { child, terminal })
+    }
+
+    fn usage(&self, pods: &[Arc<Pod>]) -> Vec<crate::runtime::PodUsage> {
+        let sessions = usage::sessions();
+        let table = self.pods.lock().expect("the pods").clone();
+        let mut meter = self.meter.lock().expect("the meter");
+        let mut live = Vec::new();
+        let result = pods
+            .iter()
+            .filter_map(|pod| {
+                let containers = table.get(&pod.uid()?)?;
+                let used = containers
+                    .iter()
+                    .filter_map(|(name, pid)| {
+                        let stats = sessions.get(pid)?;
+                        live.push(*pid);
+                        let (cpu, memory) = meter.read(*pid, stats);
+                        Some((name.clone(), cpu, memory))
+                    })
+                    .collect();
+                Some(crate::runtime::PodUsage {
+                    namespace: pod.namespace()?,
+                    name: pod.name_any(),
+                    containers: used,
+                })
+            })
+            .collect();
+        meter.keep(&live);
+        result
     }
 
     fn network(&self, pod: &Pod) -> Option<PathBuf> {
