@@ -7,7 +7,7 @@
 //! error answer becomes a `Status` with the kubelet's code and words.
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{self as http, header, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -59,11 +59,21 @@ fn refused(code: StatusCode, body: &[u8]) -> ApiError {
     }
 }
 
-/// GETs `path` (with its query) from the kubelet at `location`; a 200
-/// answer streams back as it comes.
-pub async fn get(state: &AppState, location: &str, path: &str) -> Result<Response, ApiError> {
+/// Sends `request` (its method and path set) to the kubelet at
+/// `location` with the cluster's token, over a connection of its own that
+/// may be upgraded; the answer, or the error for one that is not
+/// `expected`.
+async fn send(
+    state: &AppState,
+    location: &str,
+    request: http::request::Builder,
+    expected: StatusCode,
+) -> Result<http::Response<hyper::body::Incoming>, ApiError> {
+    let path = request.uri_ref().map(|u| u.to_string()).unwrap_or_default();
+    let method = request.method_ref().cloned().unwrap_or_default();
     let url = format!("http://{location}{path}");
-    let unreachable = |e: &dyn std::fmt::Display| ApiError::internal(format!("Get \"{url}\": {e}"));
+    let unreachable =
+        |e: &dyn std::fmt::Display| ApiError::internal(format!("{method} \"{url}\": {e}"));
     let stream = tokio::net::TcpStream::connect(location)
         .await
         .map_err(|e| unreachable(&format!("dial tcp {location}: {e}")))?;
@@ -72,8 +82,8 @@ pub async fn get(state: &AppState, location: &str, path: &str) -> Result<Respons
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(&e))?;
-    tokio::spawn(connection);
-    let mut request = Request::get(path).header(header::HOST, location);
+    tokio::spawn(connection.with_upgrades());
+    let mut request = request.header(header::HOST, location);
     if let Some(token) = &state.token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -85,7 +95,7 @@ pub async fn get(state: &AppState, location: &str, path: &str) -> Result<Respons
         .await
         .map_err(|e| unreachable(&e))?;
     let code = response.status();
-    if code != StatusCode::OK {
+    if code != expected {
         let body = response
             .into_body()
             .collect()
@@ -94,6 +104,13 @@ pub async fn get(state: &AppState, location: &str, path: &str) -> Result<Respons
             .unwrap_or_default();
         return Err(refused(code, &body));
     }
+    Ok(response)
+}
+
+/// GETs `path` (with its query) from the kubelet at `location`; a 200
+/// answer streams back as it comes.
+pub async fn get(state: &AppState, location: &str, path: &str) -> Result<Response, ApiError> {
+    let response = send(state, location, Request::get(path), StatusCode::OK).await?;
     let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -133,45 +150,15 @@ pub async fn upgrade(
         .extensions
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(required)?;
-    let url = format!("http://{location}{path}");
-    let unreachable =
-        |e: &dyn std::fmt::Display| ApiError::internal(format!("{} \"{url}\": {e}", parts.method));
-    let stream = tokio::net::TcpStream::connect(location)
-        .await
-        .map_err(|e| unreachable(&format!("dial tcp {location}: {e}")))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
-    tokio::spawn(connection.with_upgrades());
     let mut request = Request::builder().method(parts.method.clone()).uri(path);
     for (name, value) in &parts.headers {
         if name != header::AUTHORIZATION && name != header::HOST {
             request = request.header(name, value);
         }
     }
-    request = request.header(header::HOST, location);
-    if let Some(token) = &state.token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = request
-        .body(Body::empty())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let expected = StatusCode::SWITCHING_PROTOCOLS;
+    let mut response = send(state, location, request, expected).await?;
     let code = response.status();
-    if code != StatusCode::SWITCHING_PROTOCOLS {
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Err(refused(code, &body));
-    }
     let kubelet = hyper::upgrade::on(&mut response);
     let mut answer = Response::builder().status(code);
     for (name, value) in response.headers() {

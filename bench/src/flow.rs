@@ -75,6 +75,48 @@ pub async fn get(client: &reqwest::Client, server: &Running, path: &str) -> Resu
         .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
 }
 
+/// The times objects were created at, by name.
+pub type Created = Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
+
+/// POSTs each (name, body) to `path` at a steady `rate` per second,
+/// recording when each was sent in `created`; the task ends once every
+/// create answered 201.
+pub fn create_at_rate(
+    client: &reqwest::Client,
+    server: &Running,
+    path: &str,
+    rate: usize,
+    bodies: Vec<(String, Value)>,
+    created: &Created,
+) -> tokio::task::JoinHandle<Result<(), String>> {
+    let (client, created) = (client.clone(), created.clone());
+    let (url, token) = (format!("{}{path}", server.url), server.token.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
+        let mut sends = Vec::new();
+        for (name, body) in bodies {
+            tick.tick().await;
+            created.lock().expect("times").insert(name, Instant::now());
+            let request = client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            sends.push(tokio::spawn(request.send()));
+        }
+        for send in sends {
+            let response = send
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if response.status() != 201 {
+                return Err(format!("a create answered {}", response.status()));
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Reads a watch's events, handing each to `on_event` until it answers
 /// false, for at most `limit`.
 pub async fn read_watch(
@@ -285,40 +327,17 @@ pub async fn podstart(nodes: usize, rate: usize, seconds: u64) -> Result<Value, 
     let (_dir, server, client, _) = with_nodes(nodes).await?;
     let watch = open_watch(&client, &server, "/api/v1/namespaces/default/pods?watch=1").await?;
     let total = rate * seconds as usize;
-    let created: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let created: Created = Arc::default();
     eprintln!("podstart: {total} pods at {rate}/s on {nodes} nodes");
-    let creator = {
-        let (client, created) = (client.clone(), created.clone());
-        let (url, token) = (
-            format!("{}/api/v1/namespaces/default/pods", server.url),
-            server.token.clone(),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
-            let mut sends = Vec::new();
-            for i in 0..total {
-                tick.tick().await;
-                let name = format!("p-{i}");
-                created.lock().expect("times").insert(name, Instant::now());
-                let request = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(pod(i).to_string());
-                sends.push(tokio::spawn(request.send()));
-            }
-            for send in sends {
-                let response = send
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                if response.status() != 201 {
-                    return Err(format!("a create answered {}", response.status()));
-                }
-            }
-            Ok::<(), String>(())
-        })
-    };
+    let bodies = (0..total).map(|i| (format!("p-{i}"), pod(i))).collect();
+    let creator = create_at_rate(
+        &client,
+        &server,
+        "/api/v1/namespaces/default/pods",
+        rate,
+        bodies,
+        &created,
+    );
     let mut latencies = Vec::new();
     let mut running = std::collections::HashSet::new();
     read_watch(watch, Duration::from_secs(seconds + 120), |event| {

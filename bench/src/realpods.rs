@@ -12,13 +12,13 @@
 //! it shares the host's network namespace only for the benchmark to reach
 //! its API on loopback, and routes nothing there.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::flow::{create_all, get, open_watch, read_watch};
+use crate::flow::{create_all, create_at_rate, get, open_watch, read_watch, Created};
 use crate::server::{http, rss_mb, skiff_binary, start_wrapped, Running};
 use crate::stats::{round3, summary};
 
@@ -130,39 +130,15 @@ async fn measure(runtime: &str) -> Result<Value, String> {
     // Startup latency at a steady rate.
     let total = RATE * 5;
     let watch = open_watch(&client, &server, &format!("{pods}?watch=1")).await?;
-    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let creator = {
-        let (client, created) = (client.clone(), created.clone());
-        let (url, token) = (format!("{}{pods}", server.url), server.token.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE as u32);
-            let mut sends = Vec::new();
-            for i in 0..total {
-                tick.tick().await;
-                let name = format!("start-{i}");
-                created
-                    .lock()
-                    .expect("times")
-                    .insert(name.clone(), Instant::now());
-                let request = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(pod(&name, true).to_string());
-                sends.push(tokio::spawn(request.send()));
-            }
-            for send in sends {
-                let response = send
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                if response.status() != 201 {
-                    return Err(format!("a create answered {}", response.status()));
-                }
-            }
-            Ok::<(), String>(())
+    let created: Created = Arc::default();
+    let bodies = (0..total)
+        .map(|i| {
+            let name = format!("start-{i}");
+            let body = pod(&name, true);
+            (name, body)
         })
-    };
+        .collect();
+    let creator = create_at_rate(&client, &server, pods, RATE, bodies, &created);
     let (mut to_running, mut to_ready) = (Vec::new(), Vec::new());
     let (mut running, mut readied) = (HashSet::new(), HashSet::new());
     read_watch(watch, Duration::from_secs(120), |event| {

@@ -67,6 +67,25 @@ impl Agents {
             .is_some_and(|given| given == token.as_str())
     }
 
+    /// The pod a request names, if the caller may ask and the pod is one of
+    /// this process's; else the answer.
+    fn caller_pod(
+        &self,
+        headers: &HeaderMap,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<Pod>, Box<Response>> {
+        if !self.authorized(headers) {
+            return Err(Box::new(text(StatusCode::UNAUTHORIZED, "Unauthorized")));
+        }
+        self.pod(namespace, name).ok_or_else(|| {
+            Box::new(text(
+                StatusCode::NOT_FOUND,
+                format!("pod {name:?} of namespace {namespace:?} not found on this node"),
+            ))
+        })
+    }
+
     /// A pod bound to one of this process's nodes.
     fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
         self.pods.get(namespace, name).filter(|pod| {
@@ -82,14 +101,9 @@ async fn container_logs(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if !agents.authorized(&headers) {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    let Some(pod) = agents.pod(&namespace, &name) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("pod {name:?} of namespace {namespace:?} not found on this node"),
-        );
+    let pod = match agents.caller_pod(&headers, &namespace, &name) {
+        Ok(pod) => pod,
+        Err(refusal) => return *refusal,
     };
     let options = match Options::parse(&query, jiff::Timestamp::now()) {
         Ok(options) => options,
@@ -164,14 +178,9 @@ async fn exec(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if !agents.authorized(&headers) {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    let Some(pod) = agents.pod(&namespace, &name) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("pod {name:?} of namespace {namespace:?} not found on this node"),
-        );
+    let pod = match agents.caller_pod(&headers, &namespace, &name) {
+        Ok(pod) => pod,
+        Err(refusal) => return *refusal,
     };
     let options = crate::stream::Options::parse(&query);
     // Started first: why it cannot start is the answer whatever the
@@ -202,14 +211,9 @@ async fn port_forward(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if !agents.authorized(&headers) {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    let Some(pod) = agents.pod(&namespace, &name) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("pod {name:?} of namespace {namespace:?} not found on this node"),
-        );
+    let pod = match agents.caller_pod(&headers, &namespace, &name) {
+        Ok(pod) => pod,
+        Err(refusal) => return *refusal,
     };
     let ports = match crate::stream::ports(&query) {
         Ok(ports) => ports,

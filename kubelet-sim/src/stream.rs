@@ -132,10 +132,17 @@ async fn pump(
     }
 }
 
-/// Runs an exec session over `socket` until the command ends: its output
-/// out, the client's input in, then the status, then the close.
-pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
-    let (mut sink, mut incoming) = socket.split();
+/// The socket's incoming messages, and a queue into one task that sends
+/// what is queued, then a normal closure (1000: what clients read as the
+/// end) once the queue's senders are gone.
+fn split(
+    socket: WebSocket,
+) -> (
+    futures::stream::SplitStream<WebSocket>,
+    tokio::sync::mpsc::Sender<Message>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (mut sink, incoming) = socket.split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(64);
     let writer = tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
@@ -143,7 +150,6 @@ pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
                 return;
             }
         }
-        // A normal closure (1000): what clients read as the end.
         let close = CloseFrame {
             code: axum::extract::ws::close_code::NORMAL,
             reason: "".into(),
@@ -151,6 +157,14 @@ pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
         let _ = sink.send(Message::Close(Some(close))).await;
         let _ = sink.close().await;
     });
+    (incoming, tx, writer)
+}
+
+/// Runs an exec session over `socket` until the command ends: its output
+/// out, the client's input in, then the status, then the close.
+pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
+    let (incoming, tx, writer) = split(socket);
+    let mut incoming = incoming;
     let mut pumps = Vec::new();
     let mut stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = None;
     match session.terminal.take() {
@@ -243,16 +257,8 @@ pub fn ports(query: &[(String, String)]) -> Result<Vec<u16>, String> {
 /// network namespace at `netns`, until the client or every connection is
 /// done.
 pub async fn forward(socket: WebSocket, netns: std::path::PathBuf, ports: Vec<u16>) {
-    let (mut sink, mut incoming) = socket.split();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            if sink.send(message).await.is_err() {
-                return;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (incoming, tx, writer) = split(socket);
+    let mut incoming = incoming;
     let mut writers = Vec::new();
     let mut pumps = Vec::new();
     for (i, port) in ports.iter().enumerate() {
