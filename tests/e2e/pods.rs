@@ -438,6 +438,13 @@ fn node_agents_run_in_a_separate_process() {
         .as_str()
         .unwrap()
         .starts_with("10.244.")));
+    // The apiserver reaches the agent's kubelet server for logs too.
+    let name = pods[0]["metadata"]["name"].as_str().unwrap();
+    let log = server.kubectl_ok(&["logs", name]);
+    assert!(
+        log.contains("started on simulated node skiff-node-"),
+        "{log}"
+    );
     agent.kill().unwrap();
     agent.wait().unwrap();
 }
