@@ -21,6 +21,7 @@ pub mod process;
 pub mod runtime;
 pub mod server;
 pub mod sim;
+pub mod spdy;
 pub mod stream;
 
 use std::collections::HashMap;

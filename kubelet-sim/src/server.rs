@@ -208,24 +208,59 @@ async fn port_forward(
     State(agents): State<Arc<Agents>>,
     Path((namespace, name)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: axum::extract::Request,
 ) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    let headers = parts.headers.clone();
     let pod = match agents.caller_pod(&headers, &namespace, &name) {
         Ok(pod) => pod,
         Err(refusal) => return *refusal,
     };
+    let Some(netns) = agents.runtime.network(&pod) else {
+        return text(StatusCode::BAD_REQUEST, crate::runtime::NO_PROCESSES);
+    };
+    // kubectl asks for SPDY (a plain upgrade, or tunnelled in a
+    // WebSocket, which it falls back from when refused); the Python
+    // client for the channel protocol over a WebSocket.
+    let spdy = headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
+    if spdy {
+        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return text(StatusCode::BAD_REQUEST, "Upgrade request required");
+        };
+        tokio::spawn(async move {
+            if let Ok(io) = on_upgrade.await {
+                crate::spdy::forward(hyper_util::rt::TokioIo::new(io), netns).await;
+            }
+        });
+        return axum::http::Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(axum::http::header::CONNECTION, "Upgrade")
+            .header(axum::http::header::UPGRADE, "SPDY/3.1")
+            .header("X-Stream-Protocol-Version", "portforward.k8s.io")
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    let channel = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "v4.channel.k8s.io");
+    // Over a WebSocket the ports are in the query (over SPDY, in each
+    // stream's headers).
     let ports = match crate::stream::ports(&query) {
         Ok(ports) => ports,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
-    let Some(netns) = agents.runtime.network(&pod) else {
-        return text(StatusCode::BAD_REQUEST, crate::runtime::NO_PROCESSES);
-    };
-    let Ok(upgrade) = upgrade else {
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
+    let (Ok(upgrade), true) = (upgrade, channel) else {
         return text(
             StatusCode::BAD_REQUEST,
-            "port-forward is served over WebSocket (v4.channel.k8s.io); SPDY is not yet",
+            "port-forward is served over SPDY/3.1 and over WebSocket (v4.channel.k8s.io)",
         );
     };
     upgrade

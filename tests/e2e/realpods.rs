@@ -680,3 +680,50 @@ fn kubectl_top_shows_what_real_pods_use() {
     let nodes = server.kubectl_ok(&["top", "nodes"]);
     assert_eq!(nodes.lines().count(), 4, "{nodes}");
 }
+
+#[test]
+fn kubectl_port_forward_reaches_a_pods_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "web", WEB);
+    pod_when(&server, "echo", "the echo pod running", ready);
+    let mut forward = server
+        .command("kubectl", &["port-forward", "pod/echo", "18080:8080"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // From the machine's own loopback, where kubectl listens.
+    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(20, "an answer through the forwarded port", || {
+            let output = machine
+                .command(
+                    "timeout",
+                    &[
+                        "5",
+                        "busybox",
+                        "wget",
+                        "-qO-",
+                        "http://127.0.0.1:18080/hostname",
+                    ],
+                )
+                .output()
+                .ok()?;
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+        })
+    }));
+    let _ = forward.kill();
+    let output = forward.wait_with_output().unwrap();
+    let answer = answer.unwrap_or_else(|_| {
+        panic!(
+            "kubectl port-forward: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(answer, "echo");
+}
