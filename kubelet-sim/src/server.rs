@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -175,9 +174,11 @@ async fn exec(
     State(agents): State<Arc<Agents>>,
     Path((namespace, name, container)): Path<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: axum::extract::Request,
 ) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    let headers = parts.headers.clone();
     let pod = match agents.caller_pod(&headers, &namespace, &name) {
         Ok(pod) => pod,
         Err(refusal) => return *refusal,
@@ -193,10 +194,29 @@ async fn exec(
         Ok(session) => session,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
+    if is_spdy(&headers) {
+        // kubectl before 1.30: the v4 channel protocol's streams over SPDY.
+        let offered = headers
+            .get_all("X-Stream-Protocol-Version")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == "v4.channel.k8s.io");
+        if !offered {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "exec over SPDY is served with the v4.channel.k8s.io protocol only",
+            );
+        }
+        return spdy_upgrade(&mut parts, "v4.channel.k8s.io", move |io| {
+            crate::spdy::exec(io, session, options)
+        });
+    }
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
     let Ok(upgrade) = upgrade else {
         return text(
             StatusCode::BAD_REQUEST,
-            "exec is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io); SPDY is not",
+            "exec is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) and SPDY/3.1",
         );
     };
     upgrade
@@ -223,26 +243,10 @@ async fn port_forward(
     // kubectl asks for SPDY (a plain upgrade, or tunnelled in a
     // WebSocket, which it falls back from when refused); the Python
     // client for the channel protocol over a WebSocket.
-    let spdy = headers
-        .get(axum::http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
-    if spdy {
-        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-            return text(StatusCode::BAD_REQUEST, "Upgrade request required");
-        };
-        tokio::spawn(async move {
-            if let Ok(io) = on_upgrade.await {
-                crate::spdy::forward(hyper_util::rt::TokioIo::new(io), netns).await;
-            }
+    if is_spdy(&headers) {
+        return spdy_upgrade(&mut parts, "portforward.k8s.io", move |io| {
+            crate::spdy::forward(io, netns)
         });
-        return axum::http::Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(axum::http::header::CONNECTION, "Upgrade")
-            .header(axum::http::header::UPGRADE, "SPDY/3.1")
-            .header("X-Stream-Protocol-Version", "portforward.k8s.io")
-            .body(Body::empty())
-            .unwrap_or_default();
     }
     let channel = headers
         .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -266,6 +270,41 @@ async fn port_forward(
     upgrade
         .protocols(["v4.channel.k8s.io"])
         .on_upgrade(move |socket| crate::stream::forward(socket, netns, ports))
+}
+
+/// Whether a request asks to upgrade to SPDY/3.1.
+fn is_spdy(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"))
+}
+
+/// Answers 101 to a SPDY/3.1 upgrade with `protocol` and serves the
+/// upgraded connection with `serve`.
+fn spdy_upgrade<F>(
+    parts: &mut axum::http::request::Parts,
+    protocol: &'static str,
+    serve: impl FnOnce(hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>) -> F + Send + 'static,
+) -> Response
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return text(StatusCode::BAD_REQUEST, "Upgrade request required");
+    };
+    tokio::spawn(async move {
+        if let Ok(io) = on_upgrade.await {
+            serve(hyper_util::rt::TokioIo::new(io)).await;
+        }
+    });
+    axum::http::Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(axum::http::header::CONNECTION, "Upgrade")
+        .header(axum::http::header::UPGRADE, "SPDY/3.1")
+        .header("X-Stream-Protocol-Version", protocol)
+        .body(Body::empty())
+        .unwrap_or_default()
 }
 
 /// What the pods of this process's nodes use, and so the nodes: the

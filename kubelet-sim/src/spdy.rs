@@ -4,6 +4,11 @@
 //! port-forward streams. No library serves SPDY in Rust (it was superseded
 //! by HTTP/2), so this is our own, kept to what kubectl uses.
 //!
+//! An exec (kubectl before 1.30, `X-Stream-Protocol-Version:
+//! v4.channel.k8s.io`) is one stream per standard stream the client asks
+//! for (`streamType: stdin`, `stdout`, `stderr`, `resize`) and `error`,
+//! which ends with the final `Status`, as over a WebSocket.
+//!
 //! Each forwarded connection is two client-opened streams with the same
 //! `requestID`: `streamType: error` and `streamType: data`, naming the
 //! `port`. Both are accepted (SYN_REPLY); the data stream carries the
@@ -277,6 +282,155 @@ pub async fn forward(
     drop(tx);
     drop(conns);
     let _ = sending.await;
+}
+
+/// Runs an exec `session` over an upgraded `io`: once the client has
+/// opened the streams `options` name, the command's output goes out on
+/// them, input comes in, and the error stream ends with the status.
+pub async fn exec(
+    io: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    mut session: crate::runtime::Session,
+    options: crate::stream::Options,
+) {
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Frame>(64);
+    let sending = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if writer.write_all(&encode(&frame)).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let wanted: Vec<&str> = [
+        Some("error"),
+        options.stdin.then_some("stdin"),
+        options.stdout.then_some("stdout"),
+        options.stderr.then_some("stderr"),
+        options.tty.then_some("resize"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut headers = Headers::default();
+    let mut streams: HashMap<String, u32> = HashMap::new();
+    // The streams first, as upstream waits for them.
+    while streams.len() < wanted.len() {
+        let Ok(frame) = read(&mut reader).await else {
+            return;
+        };
+        if let Frame::Control(SYN_STREAM, _, data) = frame {
+            if data.len() < 10 {
+                return;
+            }
+            let stream = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) & 0x7fff_ffff;
+            let Ok(pairs) = headers.decode(&data[10..]) else {
+                return;
+            };
+            let mut body = stream.to_be_bytes().to_vec();
+            body.extend_from_slice(&headers.encode(&[]));
+            let _ = tx.send(Frame::Control(SYN_REPLY, 0, body)).await;
+            if let Some(kind) = header(&pairs, "streamtype") {
+                streams.insert(kind.to_owned(), stream);
+            }
+        }
+    }
+    let pump = |from: Box<dyn AsyncRead + Send + Unpin>, stream: Option<u32>| {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let (Some(stream), mut from) = (stream, from) else {
+                return;
+            };
+            let mut buffer = vec![0u8; 32 * 1024];
+            while let Ok(n) = from.read(&mut buffer).await {
+                if n == 0
+                    || tx
+                        .send(Frame::Data(stream, 0, buffer[..n].to_vec()))
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+            }
+            let _ = tx.send(Frame::Data(stream, FIN, Vec::new())).await;
+        })
+    };
+    let mut pumps = Vec::new();
+    let mut stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> = None;
+    match session.terminal.take() {
+        Some(terminal) => {
+            if let Ok(out) = terminal.try_clone().await {
+                pumps.push(pump(Box::new(out), streams.get("stdout").copied()));
+            }
+            stdin = Some(Box::new(terminal));
+        }
+        None => {
+            if let Some(out) = session.child.stdout.take() {
+                pumps.push(pump(Box::new(out), streams.get("stdout").copied()));
+            }
+            if let Some(err) = session.child.stderr.take() {
+                pumps.push(pump(Box::new(err), streams.get("stderr").copied()));
+            }
+            stdin = session
+                .child
+                .stdin
+                .take()
+                .map(|i| Box::new(i) as _)
+                .or(stdin);
+        }
+    }
+    let stdin_stream = streams.get("stdin").copied();
+    let window = tx.clone();
+    let input = tokio::spawn(async move {
+        while let Ok(frame) = read(&mut reader).await {
+            match frame {
+                Frame::Data(stream, flags, bytes) if Some(stream) == stdin_stream => {
+                    if !bytes.is_empty() {
+                        let mut body = stream.to_be_bytes().to_vec();
+                        body.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                        let _ = window.send(Frame::Control(WINDOW_UPDATE, 0, body)).await;
+                        if let Some(input) = stdin.as_mut() {
+                            if input.write_all(&bytes).await.is_err()
+                                || input.flush().await.is_err()
+                            {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    if flags & FIN != 0 {
+                        stdin = None;
+                    }
+                }
+                Frame::Control(PING, _, data) => {
+                    let _ = window.send(Frame::Control(PING, 0, data)).await;
+                }
+                Frame::Control(GOAWAY, ..) => return,
+                _ => {}
+            }
+        }
+    });
+    let code = session
+        .child
+        .wait()
+        .await
+        .map(|s| {
+            use std::os::unix::process::ExitStatusExt;
+            s.code()
+                .or_else(|| s.signal().map(|n| 128 + n))
+                .unwrap_or(1)
+        })
+        .unwrap_or(1);
+    for pump in pumps {
+        let _ = pump.await;
+    }
+    if let Some(&error) = streams.get("error") {
+        let status = crate::stream::exit_status(&options.command, code).to_string();
+        let _ = tx.send(Frame::Data(error, 0, status.into_bytes())).await;
+        let _ = tx.send(Frame::Data(error, FIN, Vec::new())).await;
+    }
+    drop(tx);
+    let _ = sending.await;
+    input.abort();
 }
 
 /// One forwarded connection: the pod's port, joined to the data stream.

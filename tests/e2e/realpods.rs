@@ -727,3 +727,72 @@ fn kubectl_port_forward_reaches_a_pods_port() {
     });
     assert_eq!(answer, "echo");
 }
+
+/// kubectl of version 1.`minor`, beside the one on PATH; None (skipped,
+/// with a reason, except in CI) when it is not installed.
+fn kubectl_of(minor: u32) -> Option<String> {
+    let on_path = std::fs::canonicalize(which("kubectl")?).ok()?;
+    let path = on_path.with_file_name(format!("kubectl.1.{minor}"));
+    if path.exists() {
+        return Some(path.display().to_string());
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "kubectl 1.{minor} is required in CI"
+    );
+    eprintln!("SKIPPED: kubectl 1.{minor} is not installed beside kubectl");
+    None
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.exists())
+}
+
+#[test]
+fn kubectl_before_1_30_execs_over_spdy() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(old) = kubectl_of(29) else {
+        return;
+    };
+    let Some((_machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "shell", SHELL);
+    pod_when(&server, "shell", "the shell pod running", ready);
+    let output = server
+        .command(
+            &old,
+            &["exec", "shell", "--", "sh", "-c", "echo $GREETING; exit 4"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(4));
+    let mut child = server
+        .command(
+            &old,
+            &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"over spdy\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "OVER SPDY\n");
+}
