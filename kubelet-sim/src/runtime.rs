@@ -52,6 +52,53 @@ pub struct PodUsage {
     pub containers: Vec<(String, u64, u64)>,
 }
 
+/// A session's standard streams, whichever way they run (pipes, or one
+/// terminal for all three).
+pub struct Streams {
+    /// Standard output (a terminal's output).
+    pub stdout: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    /// Standard error (none with a terminal).
+    pub stderr: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    /// Standard input (a terminal's input).
+    pub stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+}
+
+impl Session {
+    /// Takes the session's standard streams.
+    pub async fn streams(&mut self) -> Streams {
+        match self.terminal.take() {
+            Some(terminal) => Streams {
+                stdout: match terminal.try_clone().await {
+                    Ok(out) => Some(Box::new(out)),
+                    Err(_) => None,
+                },
+                stderr: None,
+                stdin: Some(Box::new(terminal)),
+            },
+            None => Streams {
+                stdout: self.child.stdout.take().map(|o| Box::new(o) as _),
+                stderr: self.child.stderr.take().map(|e| Box::new(e) as _),
+                stdin: self.child.stdin.take().map(|i| Box::new(i) as _),
+            },
+        }
+    }
+
+    /// Waits for the command to end; its exit code.
+    pub async fn wait(&mut self) -> i32 {
+        self.child.wait().await.map(exit_code).unwrap_or(1)
+    }
+}
+
+/// The exit code of a finished process: its own, or 128 + the signal
+/// that ended it, as container runtimes report.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
 /// Why a runtime runs no commands in containers.
 pub const NO_PROCESSES: &str =
     "the simulated runtime runs no processes; start the server with --runtime process";

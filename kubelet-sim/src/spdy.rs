@@ -194,13 +194,16 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Serves kubectl's port-forward streams over an upgraded `io` until it
-/// closes, connecting inside the network namespace at `netns`.
-pub async fn forward(
-    io: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    netns: std::path::PathBuf,
+/// The connection's reading half, and a queue into one task that writes
+/// what is queued, then shuts the writing half once the senders are gone.
+fn split<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    io: IO,
+) -> (
+    tokio::io::ReadHalf<IO>,
+    tokio::sync::mpsc::Sender<Frame>,
+    tokio::task::JoinHandle<()>,
 ) {
-    let (mut reader, mut writer) = tokio::io::split(io);
+    let (reader, mut writer) = tokio::io::split(io);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Frame>(64);
     let sending = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
@@ -208,7 +211,18 @@ pub async fn forward(
                 return;
             }
         }
+        let _ = writer.shutdown().await;
     });
+    (reader, tx, sending)
+}
+
+/// Serves kubectl's port-forward streams over an upgraded `io` until it
+/// closes, connecting inside the network namespace at `netns`.
+pub async fn forward(
+    io: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    netns: std::path::PathBuf,
+) {
+    let (mut reader, tx, sending) = split(io);
     let mut headers = Headers::default();
     // requestID -> (error stream, data stream, port)
     let mut pairs: HashMap<String, (Option<u32>, Option<u32>, u16)> = HashMap::new();
@@ -292,16 +306,7 @@ pub async fn exec(
     mut session: crate::runtime::Session,
     options: crate::stream::Options,
 ) {
-    let (mut reader, mut writer) = tokio::io::split(io);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Frame>(64);
-    let sending = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if writer.write_all(&encode(&frame)).await.is_err() {
-                return;
-            }
-        }
-        let _ = writer.shutdown().await;
-    });
+    let (mut reader, tx, sending) = split(io);
     let wanted: Vec<&str> = [
         Some("error"),
         options.stdin.then_some("stdin"),
@@ -355,30 +360,15 @@ pub async fn exec(
             let _ = tx.send(Frame::Data(stream, FIN, Vec::new())).await;
         })
     };
+    let standard = session.streams().await;
     let mut pumps = Vec::new();
-    let mut stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> = None;
-    match session.terminal.take() {
-        Some(terminal) => {
-            if let Ok(out) = terminal.try_clone().await {
-                pumps.push(pump(Box::new(out), streams.get("stdout").copied()));
-            }
-            stdin = Some(Box::new(terminal));
-        }
-        None => {
-            if let Some(out) = session.child.stdout.take() {
-                pumps.push(pump(Box::new(out), streams.get("stdout").copied()));
-            }
-            if let Some(err) = session.child.stderr.take() {
-                pumps.push(pump(Box::new(err), streams.get("stderr").copied()));
-            }
-            stdin = session
-                .child
-                .stdin
-                .take()
-                .map(|i| Box::new(i) as _)
-                .or(stdin);
-        }
+    if let Some(out) = standard.stdout {
+        pumps.push(pump(out, streams.get("stdout").copied()));
     }
+    if let Some(err) = standard.stderr {
+        pumps.push(pump(err, streams.get("stderr").copied()));
+    }
+    let mut stdin = standard.stdin;
     let stdin_stream = streams.get("stdin").copied();
     let window = tx.clone();
     let input = tokio::spawn(async move {
@@ -409,17 +399,7 @@ pub async fn exec(
             }
         }
     });
-    let code = session
-        .child
-        .wait()
-        .await
-        .map(|s| {
-            use std::os::unix::process::ExitStatusExt;
-            s.code()
-                .or_else(|| s.signal().map(|n| 128 + n))
-                .unwrap_or(1)
-        })
-        .unwrap_or(1);
+    let code = session.wait().await;
     for pump in pumps {
         let _ = pump.await;
     }

@@ -165,30 +165,15 @@ fn split(
 pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
     let (incoming, tx, writer) = split(socket);
     let mut incoming = incoming;
+    let streams = session.streams().await;
     let mut pumps = Vec::new();
-    let mut stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = None;
-    match session.terminal.take() {
-        Some(terminal) => {
-            if let Ok(reader) = terminal.try_clone().await {
-                pumps.push(tokio::spawn(pump(reader, STDOUT, tx.clone())));
-            }
-            stdin = Some(Box::new(terminal));
-        }
-        None => {
-            if let Some(out) = session.child.stdout.take() {
-                pumps.push(tokio::spawn(pump(out, STDOUT, tx.clone())));
-            }
-            if let Some(err) = session.child.stderr.take() {
-                pumps.push(tokio::spawn(pump(err, STDERR, tx.clone())));
-            }
-            if let Some(input) = session.child.stdin.take() {
-                stdin = Some(Box::new(input));
-            }
-        }
+    if let Some(out) = streams.stdout {
+        pumps.push(tokio::spawn(pump(out, STDOUT, tx.clone())));
     }
-    if !options.stdin {
-        stdin = None;
+    if let Some(err) = streams.stderr {
+        pumps.push(tokio::spawn(pump(err, STDERR, tx.clone())));
     }
+    let mut stdin = streams.stdin.filter(|_| options.stdin);
     let reader = tokio::spawn(async move {
         while let Some(Ok(message)) = incoming.next().await {
             if matches!(message, Message::Close(_)) {
@@ -209,17 +194,7 @@ pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
             }
         }
     });
-    let code = session
-        .child
-        .wait()
-        .await
-        .map(|s| {
-            use std::os::unix::process::ExitStatusExt;
-            s.code()
-                .or_else(|| s.signal().map(|n| 128 + n))
-                .unwrap_or(1)
-        })
-        .unwrap_or(1);
+    let code = session.wait().await;
     for pump in pumps {
         let _ = pump.await;
     }

@@ -343,6 +343,22 @@ fn machine_has(machine: &Machine, pid: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `kubectl exec -i` of `tr a-z A-Z` in the shell pod, fed `input`.
+fn upper_case(server: &Server, kubectl: &str, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = server
+        .command(
+            kubectl,
+            &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 const SHELL: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -378,23 +394,7 @@ fn kubectl_exec_runs_commands_in_the_container_with_stdin_and_exit_codes() {
     );
     assert_eq!(output.status.code(), Some(7));
     // Standard input reaches the command.
-    let mut child = server
-        .command(
-            "kubectl",
-            &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"piped in\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = upper_case(&server, "kubectl", b"piped in\n");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "PIPED IN\n");
     assert!(output.status.success());
     let missing = server.kubectl(&["exec", "shell", "--", "no-such-program"]);
@@ -777,22 +777,6 @@ fn kubectl_before_1_30_execs_over_spdy() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(output.status.code(), Some(4));
-    let mut child = server
-        .command(
-            &old,
-            &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"over spdy\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = upper_case(&server, &old, b"over spdy\n");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "OVER SPDY\n");
 }

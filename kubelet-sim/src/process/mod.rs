@@ -39,7 +39,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::node::{Capacity, SimNode};
-use crate::runtime::{Change, Containers, Refused, Runtime, ServiceVariables, Session};
+use crate::runtime::{exit_code, Change, Containers, Refused, Runtime, ServiceVariables, Session};
 use env::{Placement, Sources};
 use probe::{Kind, Prober, Target, Timing};
 use program::Program;
@@ -596,15 +596,6 @@ impl Containers for Running {
             }
         }
     }
-}
-
-/// The exit code of a finished process: its own, or 128 + the signal.
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
 }
 
 /// Copies a stream of the container into its log, one CRI line each:
