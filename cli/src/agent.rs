@@ -37,6 +37,13 @@ pub struct NodeArgs {
     /// data directory's `kubelet`].
     #[arg(long)]
     runtime_dir: Option<PathBuf>,
+    /// With the process runtime: give the namespace Skiff runs in (the
+    /// host's, unless you started it in another) an address on the nodes'
+    /// wire (172.18.255.254) and a route to every node's pod CIDR, so that
+    /// `curl POD_IP` works from it. Off by default: pod and node ranges are
+    /// otherwise routed only inside Skiff's own namespaces.
+    #[arg(long)]
+    host_routes: bool,
     /// Where the nodes' kubelet server listens for the apiserver (logs,
     /// exec, port-forward); port 0 picks a free port. The address is
     /// published in each Node.
@@ -76,6 +83,7 @@ impl NodeArgs {
         let runtime = match self.processes() {
             true => skiff_kubelet_sim::Choice::Process {
                 root: self.runtime_dir().to_owned(),
+                host_routes: self.host_routes,
             },
             false => skiff_kubelet_sim::Choice::Sim,
         };

@@ -95,6 +95,8 @@ pub enum Choice {
     Process {
         /// The runtime's directory.
         root: std::path::PathBuf,
+        /// Whether the namespace Skiff runs in gets routes to the pods.
+        host_routes: bool,
     },
 }
 
@@ -159,11 +161,12 @@ pub fn run(
             Choice::Sim => Arc::new(sim::Sim {
                 events: events.clone(),
             }),
-            Choice::Process { root } => Arc::new(process::Process::new(
+            Choice::Process { root, host_routes } => Arc::new(process::Process::new(
                 client.clone(),
                 events.clone(),
                 root.clone(),
                 &options.capacity,
+                *host_routes,
             )),
         };
         runtime

@@ -141,6 +141,12 @@ fn nginx_pods_answer_with_their_names_at_their_ips_from_pods_and_nodes_without_n
         .filter_map(|p| p["spec"]["nodeName"].as_str())
         .collect();
     assert!(nodes.len() > 1, "the pods spread over nodes: {nodes:?}");
+    // The namespace the server runs in gets no route or address of theirs.
+    let here = machine.run_ok("ip", &["addr"]) + &machine.run_ok("ip", &["route"]);
+    assert!(
+        !here.contains("10.244.") && !here.contains("172.18."),
+        "{here}"
+    );
     // The pod's own files: hostname, hosts and cluster DNS.
     let hostname = machine.run_ok(
         "ip",
@@ -779,4 +785,50 @@ fn kubectl_before_1_30_execs_over_spdy() {
     assert_eq!(output.status.code(), Some(4));
     let output = upper_case(&server, &old, b"over spdy\n");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "OVER SPDY\n");
+}
+
+#[test]
+fn host_routes_let_the_servers_own_namespace_reach_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    if !have("kubectl") {
+        return;
+    }
+    let Some(machine) = Machine::new() else {
+        return;
+    };
+    let server = Server::start_in(
+        Some(&machine),
+        dir.path(),
+        &["--runtime", "process", "--host-routes"],
+    );
+    apply(&server, dir.path(), "web", WEB);
+    let echo = pod_when(&server, "echo", "the echo pod running", ready);
+    let ip = echo["status"]["podIP"].as_str().unwrap();
+    // Straight from the namespace the server runs in (the machine's own).
+    let answer = eventually(10, "an answer from the pod", || {
+        let output = machine
+            .command(
+                "timeout",
+                &[
+                    "5",
+                    "busybox",
+                    "wget",
+                    "-qO-",
+                    &format!("http://{ip}:8080/clientip"),
+                ],
+            )
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    });
+    assert!(answer.starts_with("172.18.255.254:"), "{answer}");
+    server.stop();
+    let routes = machine.run_ok("ip", &["route"]);
+    assert!(
+        !routes.contains("10.244."),
+        "the routes go with the server: {routes}"
+    );
 }

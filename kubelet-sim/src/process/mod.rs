@@ -73,6 +73,8 @@ pub struct Process {
     pods: Arc<Mutex<HashMap<String, Pids>>>,
     /// Each node's host ports, by pod uid: written whole at each change.
     host_ports: tokio::sync::Mutex<HashMap<String, NodePorts>>,
+    /// Whether the namespace Skiff runs in gets routes to the pods.
+    host_routes: bool,
     /// CPU readings between usage requests.
     meter: Mutex<usage::Meter>,
     /// The tasks keeping each pod's projected volumes up to date.
@@ -82,7 +84,13 @@ pub struct Process {
 impl Process {
     /// A runtime keeping its files under `root`, reading ConfigMaps and
     /// Secrets with `client`.
-    pub fn new(client: Client, events: Recorder, root: PathBuf, capacity: &Capacity) -> Self {
+    pub fn new(
+        client: Client,
+        events: Recorder,
+        root: PathBuf,
+        capacity: &Capacity,
+        host_routes: bool,
+    ) -> Self {
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -97,6 +105,7 @@ impl Process {
             pods: Arc::default(),
             refreshers: Mutex::default(),
             meter: Mutex::default(),
+            host_routes,
             host_ports: tokio::sync::Mutex::default(),
         }
     }
@@ -743,6 +752,9 @@ impl Runtime for Process {
             netns::forward(network::path(&network::node_namespace(node)))
                 .await
                 .map_err(|e| format!("cannot turn forwarding on in {}: {e}", node.name))?;
+        }
+        if self.host_routes {
+            network::apply(&network::host(nodes)).await?;
         }
         if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
             tracing::warn!(

@@ -74,6 +74,32 @@ pub fn cluster() -> Vec<Step> {
     ]
 }
 
+/// The address the host takes on the nodes' wire with `--host-routes`.
+pub const HOST_ADDRESS: &str = "172.18.255.254";
+
+/// What `--host-routes` asks: a veth from the namespace Skiff runs in
+/// onto the nodes' wire, with an address there and a route to each node's
+/// pod CIDR through that node, so the host reaches pods directly. It goes
+/// when `skiff-cluster` does (a veth dies with either end).
+pub fn host(all: &[SimNode]) -> Vec<Step> {
+    let mut here = vec![
+        format!("link add skiff-host type veth peer name skh netns {CLUSTER}"),
+        format!("addr add {HOST_ADDRESS}/16 dev skiff-host"),
+        "link set skiff-host up".into(),
+    ];
+    here.extend(all.iter().map(|n| {
+        format!(
+            "route add {} via {} dev skiff-host",
+            n.pod_cidr(),
+            n.host_ip
+        )
+    }));
+    vec![
+        step(None, &here),
+        step(Some(CLUSTER), &[format!("link set skh master {WIRE} up")]),
+    ]
+}
+
 /// The gateway of a node's pods: the first address of its pod CIDR.
 pub fn gateway(node: &SimNode) -> String {
     let [a, b, c] = node.prefix;
@@ -251,6 +277,17 @@ mod tests {
                 "route add 10.244.3.0/24 via 172.18.0.5 dev eth0"
             ]
         );
+    }
+
+    #[test]
+    fn host_routes_lead_to_each_nodes_pods() {
+        let all: Vec<SimNode> = (1..=2).map(|i| SimNode::new("n", i, 2)).collect();
+        let steps = host(&all);
+        assert_eq!(steps[0].namespace, None);
+        assert!(steps[0]
+            .lines
+            .contains(&"route add 10.244.2.0/24 via 172.18.0.4 dev skiff-host".into()));
+        assert_eq!(steps[1].lines, ["link set skh master skiff0 up"]);
     }
 
     #[test]
