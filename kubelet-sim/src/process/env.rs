@@ -9,14 +9,19 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use skiff_api::specs::quantity::Quantity;
 
+/// A ConfigMap's or Secret's data: its keys' bytes (a ConfigMap's
+/// `binaryData` too).
+pub type Data = BTreeMap<String, Vec<u8>>;
+
 /// The data of the ConfigMaps and Secrets a container refers to, by
-/// name; a name absent here does not exist.
+/// name; a name absent here does not exist. Variables read it as text
+/// (as upstream's `string(bytes)`), files as it is.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     /// ConfigMaps: `data` (and `binaryData`, as text).
-    pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    pub config_maps: BTreeMap<String, Data>,
     /// Secrets: their decoded `data`.
-    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    pub secrets: BTreeMap<String, Data>,
 }
 
 /// The ConfigMaps and Secrets a container's environment names.
@@ -92,7 +97,8 @@ pub fn environment(
         match data {
             Some(data) => {
                 for (key, value) in data {
-                    set(&mut vars, format!("{prefix}{key}"), value.clone());
+                    let text = String::from_utf8_lossy(value).into_owned();
+                    set(&mut vars, format!("{prefix}{key}"), text);
                 }
             }
             None if optional == Some(true) => {}
@@ -109,7 +115,7 @@ pub fn environment(
                 } else if let Some(r) = &from.config_map_key_ref {
                     let found = sources.config_maps.get(&r.name);
                     match (found, found.and_then(|d| d.get(&r.key))) {
-                        (_, Some(value)) => value.clone(),
+                        (_, Some(value)) => String::from_utf8_lossy(value).into_owned(),
                         _ if r.optional == Some(true) => continue,
                         (None, _) => return Err(format!("configmap \"{}\" not found", r.name)),
                         (Some(_), None) => {
@@ -122,7 +128,7 @@ pub fn environment(
                 } else if let Some(r) = &from.secret_key_ref {
                     let found = sources.secrets.get(&r.name);
                     match (found, found.and_then(|d| d.get(&r.key))) {
-                        (_, Some(value)) => value.clone(),
+                        (_, Some(value)) => String::from_utf8_lossy(value).into_owned(),
                         _ if r.optional == Some(true) => continue,
                         (None, _) => return Err(format!("secret \"{}\" not found", r.name)),
                         (Some(_), None) => {
@@ -341,12 +347,12 @@ mod tests {
         let sources = Sources {
             config_maps: [(
                 "settings".into(),
-                [("who".to_string(), "me".to_string())].into(),
+                [("who".to_string(), b"me".to_vec())].into(),
             )]
             .into(),
             secrets: [(
                 "db".into(),
-                [("password".to_string(), "s3cret".to_string())].into(),
+                [("password".to_string(), b"s3cret".to_vec())].into(),
             )]
             .into(),
         };

@@ -322,9 +322,14 @@ async fn sources(client: &Client, pod: &Pod) -> Result<Sources, String> {
             .await
             .map_err(|e| e.to_string())?
         {
-            let mut data = map.data.unwrap_or_default();
+            let mut data: env::Data = map
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
             for (k, v) in map.binary_data.unwrap_or_default() {
-                data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                data.insert(k, v.0);
             }
             sources.config_maps.insert(name, data);
         }
@@ -336,7 +341,7 @@ async fn sources(client: &Client, pod: &Pod) -> Result<Sources, String> {
                 .data
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .map(|(k, v)| (k, v.0))
                 .collect();
             sources.secrets.insert(name, data);
         }

@@ -57,7 +57,7 @@ pub fn references(pod: &Pod) -> (Vec<String>, Vec<String>) {
 /// The files `items` select from `data` (all of it without items), with
 /// `mode` unless an item sets its own.
 fn select(
-    data: &BTreeMap<String, String>,
+    data: &super::env::Data,
     items: Option<&Vec<KeyToPath>>,
     mode: u32,
     what: &str,
@@ -66,7 +66,7 @@ fn select(
     match items {
         None => {
             for (key, value) in data {
-                files.insert(key.clone(), (value.clone().into_bytes(), mode));
+                files.insert(key.clone(), (value.clone(), mode));
             }
         }
         Some(items) => {
@@ -76,7 +76,7 @@ fn select(
                     _ => format!("configmap references non-existent config key: {}", item.key),
                 })?;
                 let mode = item.mode.map_or(mode, |m| m as u32);
-                files.insert(item.path.clone(), (value.clone().into_bytes(), mode));
+                files.insert(item.path.clone(), (value.clone(), mode));
             }
         }
     }
@@ -382,7 +382,11 @@ mod tests {
         let sources = Sources {
             config_maps: [(
                 "settings".into(),
-                [("a".to_string(), "1".to_string()), ("b".into(), "2".into())].into(),
+                [
+                    ("a".to_string(), b"1".to_vec()),
+                    ("b".into(), b"2".to_vec()),
+                ]
+                .into(),
             )]
             .into(),
             secrets: BTreeMap::new(),
@@ -406,6 +410,24 @@ mod tests {
             panic!()
         };
         assert_eq!(all["b"], (b"2".to_vec(), 0o640));
+        let binary = Sources {
+            config_maps: [(
+                "settings".into(),
+                [("blob".to_string(), vec![0xff, 0, 0xfe])].into(),
+            )]
+            .into(),
+            secrets: BTreeMap::new(),
+        };
+        let at = (Path::new("/p"), Path::new("/c"));
+        let blob = contents(&p, &volumes[1], &binary, &PLACEMENT, at.0, at.1).unwrap();
+        let Backing::Projected(blob) = blob else {
+            panic!()
+        };
+        assert_eq!(
+            blob["blob"].0,
+            [0xff, 0, 0xfe],
+            "binary data is written as it is"
+        );
         assert_eq!(
             of(2).unwrap_err(),
             "MountVolume.SetUp failed for volume \"gone\" : secret \"nope\" not found"
