@@ -240,6 +240,34 @@ pub fn status(
             status
         })
         .collect();
+    // Init containers: done (sidecars running) once the pod's containers
+    // started; until then, initializing.
+    let initialized = !matches!(state, State::Creating | State::Waiting { .. });
+    let inits: Vec<Value> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .map(|c| {
+            let image = c.image.clone().unwrap_or_default();
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            let since = match state {
+                State::Running { since, .. } => since.as_str(),
+                _ => now,
+            };
+            let (state, ready) = match (initialized, sidecar) {
+                (false, _) => (json!({"waiting": {"reason": "PodInitializing"}}), false),
+                (true, true) => (json!({"running": {"startedAt": since}}), true),
+                (true, false) => (
+                    json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": since, "finishedAt": since}}),
+                    false,
+                ),
+            };
+            json!({
+                "name": c.name, "image": image, "imageID": format!("{runtime}://{image}"),
+                "ready": ready, "restartCount": 0, "started": initialized && sidecar, "state": state,
+            })
+        })
+        .collect();
     let not_ready = match state {
         State::Finished { code: 0 } => Some("PodCompleted"),
         State::Finished { .. } => Some("PodFailed"),
@@ -253,7 +281,7 @@ pub fn status(
         "startTime": started,
         "conditions": [
             condition("PodReadyToStartContainers", !matches!(state, State::Creating), None, now),
-            condition("Initialized", true, None, now),
+            condition("Initialized", initialized, (!initialized).then_some("ContainersNotInitialized"), now),
             condition("Ready", ready, not_ready, now),
             condition("ContainersReady", ready, not_ready, now),
             condition("PodScheduled", true, None, now),
@@ -261,6 +289,9 @@ pub fn status(
         "containerStatuses": statuses,
         "qosClass": pod.status.as_ref().and_then(|s| s.qos_class.clone()).unwrap_or_else(|| "BestEffort".into()),
     });
+    if !inits.is_empty() {
+        status["initContainerStatuses"] = json!(inits);
+    }
     if !matches!(state, State::Creating) {
         status["podIP"] = json!(pod_ip);
         status["podIPs"] = json!([{"ip": pod_ip}]);
@@ -408,5 +439,48 @@ mod tests {
             now,
         );
         assert_eq!(failed["phase"], "Failed");
+    }
+
+    #[test]
+    fn init_containers_report_done_once_the_pod_runs() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1"},
+            "spec": {"initContainers": [{"name": "setup", "image": "busybox"},
+                                        {"name": "proxy", "image": "envoy", "restartPolicy": "Always"}],
+                     "containers": [{"name": "c", "image": "nginx"}]},
+        }))
+        .unwrap();
+        let now = "2026-11-23T10:00:00Z";
+        let creating = status("process", &pod, &State::Creating, "h", "ip", now, now);
+        assert_eq!(
+            creating["initContainerStatuses"][0]["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        let initialized = &creating["conditions"][1];
+        assert_eq!(
+            (initialized["type"].as_str(), initialized["status"].as_str()),
+            (Some("Initialized"), Some("False"))
+        );
+        let running = State::Running {
+            ready: true,
+            restarts: 0,
+            since: now.into(),
+            last: None,
+        };
+        let running = status("process", &pod, &running, "h", "ip", now, now);
+        let inits = &running["initContainerStatuses"];
+        assert_eq!(inits[0]["state"]["terminated"]["reason"], "Completed");
+        assert_eq!(inits[1]["state"]["running"]["startedAt"], now);
+        assert_eq!(running["conditions"][1]["status"], "True");
+        let plain = status(
+            "sim",
+            &super::tests::pod(),
+            &State::Creating,
+            "h",
+            "ip",
+            now,
+            now,
+        );
+        assert!(plain.get("initContainerStatuses").is_none());
     }
 }
