@@ -44,6 +44,14 @@ use crate::runtime::{Change, Runtime};
 
 /// How often a node renews its Lease, as a kubelet does.
 pub const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// The node a pod is bound to ("" before it is).
+pub(crate) fn node_of(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or_default()
+}
+
 /// How soon a pod whose containers cannot be configured is tried again.
 const CONFIG_RETRY: Duration = Duration::from_secs(2);
 /// Requests in flight at once when registering many nodes.
@@ -374,13 +382,13 @@ impl Agents {
         if let Some(task) = running.task {
             task.abort();
         }
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        if let (Some(ip), Some(sim)) = (running.ip, self.nodes.get(&node)) {
-            state.pools.entry(node).or_default().release(sim, &ip);
+        let node = node_of(pod);
+        if let (Some(ip), Some(sim)) = (running.ip, self.nodes.get(node)) {
+            state
+                .pools
+                .entry(node.to_owned())
+                .or_default()
+                .release(sim, &ip);
         }
     }
 
@@ -399,12 +407,7 @@ impl Agents {
         started: &str,
         environment: Option<&str>,
     ) -> Result<(), kube::Error> {
-        let host = &self.nodes[pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
-            .unwrap_or_default()]
-        .host_ip;
+        let host = &self.nodes[node_of(pod)].host_ip;
         let now = skiff_runtime::now();
         let status = status(self.runtime.name(), pod, state, host, ip, started, &now);
         let mut patch = json!({"status": status});

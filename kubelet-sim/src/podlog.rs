@@ -1,6 +1,7 @@
-//! `pods/log` for simulated containers: no process runs, so the log is a
-//! few lines synthesized from the pod's status, and the errors are
-//! upstream's when there is no log to read. Its first lines are the
+//! The simulated runtime's container log, which the kubelet server serves
+//! for `pods/log`: no process runs, so the log is a few lines synthesized
+//! from the pod's status, and the errors are upstream's when there is no
+//! log to read. Its first lines are the
 //! environment the kubelet gave the container (`KEY=value`, as `env` would
 //! print them), which the simulated kubelet records in the pod's
 //! [`ENVIRONMENT`] annotation when it starts the container.

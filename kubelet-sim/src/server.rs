@@ -87,10 +87,9 @@ impl Agents {
 
     /// A pod bound to one of this process's nodes.
     fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
-        self.pods.get(namespace, name).filter(|pod| {
-            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
-            node.is_some_and(|n| self.nodes.contains_key(n))
-        })
+        self.pods
+            .get(namespace, name)
+            .filter(|pod| self.nodes.contains_key(crate::node_of(pod)))
     }
 }
 
@@ -318,22 +317,13 @@ async fn usage(State(agents): State<Arc<Agents>>, headers: HeaderMap) -> Respons
         .pods
         .list()
         .into_iter()
-        .filter(|p| {
-            let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
-            node.is_some_and(|n| agents.nodes.contains_key(n))
-        })
+        .filter(|p| agents.nodes.contains_key(crate::node_of(p)))
         .collect();
     let node_of: HashMap<(String, String), String> = pods
         .iter()
         .map(|p| {
             let key = (p.namespace().unwrap_or_default(), p.name_any());
-            (
-                key,
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.clone())
-                    .unwrap_or_default(),
-            )
+            (key, crate::node_of(p).to_owned())
         })
         .collect();
     let mut nodes: HashMap<&str, (u64, u64)> =

@@ -47,23 +47,28 @@ fn ready(pod: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-/// `wget -qO- URL` from inside the namespace `namespace` of the machine,
+/// `wget -qO- URL` from inside the namespace `namespace` of the machine
+/// (None: the machine's own),
 /// tried for a few seconds: a pod without a readiness probe is ready as
 /// its process starts, before it listens, as upstream's.
-fn fetch(machine: &Machine, namespace: &str, url: &str) -> String {
+fn fetch(machine: &Machine, namespace: Option<&str>, url: &str) -> String {
+    // Debian's busybox wget crashes on -T: timeout bounds it.
+    let wget = ["timeout", "5", "busybox", "wget", "-qO-", url];
+    let (program, args): (&str, Vec<&str>) = match namespace {
+        Some(namespace) => (
+            "ip",
+            ["netns", "exec", namespace]
+                .into_iter()
+                .chain(wget)
+                .collect(),
+        ),
+        None => ("timeout", wget[1..].to_vec()),
+    };
+    let place = namespace.unwrap_or("the machine's own namespace");
     let mut last = String::new();
     let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(10, &format!("wget {url} in {namespace}"), || {
-            let output = machine
-                // Debian's busybox wget crashes on -T: timeout bounds it.
-                .command(
-                    "ip",
-                    &[
-                        "netns", "exec", namespace, "timeout", "5", "busybox", "wget", "-qO-", url,
-                    ],
-                )
-                .output()
-                .unwrap();
+        eventually(10, &format!("wget {url} in {place}"), || {
+            let output = machine.command(program, &args).output().unwrap();
             last = String::from_utf8_lossy(&output.stderr).into_owned();
             output
                 .status
@@ -71,7 +76,7 @@ fn fetch(machine: &Machine, namespace: &str, url: &str) -> String {
                 .then(|| String::from_utf8(output.stdout).unwrap())
         })
     }));
-    tried.unwrap_or_else(|_| panic!("wget {url} in {namespace}: {last}"))
+    tried.unwrap_or_else(|_| panic!("wget {url} in {place}: {last}"))
 }
 
 fn pod_namespace(pod: &Value) -> String {
@@ -121,17 +126,25 @@ fn nginx_pods_answer_with_their_names_at_their_ips_from_pods_and_nodes_without_n
         let ip = pod["status"]["podIP"].as_str().unwrap();
         // From a node, and from another pod.
         assert_eq!(
-            fetch(&machine, "skiff-skiff-node-1", &format!("http://{ip}/")),
+            fetch(
+                &machine,
+                Some("skiff-skiff-node-1"),
+                &format!("http://{ip}/")
+            ),
             name
         );
         assert_eq!(
-            fetch(&machine, &pod_namespace(&echo), &format!("http://{ip}/")),
+            fetch(
+                &machine,
+                Some(&pod_namespace(&echo)),
+                &format!("http://{ip}/")
+            ),
             name
         );
         // The echo server sees the pod's own IP: no NAT, on any node.
         let seen = fetch(
             &machine,
-            &pod_namespace(pod),
+            Some(&pod_namespace(pod)),
             &format!("http://{echo_ip}:8080/clientip"),
         );
         assert_eq!(seen.split(':').next(), Some(ip), "{name} seen as {seen}");
@@ -329,7 +342,7 @@ fn after_a_kill_9_the_next_start_leaves_nothing_of_the_old_run() {
     let ip = echo["status"]["podIP"].as_str().unwrap();
     let answer = fetch(
         &machine,
-        "skiff-skiff-node-1",
+        Some("skiff-skiff-node-1"),
         &format!("http://{ip}:8080/hostname"),
     );
     assert_eq!(answer, "echo");
@@ -634,7 +647,7 @@ spec:
     assert_eq!(
         fetch(
             &machine,
-            "skiff-skiff-node-1",
+            Some("skiff-skiff-node-1"),
             &format!("http://{node_ip}:8080/")
         ),
         "ported"
@@ -642,7 +655,7 @@ spec:
     assert_eq!(
         fetch(
             &machine,
-            "skiff-skiff-node-2",
+            Some("skiff-skiff-node-2"),
             &format!("http://{node_ip}:8080/")
         ),
         "ported"
@@ -703,25 +716,7 @@ fn kubectl_port_forward_reaches_a_pods_port() {
         .unwrap();
     // From the machine's own loopback, where kubectl listens.
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(20, "an answer through the forwarded port", || {
-            let output = machine
-                .command(
-                    "timeout",
-                    &[
-                        "5",
-                        "busybox",
-                        "wget",
-                        "-qO-",
-                        "http://127.0.0.1:18080/hostname",
-                    ],
-                )
-                .output()
-                .ok()?;
-            output
-                .status
-                .success()
-                .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-        })
+        fetch(&machine, None, "http://127.0.0.1:18080/hostname")
     }));
     let _ = forward.kill();
     let output = forward.wait_with_output().unwrap();
@@ -805,25 +800,7 @@ fn host_routes_let_the_servers_own_namespace_reach_pods() {
     let echo = pod_when(&server, "echo", "the echo pod running", ready);
     let ip = echo["status"]["podIP"].as_str().unwrap();
     // Straight from the namespace the server runs in (the machine's own).
-    let answer = eventually(10, "an answer from the pod", || {
-        let output = machine
-            .command(
-                "timeout",
-                &[
-                    "5",
-                    "busybox",
-                    "wget",
-                    "-qO-",
-                    &format!("http://{ip}:8080/clientip"),
-                ],
-            )
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-    });
+    let answer = fetch(&machine, None, &format!("http://{ip}:8080/clientip"));
     assert!(answer.starts_with("172.18.255.254:"), "{answer}");
     server.stop();
     let routes = machine.run_ok("ip", &["route"]);

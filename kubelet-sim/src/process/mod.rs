@@ -211,18 +211,14 @@ impl Process {
             tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
             return Ok(());
         }
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
+        let node = crate::node_of(pod);
         let dir = self.pod_dir(&pod.uid().unwrap_or_default()).join(&c.name);
         let started: shim::Spec = std::fs::read(dir.join("spec.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         let target = Target {
-            from: network::path(&format!("{}{node}", network::PREFIX)),
+            from: network::path(&network::named_node_namespace(node)),
             ip: ip.to_owned(),
             pid,
             env: started.env,
@@ -270,7 +266,7 @@ impl Process {
         };
         let mut every: Vec<hostports::Mapping> = pods.values().flatten().cloned().collect();
         every.sort();
-        let namespace = format!("{}{node}", network::PREFIX);
+        let namespace = network::named_node_namespace(node);
         let mut child = tokio::process::Command::new("ip")
             .args(["netns", "exec", &namespace, "nft", "-f", "-"])
             .stdin(Stdio::piped())
@@ -983,13 +979,9 @@ impl Runtime for Process {
         if let Some(task) = self.refreshers.lock().expect("the refreshers").remove(&uid) {
             task.abort();
         }
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
+        let node = crate::node_of(pod);
         if !hostports::of(pod, "").is_empty() {
-            if let Err(e) = self.map_host_ports(&node, "", &uid, Vec::new()).await {
+            if let Err(e) = self.map_host_ports(node, "", &uid, Vec::new()).await {
                 tracing::warn!(error = %e, "cannot remove a pod's host ports");
             }
         }
@@ -1098,7 +1090,7 @@ impl Runtime for Process {
     fn network(&self, pod: &Pod) -> Option<PathBuf> {
         let node = pod.spec.as_ref()?.node_name.as_deref()?;
         let path = match host_network(pod) {
-            true => network::path(&format!("{}{node}", network::PREFIX)),
+            true => network::path(&network::named_node_namespace(node)),
             false => network::path(&network::pod_namespace(&pod.uid()?)),
         };
         path.exists().then_some(path)

@@ -34,7 +34,12 @@ const POD_BRIDGE: &str = "cbr0";
 
 /// The namespace of `node`.
 pub fn node_namespace(node: &SimNode) -> String {
-    format!("{PREFIX}{}", node.name)
+    named_node_namespace(&node.name)
+}
+
+/// The namespace of the node named `name`.
+pub fn named_node_namespace(name: &str) -> String {
+    format!("{PREFIX}{name}")
 }
 
 /// The namespace of the pod with this uid.
