@@ -538,7 +538,7 @@ impl Agents {
                 return;
             }
             recorded = Some(environment);
-            let code = loop {
+            let exit = loop {
                 match running.next().await {
                     Change::Ready(ready) => {
                         if self
@@ -549,11 +549,11 @@ impl Agents {
                             return;
                         }
                     }
-                    Change::Exited(code) => break code,
+                    Change::Exited(exit) => break exit,
                 }
             };
-            last = Some((code, skiff_runtime::now()));
-            let next = after_exit(&policy, code, restarts);
+            last = Some((exit, skiff_runtime::now()));
+            let next = after_exit(&policy, exit, restarts);
             if self.write(&pod, &next, &ip, &started, None).await.is_err() {
                 return;
             }

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::runtime::Exit;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
@@ -112,41 +113,41 @@ pub enum State {
         restarts: i32,
         /// When the containers started.
         since: String,
-        /// How the last run ended (code, when), after a restart.
-        last: Option<(i32, String)>,
+        /// How the last run ended, and when, after a restart.
+        last: Option<(Exit, String)>,
     },
-    /// Exited with `code` and waiting out its restart back-off.
+    /// Exited and waiting out its restart back-off.
     BackOff {
         /// Restarts so far.
         restarts: i32,
-        /// The last exit code.
-        code: i32,
+        /// How the last run ended.
+        exit: Exit,
         /// How long the back-off lasts.
         delay: Duration,
     },
     /// Done for good: Succeeded (code 0) or Failed.
     Finished {
-        /// The exit code.
-        code: i32,
+        /// How it ended.
+        exit: Exit,
     },
 }
 
-/// What follows containers exiting with `code`, by the pod's
+/// What follows containers exiting as `exit` says, by the pod's
 /// `restartPolicy`: a back-off before restarting, or the end.
-pub fn after_exit(restart_policy: &str, code: i32, restarts: i32) -> State {
+pub fn after_exit(restart_policy: &str, exit: Exit, restarts: i32) -> State {
     let restart = match restart_policy {
         "Never" => false,
-        "OnFailure" => code != 0,
+        "OnFailure" => exit.code != 0,
         _ => true,
     };
     if restart {
         State::BackOff {
             restarts,
-            code,
+            exit,
             delay: backoff(restarts),
         }
     } else {
-        State::Finished { code }
+        State::Finished { exit }
     }
 }
 
@@ -190,7 +191,7 @@ pub fn status(
         State::Creating | State::Waiting { .. } => ("Pending", false),
         State::Running { ready, .. } => ("Running", *ready),
         State::BackOff { .. } => ("Running", false),
-        State::Finished { code: 0 } => ("Succeeded", false),
+        State::Finished { exit } if exit.code == 0 => ("Succeeded", false),
         State::Finished { .. } => ("Failed", false),
     };
     let statuses: Vec<Value> = containers
@@ -205,7 +206,9 @@ pub fn status(
                 "restartCount": 0,
                 "started": false,
             });
-            let exit_reason = |code: i32| if code == 0 { "Completed" } else { "Error" };
+            let terminated = |exit: &Exit, at: &str| {
+                json!({"terminated": {"exitCode": exit.code, "reason": exit.reason(), "finishedAt": at}})
+            };
             match state {
                 State::Creating => {
                     status["state"] = json!({"waiting": {"reason": "ContainerCreating"}});
@@ -215,14 +218,14 @@ pub fn status(
                 }
                 State::Running { restarts, since, last, .. } => {
                     status["state"] = json!({"running": {"startedAt": since}});
-                    if let Some((code, at)) = last {
-                        status["lastState"] = json!({"terminated": {"exitCode": code, "reason": exit_reason(*code), "finishedAt": at}});
+                    if let Some((exit, at)) = last {
+                        status["lastState"] = terminated(exit, at);
                     }
                     status["restartCount"] = json!(restarts);
                     status["started"] = json!(true);
                     status["containerID"] = json!(format!("{runtime}://{}-{}", c.name, restarts));
                 }
-                State::BackOff { restarts, code, delay } => {
+                State::BackOff { restarts, exit, delay } => {
                     let message = format!(
                         "back-off {}s restarting failed container={} pod={}",
                         delay.as_secs(),
@@ -230,11 +233,11 @@ pub fn status(
                         pod.metadata.name.as_deref().unwrap_or_default()
                     );
                     status["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}});
-                    status["lastState"] = json!({"terminated": {"exitCode": code, "reason": exit_reason(*code), "finishedAt": now}});
+                    status["lastState"] = terminated(exit, now);
                     status["restartCount"] = json!(restarts);
                 }
-                State::Finished { code } => {
-                    status["state"] = json!({"terminated": {"exitCode": code, "reason": exit_reason(*code), "finishedAt": now}});
+                State::Finished { exit } => {
+                    status["state"] = terminated(exit, now);
                 }
             }
             status
@@ -269,7 +272,7 @@ pub fn status(
         })
         .collect();
     let not_ready = match state {
-        State::Finished { code: 0 } => Some("PodCompleted"),
+        State::Finished { exit } if exit.code == 0 => Some("PodCompleted"),
         State::Finished { .. } => Some("PodFailed"),
         _ if !ready => Some("ContainersNotReady"),
         _ => None,
@@ -340,14 +343,21 @@ mod tests {
 
     #[test]
     fn restart_policy_decides_what_follows_an_exit() {
-        assert_eq!(after_exit("Never", 1, 0), State::Finished { code: 1 });
-        assert_eq!(after_exit("OnFailure", 0, 0), State::Finished { code: 0 });
+        let (zero, one) = (Exit::code(0), Exit::code(1));
+        assert_eq!(after_exit("Never", one, 0), State::Finished { exit: one });
+        assert_eq!(
+            after_exit("OnFailure", zero, 0),
+            State::Finished { exit: zero }
+        );
         assert!(matches!(
-            after_exit("OnFailure", 2, 0),
-            State::BackOff { code: 2, .. }
+            after_exit("OnFailure", Exit::code(2), 0),
+            State::BackOff {
+                exit: Exit { code: 2, .. },
+                ..
+            }
         ));
         assert!(matches!(
-            after_exit("Always", 0, 3),
+            after_exit("Always", zero, 3),
             State::BackOff { restarts: 3, .. }
         ));
         let delays: Vec<u64> = (0..8).map(|r| backoff(r).as_secs()).collect();
@@ -409,7 +419,10 @@ mod tests {
         assert!(ready.contains(&("Ready", "True")) && ready.contains(&("ContainersReady", "True")));
         let crashing = State::BackOff {
             restarts: 2,
-            code: 1,
+            exit: Exit {
+                code: 137,
+                oom_killed: true,
+            },
             delay: backoff(2),
         };
         let crashing = status(
@@ -427,12 +440,15 @@ mod tests {
             container["state"]["waiting"]["message"],
             "back-off 40s restarting failed container=c pod=web-1"
         );
-        assert_eq!(container["lastState"]["terminated"]["exitCode"], 1);
+        assert_eq!(container["lastState"]["terminated"]["exitCode"], 137);
+        assert_eq!(container["lastState"]["terminated"]["reason"], "OOMKilled");
         assert_eq!(container["restartCount"], 2);
         let failed = status(
             "sim",
             &pod(),
-            &State::Finished { code: 1 },
+            &State::Finished {
+                exit: Exit::code(1),
+            },
             "172.18.0.2",
             "10.244.1.2",
             now,

@@ -16,8 +16,36 @@ pub enum Change {
     /// They passed (or failed) their readiness probes.
     Ready(bool),
     /// A container exited (or was killed after failing its liveness
-    /// probe) with this code: the pod's containers are done.
-    Exited(i32),
+    /// probe): the pod's containers are done.
+    Exited(Exit),
+}
+
+/// How a container's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// Its exit code (128 + the signal that killed it).
+    pub code: i32,
+    /// Whether the kernel's OOM killer ended it, over its memory limit.
+    pub oom_killed: bool,
+}
+
+impl Exit {
+    /// An exit with `code`, not OOM-killed.
+    pub fn code(code: i32) -> Self {
+        Exit {
+            code,
+            oom_killed: false,
+        }
+    }
+
+    /// The reason a terminated container reports, as the kubelet's.
+    pub fn reason(&self) -> &'static str {
+        match (self.oom_killed, self.code) {
+            (true, _) => "OOMKilled",
+            (false, 0) => "Completed",
+            _ => "Error",
+        }
+    }
 }
 
 /// A pod's containers once started.

@@ -12,7 +12,7 @@ use skiff_runtime::events::{reference, Recorder, Type};
 use crate::lifecycle::Behaviour;
 use crate::node::SimNode;
 use crate::runtime::{
-    Change, Containers, Refused, Runtime, ServiceVariables, Session, NO_PROCESSES,
+    Change, Containers, Exit, Refused, Runtime, ServiceVariables, Session, NO_PROCESSES,
 };
 
 /// The simulated runtime; a pod whose annotations do not parse gets a
@@ -57,7 +57,7 @@ impl Containers for Simulated {
         match exit_at {
             Some((at, code)) => {
                 tokio::time::sleep_until(at).await;
-                Change::Exited(code)
+                Change::Exited(Exit::code(code))
             }
             None => std::future::pending().await,
         }

@@ -809,3 +809,86 @@ fn host_routes_let_the_servers_own_namespace_reach_pods() {
         "the routes go with the server: {routes}"
     );
 }
+
+#[test]
+fn a_memory_limit_exceeded_is_oom_killed_and_a_cpu_limit_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    // The shell holds 64 MB in a variable, over its 16 Mi limit.
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hungry}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: eat
+    image: busybox
+    command: [sh, -c, 'x=$(head -c 67108864 /dev/zero | tr "\000" a); echo survived']
+    resources:
+      limits: {memory: 16Mi, cpu: 250m}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: limited}
+spec:
+  containers:
+  - name: idle
+    image: busybox
+    command: [sleep, "3600"]
+    resources:
+      requests: {cpu: 100m}
+      limits: {memory: 32Mi, cpu: 500m}
+"#;
+    apply(&server, dir.path(), "limits", yaml);
+    let hungry = pod_when(&server, "hungry", "the hungry pod ended", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let terminated = &hungry["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{hungry:#}");
+    assert_eq!(terminated["exitCode"], 137, "{hungry:#}");
+
+    // The limits are where the kernel reads them, seen from inside.
+    pod_when(&server, "limited", "the limited pod running", ready);
+    let cgroup = server.kubectl_ok(&["exec", "limited", "--", "cat", "/proc/self/cgroup"]);
+    let v2 = machine
+        .command("test", &["-e", "/sys/fs/cgroup/cgroup.controllers"])
+        .status()
+        .unwrap()
+        .success();
+    let read = |controller: &str, file: &str| {
+        let path = cgroup_path(&cgroup, controller)
+            .unwrap_or_else(|| panic!("no {controller} cgroup in {cgroup}"));
+        assert!(path.ends_with("/idle"), "{cgroup}");
+        let mount = match v2 {
+            true => "/sys/fs/cgroup".to_owned(),
+            false => format!("/sys/fs/cgroup/{controller}"),
+        };
+        machine.run_ok("cat", &[&format!("{mount}{path}/{file}")])
+    };
+    match v2 {
+        true => {
+            assert_eq!(read("memory", "memory.max").trim(), "33554432");
+            assert_eq!(read("cpu", "cpu.max").trim(), "50000 100000");
+        }
+        false => {
+            assert_eq!(read("memory", "memory.limit_in_bytes").trim(), "33554432");
+            assert_eq!(read("cpu", "cpu.cfs_quota_us").trim(), "50000");
+            assert_eq!(read("cpu", "cpu.shares").trim(), "102");
+        }
+    }
+    server.stop();
+}
+
+/// The path of the cgroup of `controller` in a `/proc/PID/cgroup` text
+/// (v2's one line has no controllers).
+fn cgroup_path(text: &str, controller: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (_, rest) = l.split_once(':')?;
+        let (controllers, path) = rest.split_once(':')?;
+        (controllers.is_empty() || controllers.split(',').any(|c| c == controller))
+            .then(|| path.to_owned())
+    })
+}

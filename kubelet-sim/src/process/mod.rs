@@ -11,6 +11,7 @@
 //! ([`cleanup`]).
 
 pub mod builtin;
+pub mod cgroup;
 pub mod env;
 pub mod files;
 pub mod grpc;
@@ -26,8 +27,8 @@ pub mod volumes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectReference, Pod, Probe, Secret};
 use kube::api::Api;
@@ -39,7 +40,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::node::{Capacity, SimNode};
-use crate::runtime::{exit_code, Change, Containers, Refused, Runtime, ServiceVariables, Session};
+use crate::runtime::{
+    exit_code, Change, Containers, Exit, Refused, Runtime, ServiceVariables, Session,
+};
 use env::{Placement, Sources};
 use probe::{Kind, Prober, Target, Timing};
 use program::Program;
@@ -56,8 +59,36 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 /// A node's address and its pods' host ports, by pod uid.
 type NodePorts = (String, HashMap<String, Vec<hostports::Mapping>>);
 
-/// A pod's containers' main processes: name and pid.
-type Pids = Vec<(String, i32)>;
+/// A container's main process, as started.
+#[derive(Debug, Clone)]
+struct Started {
+    name: String,
+    pid: i32,
+    /// Its cgroup, where the runtime makes them.
+    group: Option<cgroup::Group>,
+    at: Instant,
+}
+
+/// A container's run as launched: its process, and its cgroup with the
+/// OOM kills it had counted before the run.
+struct Launched {
+    pid: i32,
+    child: tokio::process::Child,
+    cgroup: Option<(cgroup::Group, u64)>,
+}
+
+impl Launched {
+    /// Waits for the run to end.
+    async fn wait(mut self) -> Exit {
+        let code = self.child.wait().await.map(exit_code).unwrap_or(-1);
+        Exit {
+            code,
+            oom_killed: self
+                .cgroup
+                .is_some_and(|(group, before)| group.oom_kills() > before),
+        }
+    }
+}
 
 /// The process runtime.
 pub struct Process {
@@ -68,9 +99,10 @@ pub struct Process {
     exe: PathBuf,
     busybox: Option<String>,
     capacity: Capacity,
-    /// The main processes of each pod's containers (name, pid), by pod
-    /// uid.
-    pods: Arc<Mutex<HashMap<String, Pids>>>,
+    /// The main processes of each pod's containers, by pod uid.
+    pods: Arc<Mutex<HashMap<String, Vec<Started>>>>,
+    /// The pods' cgroups, found at start (None: limits not enforced).
+    cgroups: OnceLock<Option<cgroup::Cgroups>>,
     /// Each node's host ports, by pod uid: written whole at each change.
     host_ports: tokio::sync::Mutex<HashMap<String, NodePorts>>,
     /// Whether the namespace Skiff runs in gets routes to the pods.
@@ -103,6 +135,7 @@ impl Process {
             busybox,
             capacity: capacity.clone(),
             pods: Arc::default(),
+            cgroups: OnceLock::new(),
             refreshers: Mutex::default(),
             meter: Mutex::default(),
             host_routes,
@@ -122,8 +155,16 @@ impl Process {
         launch: &Launch<'_>,
         c: &Container,
         vars: &[(String, String)],
-    ) -> Result<(i32, tokio::process::Child), String> {
+    ) -> Result<Launched, String> {
         let pod = launch.pod;
+        let uid = pod.uid().unwrap_or_default();
+        let group = match self.cgroups.get().and_then(Option::as_ref) {
+            Some(cgroups) => {
+                let limits = cgroup::limits(c.resources.as_ref());
+                Some(cgroups.container(&uid, &launch.limits, &c.name, &limits)?)
+            }
+            None => None,
+        };
         let argv = match program::program(c, vars, self.busybox.as_deref()) {
             Program::Exec(argv) => argv,
             Program::Builtin(args) => {
@@ -158,6 +199,7 @@ impl Process {
             workdir: c.working_dir.as_ref().map(PathBuf::from),
             user: uid_of.map(|u| (u as u32, gid_of.unwrap_or(u) as u32)),
             once: false,
+            cgroups: group.iter().flat_map(cgroup::Group::procs).collect(),
         };
         let spec_path = container_dir.join("spec.json");
         std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("a spec"))
@@ -168,6 +210,10 @@ impl Process {
             .open(container_dir.join(format!("{}.log", launch.restarts)))
             .await
             .map_err(|e| format!("the container's log: {e}"))?;
+        let cgroup = group.map(|g| {
+            let before = g.oom_kills();
+            (g, before)
+        });
         let mut child = tokio::process::Command::new(&self.exe)
             .arg(SHIM)
             .arg(&spec_path)
@@ -180,9 +226,14 @@ impl Process {
         self.pods
             .lock()
             .expect("the pods")
-            .entry(pod.uid().unwrap_or_default())
+            .entry(uid)
             .or_default()
-            .push((c.name.clone(), pid));
+            .push(Started {
+                name: c.name.clone(),
+                pid,
+                group: cgroup.as_ref().map(|(g, _)| g.clone()),
+                at: Instant::now(),
+            });
         let log = Arc::new(tokio::sync::Mutex::new(log));
         if let Some(out) = child.stdout.take() {
             tokio::spawn(copy_log(out, "stdout", log.clone()));
@@ -190,7 +241,7 @@ impl Process {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(copy_log(err, "stderr", log));
         }
-        Ok((pid, child))
+        Ok(Launched { pid, child, cgroup })
     }
 
     /// Runs a lifecycle hook of container `c` (main process and pod IP in
@@ -353,6 +404,8 @@ struct Launch<'a> {
     hostname: String,
     mounted: Mounted,
     restarts: i32,
+    /// The pod's cgroup's limits: the sum of its containers'.
+    limits: cgroup::Limits,
 }
 
 /// A pod's volumes set up: where each is, and whether the kubelet writes
@@ -470,6 +523,9 @@ pub async fn cleanup(root: &Path) -> usize {
         }
     }
     remove_tree(&root.join("pods"));
+    if let Some(cgroups) = cgroup::Cgroups::find(root) {
+        cgroups.cleanup().await;
+    }
     existing.len()
 }
 
@@ -527,7 +583,7 @@ fn mounts(
 
 /// What a container's tasks tell its pod's [`Running`].
 enum Report {
-    Exited { code: i32 },
+    Exited(Exit),
     Ready { index: usize, ready: bool },
     Unhealthy { index: usize, kind: Kind },
 }
@@ -578,12 +634,12 @@ impl Containers for Running {
                 return std::future::pending().await;
             };
             match report {
-                Report::Exited { code } => {
+                Report::Exited(exit) => {
                     // The pod's containers run and restart together.
                     for &pid in &self.pids {
                         signal(pid, Signal::SIGKILL);
                     }
-                    return Change::Exited(code);
+                    return Change::Exited(exit);
                 }
                 Report::Ready { index, ready } => {
                     let before = self.ready();
@@ -757,11 +813,11 @@ impl Runtime for Process {
         if self.host_routes {
             network::apply(&network::host(nodes)).await?;
         }
-        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            tracing::warn!(
-                "no writable cgroup v2 hierarchy: resource limits are recorded, not enforced"
-            );
+        let cgroups = cgroup::Cgroups::detect(&self.root);
+        if cgroups.is_none() {
+            tracing::warn!("no writable cgroup hierarchy with the memory and cpu controllers: resource limits are recorded, not enforced");
         }
+        let _ = self.cgroups.set(cgroups);
         Ok(())
     }
 
@@ -869,6 +925,7 @@ impl Runtime for Process {
             hostname,
             mounted,
             restarts,
+            limits: cgroup::pod_limits(&all),
         };
         // The last run's processes are gone: their pids may be reused.
         self.pods
@@ -879,14 +936,12 @@ impl Runtime for Process {
         let (tx, rx) = mpsc::channel(64);
         let mut running: Vec<Container> = Vec::new();
         let mut pids = Vec::new();
-        let mut keep = |c: &Container,
-                        pid: i32,
-                        mut child: tokio::process::Child,
-                        running: &mut Vec<Container>| {
+        let mut keep = |c: &Container, launched: Launched, running: &mut Vec<Container>| {
             let exited = tx.clone();
+            let pid = launched.pid;
             tokio::spawn(async move {
-                let code = child.wait().await.map(exit_code).unwrap_or(-1);
-                let _ = exited.send(Report::Exited { code }).await;
+                let exit = launched.wait().await;
+                let _ = exited.send(Report::Exited(exit)).await;
             });
             let target = Target {
                 from: network::path(&network::node_namespace(node)),
@@ -903,12 +958,12 @@ impl Runtime for Process {
         // Init containers in order, each to its end; sidecars (those that
         // restart Always) start and stay, as upstream's.
         for c in spec.init_containers.iter().flatten() {
-            let (pid, mut child) = self.launch(&launch, c, &environments[&c.name]).await?;
+            let launched = self.launch(&launch, c, &environments[&c.name]).await?;
             if c.restart_policy.as_deref() == Some("Always") {
-                keep(c, pid, child, &mut running);
+                keep(c, launched, &mut running);
                 continue;
             }
-            let code = child.wait().await.map(exit_code).unwrap_or(-1);
+            let Exit { code, .. } = launched.wait().await;
             if code != 0 {
                 for &pid in &pids {
                     signal(pid, Signal::SIGKILL);
@@ -920,7 +975,8 @@ impl Runtime for Process {
             }
         }
         for c in &spec.containers {
-            let (pid, child) = self.launch(&launch, c, &environments[&c.name]).await?;
+            let launched = self.launch(&launch, c, &environments[&c.name]).await?;
+            let pid = launched.pid;
             // A postStart hook holds the next container back; its failure
             // kills this one, which then restarts as any exit would.
             if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
@@ -930,7 +986,7 @@ impl Runtime for Process {
                     signal(pid, Signal::SIGKILL);
                 }
             }
-            keep(c, pid, child, &mut running);
+            keep(c, launched, &mut running);
         }
         Ok(Box::new(Running {
             reports: rx,
@@ -959,22 +1015,22 @@ impl Runtime for Process {
         // preStop hooks first, within the grace period, then SIGTERM for
         // what is left of it.
         let began = tokio::time::Instant::now();
-        let hooks = pids.iter().filter_map(|(name, pid)| {
+        let hooks = pids.iter().filter_map(|started| {
             let c = pod
                 .spec
                 .as_ref()?
                 .containers
                 .iter()
-                .find(|c| &c.name == name)?;
+                .find(|c| c.name == started.name)?;
             let handler = c.lifecycle.as_ref()?.pre_stop.clone()?;
             let ip = pod.status.as_ref()?.pod_ip.clone().unwrap_or_default();
             Some(async move {
-                self.hook(pod, c, handler, (*pid, &ip), grace, "PreStop")
+                self.hook(pod, c, handler, (started.pid, &ip), grace, "PreStop")
                     .await
             })
         });
         let _ = tokio::time::timeout(grace, futures::future::join_all(hooks)).await;
-        let pids: Vec<i32> = pids.into_iter().map(|(_, pid)| pid).collect();
+        let pids: Vec<i32> = pids.into_iter().map(|started| started.pid).collect();
         terminate(&pids, grace.saturating_sub(began.elapsed())).await;
         if let Some(task) = self.refreshers.lock().expect("the refreshers").remove(&uid) {
             task.abort();
@@ -994,6 +1050,9 @@ impl Runtime for Process {
             let _ = network::apply(&[network::remove(&namespace)]).await;
         }
         remove_tree(&self.pod_dir(&uid));
+        if let Some(cgroups) = self.cgroups.get().and_then(Option::as_ref) {
+            cgroups.remove_pod(&uid).await;
+        }
     }
 
     async fn exec(
@@ -1011,8 +1070,8 @@ impl Runtime for Process {
             .get(&uid)
             .into_iter()
             .flatten()
-            .find(|(name, pid)| name == container && alive(*pid))
-            .map(|(_, pid)| *pid)
+            .find(|s| s.name == container && alive(s.pid))
+            .map(|s| s.pid)
             .ok_or_else(|| format!("container {container} is not running"))?;
         let dir = self.pod_dir(&uid).join(container);
         let started: shim::Spec = std::fs::read(dir.join("spec.json"))
@@ -1028,6 +1087,7 @@ impl Runtime for Process {
             join: Some(pid),
             workdir: started.workdir,
             user: started.user,
+            cgroups: started.cgroups,
             ..Default::default()
         };
         let path = shim::write_once(&dir, &spec)?;
@@ -1069,11 +1129,16 @@ impl Runtime for Process {
                 let containers = table.get(&pod.uid()?)?;
                 let used = containers
                     .iter()
-                    .filter_map(|(name, pid)| {
-                        let stats = sessions.get(pid)?;
-                        live.push(*pid);
-                        let (cpu, memory) = meter.read(*pid, stats);
-                        Some((name.clone(), cpu, memory))
+                    .filter_map(|s| {
+                        let (cpu, memory, running_for) = match s.group.as_ref() {
+                            Some(group) => {
+                                let (cpu, memory) = group.usage()?;
+                                (cpu, memory, s.at.elapsed().as_secs_f64())
+                            }
+                            None => usage::totals(sessions.get(&s.pid)?),
+                        };
+                        live.push(s.pid);
+                        Some((s.name.clone(), meter.rate(s.pid, cpu, running_for), memory))
                     })
                     .collect();
                 Some(crate::runtime::PodUsage {
@@ -1101,7 +1166,7 @@ impl Runtime for Process {
         pods.get(uid)
             .into_iter()
             .flatten()
-            .any(|(name, pid)| name == container && alive(*pid))
+            .any(|s| s.name == container && alive(s.pid))
     }
 
     fn log(&self, uid: &str, container: &str, previous: bool) -> Option<PathBuf> {

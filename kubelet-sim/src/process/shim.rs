@@ -47,6 +47,10 @@ pub struct Spec {
     pub user: Option<(u32, u32)>,
     /// The spec file is for this run only: the shim removes it once read.
     pub once: bool,
+    /// The `cgroup.procs` files of the cgroups to join first, so that the
+    /// program starts under its limits.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// Writes `spec` for one run (an exec, a probe) into `dir` under a name
@@ -92,6 +96,10 @@ pub fn run(path: &str) -> i32 {
 }
 
 fn enter(spec: &Spec) -> Result<(), String> {
+    for procs in &spec.cgroups {
+        std::fs::write(procs, std::process::id().to_string())
+            .map_err(|e| format!("cannot join the cgroup {}: {e}", procs.display()))?;
+    }
     let join = |path: PathBuf, kind: CloneFlags| {
         let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         setns(file, kind).map_err(|e| format!("cannot join {}: {e}", path.display()))

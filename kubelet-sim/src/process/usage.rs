@@ -1,9 +1,10 @@
-//! What containers use, read from `/proc` (no cgroup needed): a
-//! container's processes are its session's (the shim makes one per
-//! container), their CPU time and resident memory summed. CPU is reported
-//! as a rate over the time since the last reading of the same container
-//! (since its start the first time), in nanocores, as metrics-server does
-//! over its window.
+//! What containers use where they have no cgroup ([`super::cgroup`]
+//! reads it where they do), read from `/proc`: a container's processes
+//! are its session's (the shim makes one per container), their CPU time
+//! and resident memory summed. Either way, CPU is reported as a rate
+//! over the time since the last reading of the same container (since its
+//! start the first time), in nanocores, as metrics-server does over its
+//! window.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -66,34 +67,42 @@ fn sysconf(name: nix::unistd::SysconfVar, default: u64) -> u64 {
         .map_or(default, |v| v as u64)
 }
 
+/// What a session's processes used: CPU time (nanoseconds), resident
+/// memory (bytes) and how long they have run (seconds).
+pub fn totals(stats: &[Stat]) -> (u64, u64, f64) {
+    let hz = sysconf(nix::unistd::SysconfVar::CLK_TCK, 100).max(1);
+    let page = sysconf(nix::unistd::SysconfVar::PAGE_SIZE, 4096);
+    let ticks: u64 = stats.iter().map(|s| s.ticks).sum();
+    let bytes = stats.iter().map(|s| s.rss_pages).sum::<u64>() * page;
+    let uptime = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let started = stats.iter().map(|s| s.start).min().unwrap_or(0) as f64 / hz as f64;
+    (
+        ticks * (1_000_000_000 / hz),
+        bytes,
+        (uptime - started).max(0.0),
+    )
+}
+
 impl Meter {
-    /// The usage of the container whose session is `session`: nanocores
-    /// and bytes.
-    pub fn read(&mut self, session: i32, stats: &[Stat]) -> (u64, u64) {
-        let hz = sysconf(nix::unistd::SysconfVar::CLK_TCK, 100).max(1);
-        let page = sysconf(nix::unistd::SysconfVar::PAGE_SIZE, 4096);
-        let ticks: u64 = stats.iter().map(|s| s.ticks).sum();
-        let bytes = stats.iter().map(|s| s.rss_pages).sum::<u64>() * page;
+    /// The CPU rate (nanocores) of the container known by `key` that has
+    /// used `cpu` nanoseconds in the `running_for` seconds since it
+    /// started: over the time since its last reading, or since its start.
+    pub fn rate(&mut self, key: i32, cpu: u64, running_for: f64) -> u64 {
         let now = Instant::now();
-        let (since, before) = match self.last.get(&session) {
+        let (since, before) = match self.last.get(&key) {
             Some(&(at, before)) => (now.duration_since(at).as_secs_f64(), before),
-            None => {
-                let uptime = std::fs::read_to_string("/proc/uptime")
-                    .ok()
-                    .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
-                    .unwrap_or(0.0);
-                let started = stats.iter().map(|s| s.start).min().unwrap_or(0) as f64 / hz as f64;
-                ((uptime - started).max(0.001), 0)
-            }
+            None => (running_for, 0),
         };
-        self.last.insert(session, (now, ticks));
-        let seconds = ticks.saturating_sub(before) as f64 / hz as f64;
-        ((seconds / since.max(0.001) * 1e9) as u64, bytes)
+        self.last.insert(key, (now, cpu));
+        (cpu.saturating_sub(before) as f64 / since.max(0.001)) as u64
     }
 
-    /// Forgets the sessions not in `live`.
+    /// Forgets the containers not in `live`.
     pub fn keep(&mut self, live: &[i32]) {
-        self.last.retain(|session, _| live.contains(session));
+        self.last.retain(|key, _| live.contains(key));
     }
 }
 
@@ -114,5 +123,14 @@ mod tests {
             })
         );
         assert_eq!(parse("garbage"), None);
+    }
+
+    #[test]
+    fn rates_are_taken_between_readings() {
+        let mut meter = Meter::default();
+        // 0.5 s of CPU in the 2 s since it started: a quarter of a core.
+        assert_eq!(meter.rate(7, 500_000_000, 2.0), 250_000_000);
+        meter.keep(&[]);
+        assert!(meter.last.is_empty());
     }
 }
