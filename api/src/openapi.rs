@@ -145,6 +145,10 @@ impl OpenApi {
                     paths.insert(path, item);
                 }
             }
+            // The body of `serviceaccounts/NAME/token`, served beside them.
+            if kinds.iter().any(|k| k.has(crate::Subresource::Token)) {
+                generator.subschema_for::<k8s_openapi::api::authentication::v1::TokenRequest>();
+            }
             generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
             generator
                 .subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();

@@ -34,6 +34,8 @@ pub enum Subresource {
     /// `pods/portforward`: connections to a pod's ports, over an upgraded
     /// stream.
     PortForward,
+    /// `serviceaccounts/token`: a TokenRequest for the account's token.
+    Token,
     /// `namespaces/finalize`: the namespace controller's removal of the
     /// `kubernetes` finalizer from `spec.finalizers`.
     Finalize,
@@ -49,6 +51,7 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Exec => "exec",
             Subresource::PortForward => "portforward",
+            Subresource::Token => "token",
             Subresource::Finalize => "finalize",
         }
     }
@@ -194,7 +197,7 @@ pub struct Registry {
     types: Vec<ResourceType>,
 }
 
-use Subresource::{Binding, Exec, Finalize, Log, PortForward, Scale, Status};
+use Subresource::{Binding, Exec, Finalize, Log, PortForward, Scale, Status, Token};
 
 impl Registry {
     /// The built-in kinds.
@@ -250,6 +253,7 @@ impl Registry {
             entry::<core::v1::ServiceAccount>(Extra {
                 strategy: &strategy::ServiceAccount,
                 short_names: &["sa"],
+                subresources: &[Token],
                 ..PLAIN
             }),
             entry::<core::v1::ReplicationController>(Extra {

@@ -27,6 +27,7 @@ ROOTS = [
     "io.k8s.api.networking.v1.IPAddress",
     "io.k8s.api.autoscaling.v1.Scale",
     "io.k8s.api.policy.v1.Eviction",
+    "io.k8s.api.authentication.v1.TokenRequest",
     "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
     # What responses hold besides objects: the order of their fields is
     # what the serializer writes (api/src/wire).

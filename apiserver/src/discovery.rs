@@ -92,6 +92,11 @@ fn entries(resource: &ResourceType) -> Vec<Value> {
                 ("Scale", &["get", "patch", "update"])
             }
             Subresource::Binding => ("Binding", &["create"]),
+            Subresource::Token => {
+                entry["group"] = json!("authentication.k8s.io");
+                entry["version"] = json!("v1");
+                ("TokenRequest", &["create"])
+            }
         };
         entry["kind"] = json!(kind);
         entry["verbs"] = json!(verbs);

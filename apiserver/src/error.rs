@@ -55,10 +55,10 @@ pub struct ApiError {
 
 /// `StatusDetails` of an error about one object; its `group` is
 /// `omitempty` (meta/v1 types.go), so absent for the core group.
-fn details(resource: &ResourceType, name: &str, kind: &str) -> Value {
+fn details(group: &str, name: &str, kind: &str) -> Value {
     let mut details = json!({ "name": name, "kind": kind });
-    if !resource.group.is_empty() {
-        details["group"] = json!(resource.group);
+    if !group.is_empty() {
+        details["group"] = json!(group);
     }
     details
 }
@@ -90,7 +90,7 @@ impl ApiError {
     /// 404 for an object that does not exist.
     pub fn not_found(resource: &ResourceType, name: &str) -> Self {
         Self {
-            details: Some(details(resource, name, resource.plural)),
+            details: Some(details(resource.group, name, resource.plural)),
             ..Self::new(
                 StatusCode::NOT_FOUND,
                 "NotFound",
@@ -102,7 +102,7 @@ impl ApiError {
     /// 409 for a create of an existing object.
     pub fn already_exists(resource: &ResourceType, name: &str) -> Self {
         Self {
-            details: Some(details(resource, name, resource.plural)),
+            details: Some(details(resource.group, name, resource.plural)),
             ..Self::new(
                 StatusCode::CONFLICT,
                 "AlreadyExists",
@@ -118,21 +118,28 @@ impl ApiError {
             resource.qualified()
         );
         Self {
-            details: Some(details(resource, name, resource.plural)),
+            details: Some(details(resource.group, name, resource.plural)),
             ..Self::new(StatusCode::CONFLICT, "Conflict", message)
         }
     }
 
     /// 422 with the fields at fault.
     pub fn invalid(resource: &ResourceType, name: &str, causes: Vec<Cause>) -> Self {
+        Self::invalid_kind(resource.group, resource.kind, name, causes)
+    }
+
+    /// 422 with the fields at fault, of an object of `group` and `kind`
+    /// that need not be stored (a `TokenRequest`).
+    pub fn invalid_kind(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let summary: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
+        let mut details = details(group, name, kind);
         // Upstream's qualified kind: `Deployment.apps`, `Pod` in the core group.
-        let kind = match resource.group {
-            "" => resource.kind.to_owned(),
-            group => format!("{}.{group}", resource.kind),
+        let kind = match group {
+            "" => kind.to_owned(),
+            group => format!("{kind}.{group}"),
         };
         let message = match summary.len() {
             1 => format!("{kind} \"{name}\" is invalid: {}", summary[0]),
@@ -142,7 +149,6 @@ impl ApiError {
             .iter()
             .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
             .collect();
-        let mut details = details(resource, name, resource.kind);
         details["causes"] = json!(causes);
         Self {
             details: Some(details),

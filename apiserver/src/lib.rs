@@ -16,7 +16,9 @@ mod object;
 mod path;
 mod resource_metrics;
 mod rest;
+mod service_accounts;
 mod table;
+mod tokens;
 mod watch;
 mod wire;
 
@@ -36,6 +38,7 @@ pub use bootstrap::{
     DEFAULT_NAMESPACES,
 };
 pub use error::{ApiError, Cause};
+pub use service_accounts::{MOUNT_PATH, ROOT_CA};
 pub use wire::prepare as prepare_types;
 
 /// Bodies over this many bytes are refused with 413, as upstream does.
@@ -61,6 +64,8 @@ pub struct AppState {
     audit: Arc<audit::AuditLog>,
     /// The ClusterIP and node-port allocators.
     pub allocator: Arc<Allocator>,
+    /// What signs and checks service-account tokens; `None` issues none.
+    pub tokens: Option<Arc<tokens::Tokens>>,
 }
 
 impl AppState {
@@ -76,6 +81,7 @@ impl AppState {
             protobuf: Arc::new(OnceLock::new()),
             metrics: Arc::default(),
             audit: Arc::default(),
+            tokens: None,
         }
     }
 
@@ -95,6 +101,19 @@ impl AppState {
             allocator: Arc::new(allocator_for(&self.store, &self.registry, ranges)),
             ..self
         }
+    }
+
+    /// Issues and accepts service-account tokens signed with the P-256
+    /// key `private_pem` (PKCS #8), checked with `public_pem`.
+    pub fn with_service_account_key(
+        self,
+        private_pem: &str,
+        public_pem: &str,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            tokens: Some(Arc::new(tokens::Tokens::new(private_pem, public_pem)?)),
+            ..self
+        })
     }
 
     /// Requires `Authorization: Bearer TOKEN` on every request but health

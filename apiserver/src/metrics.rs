@@ -216,7 +216,6 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         target.as_ref(),
     );
     let target = target.map(|t| (t.namespace, t.name)).unwrap_or_default();
-    let user = crate::auth::user(&state, request.headers());
     let user_agent = request
         .headers()
         .get(header::USER_AGENT)
@@ -225,6 +224,13 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .to_owned();
     let response = next.run(request).await;
     let code = response.status().as_u16();
+    let user = response
+        .extensions()
+        .get::<crate::auth::User>()
+        .map_or_else(
+            || crate::auth::ANONYMOUS.to_owned(),
+            crate::auth::User::name,
+        );
     if crate::audit::recorded(verb, &response) {
         let written = response
             .extensions()
@@ -234,7 +240,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         state.audit.push(crate::audit::Record {
             seq: 0,
             time,
-            user: user.to_owned(),
+            user,
             user_agent,
             verb: verb.to_owned(),
             resource: resource.clone(),

@@ -1,6 +1,8 @@
 //! The cluster's credentials, made at first start and kept in the data
 //! directory: a CA, a serving certificate signed by it for each start, an
-//! admin token, and a kubeconfig that embeds the CA and the token.
+//! admin token, the key pair service-account tokens are signed with
+//! (`sa.key`, `sa.pub`, as kubeadm names them), and a kubeconfig that
+//! embeds the CA and the token.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -24,6 +26,9 @@ pub struct Credentials {
     pub key_pem: String,
     /// The admin bearer token.
     pub token: String,
+    /// The service-account signing key (P-256, PKCS #8 PEM) and its
+    /// public key (PEM).
+    pub service_account: (String, String),
 }
 
 /// Writes `contents` to `path` readable by its owner alone.
@@ -56,9 +61,20 @@ fn ca_params() -> Result<CertificateParams> {
     Ok(params)
 }
 
-/// Loads the CA and token from `dir`, making them on first start; signs a
-/// serving certificate for 127.0.0.1, localhost and `listen`.
-pub fn load_or_create(dir: &Path, listen: IpAddr) -> Result<Credentials> {
+/// The names the serving certificate holds beside localhost: the
+/// `kubernetes` Service's, which in-cluster clients dial.
+const SERVICE_NAMES: [&str; 4] = [
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+
+/// Loads the CA, token and signing key from `dir`, making them on first
+/// start; signs a serving certificate for 127.0.0.1, localhost, the
+/// `kubernetes` Service's names and the addresses `ips` (those that are
+/// neither loopback nor unspecified).
+pub fn load_or_create(dir: &Path, ips: &[IpAddr]) -> Result<Credentials> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (ca_cert, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
     if !ca_cert.exists() || !ca_key.exists() {
@@ -76,15 +92,19 @@ pub fn load_or_create(dir: &Path, listen: IpAddr) -> Result<Credentials> {
     let issuer = Issuer::new(ca_params()?, ca_key);
 
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+    let names = std::iter::once("localhost").chain(SERVICE_NAMES);
+    let mut params = CertificateParams::new(names.map(str::to_owned).collect::<Vec<_>>())?;
     params
         .distinguished_name
         .push(DnType::CommonName, "skiff-apiserver");
     params
         .subject_alt_names
         .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
-    if !listen.is_loopback() && !listen.is_unspecified() {
-        params.subject_alt_names.push(SanType::IpAddress(listen));
+    for ip in ips
+        .iter()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
     }
     let cert = params.signed_by(&key, &issuer)?;
 
@@ -101,7 +121,21 @@ pub fn load_or_create(dir: &Path, listen: IpAddr) -> Result<Credentials> {
         .with_context(|| format!("cannot read {}", token_path.display()))?
         .trim()
         .to_owned();
+    let service_account = dir.join("sa.key");
+    if !service_account.exists() {
+        write_private(
+            &service_account,
+            KeyPair::generate()?.serialize_pem().as_bytes(),
+        )?;
+    }
+    let service_account_pem = std::fs::read_to_string(&service_account)
+        .with_context(|| format!("cannot read {}", service_account.display()))?;
+    let public_pem = KeyPair::from_pem(&service_account_pem)
+        .with_context(|| format!("{} is not a private key", service_account.display()))?
+        .public_key_pem();
+    write_private(&dir.join("sa.pub"), public_pem.as_bytes())?;
     Ok(Credentials {
+        service_account: (service_account_pem, public_pem),
         cert_pem: format!("{}{ca_pem}", cert.pem()),
         key_pem: key.serialize_pem(),
         ca_pem,
@@ -155,10 +189,11 @@ mod tests {
     #[test]
     fn credentials_persist_and_the_kubeconfig_is_private() {
         let dir = tempfile::tempdir().unwrap();
-        let listen = IpAddr::from([127, 0, 0, 1]);
-        let first = load_or_create(dir.path(), listen).unwrap();
-        let second = load_or_create(dir.path(), listen).unwrap();
+        let listen = [IpAddr::from([127, 0, 0, 1])];
+        let first = load_or_create(dir.path(), &listen).unwrap();
+        let second = load_or_create(dir.path(), &listen).unwrap();
         assert_eq!(first.ca_pem, second.ca_pem);
+        assert_eq!(first.service_account, second.service_account);
         assert_eq!(first.token, second.token);
         assert_eq!(first.token.len(), 64);
         let path = write_kubeconfig(dir.path(), "https://127.0.0.1:6443", &first).unwrap();

@@ -87,7 +87,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         max_age: Duration::from_secs(args.history_max_age_seconds),
     };
     let store = Arc::new(MvccStore::open(&data_dir.join("store"), limits)?);
-    let credentials = pki::load_or_create(&data_dir.join("pki"), args.listen.ip())?;
+    // In-cluster clients dial the `kubernetes` Service's first ClusterIP
+    // and, with the process runtime, the server's address on the nodes'
+    // wire (`--host-routes`).
+    let host_address: std::net::IpAddr = skiff_kubelet_sim::process::network::HOST_ADDRESS
+        .parse()
+        .expect("an address");
+    let addresses = [
+        args.listen.ip(),
+        std::net::IpAddr::V4(args.service_cidr.ip(0)),
+        host_address,
+    ];
+    let credentials = pki::load_or_create(&data_dir.join("pki"), &addresses)?;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = RustlsConfig::from_pem(
@@ -108,7 +119,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let url = format!("https://{host}:{}", address.port());
     let kubeconfig = pki::write_kubeconfig(&data_dir, &url, &credentials)?;
     let shared: Arc<dyn Store> = store.clone();
+    let (signing, public) = &credentials.service_account;
     let state = AppState::new(shared)
+        .with_service_account_key(signing, public)
+        .map_err(|e| anyhow::anyhow!(e))?
         .with_token(&credentials.token)
         .with_service_ranges(ServiceRanges {
             cidr: args.service_cidr,
@@ -183,6 +197,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // The API is up; its clients start beside it.
     let controllers = skiff_controllers::Options {
         load_balancer_pool: args.load_balancer_pool,
+        root_ca: credentials.ca_pem.clone(),
     };
     let nodes = args.nodes.with_data_dir(&data_dir);
     crate::agent::start_components(&transport, &informers, &nodes, &controllers)?;

@@ -10,6 +10,7 @@ pub mod gc;
 pub mod loadbalancer;
 pub mod membership;
 pub mod namespace;
+pub mod namespace_defaults;
 pub mod replicaset;
 pub mod selector;
 pub mod workqueue;
@@ -21,6 +22,8 @@ use skiff_runtime::Informers;
 pub struct Options {
     /// The addresses LoadBalancer Services are given.
     pub load_balancer_pool: skiff_api::services::IpRange,
+    /// The cluster's CA (PEM), published in every namespace.
+    pub root_ca: String,
 }
 
 /// Starts every controller, each reading from the process's shared
@@ -56,5 +59,14 @@ pub fn start(client: &dyn Fn(&str) -> kube::Client, informers: &Informers, optio
         options.load_balancer_pool,
     ));
     tokio::spawn(namespace::run(client("namespace-controller"), informers));
+    tokio::spawn(namespace_defaults::service_accounts(
+        client("serviceaccount-controller"),
+        informers,
+    ));
+    tokio::spawn(namespace_defaults::root_ca_publisher(
+        client("root-ca-cert-publisher"),
+        informers,
+        &options.root_ca,
+    ));
     tokio::spawn(gc::run(client("generic-garbage-collector"), informers));
 }

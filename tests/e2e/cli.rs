@@ -58,10 +58,26 @@ fn apply_get_describe_and_delete_with_the_skiff_cli() {
         "{wide}"
     );
     let all = server.skiff_ok(&["get", "configmaps", "-A", "-l", "!missing"]);
-    assert!(all.starts_with("NAMESPACE   NAME "), "{all}");
-    assert!(all.contains("shop        web-config   1 "), "{all}");
+    // Every namespace holds the cluster's CA, as upstream's do.
+    let rows: Vec<Vec<&str>> = all
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..3], ["NAMESPACE", "NAME", "DATA"], "{all}");
+    assert!(
+        rows.iter().any(|r| r[..3] == ["shop", "web-config", "1"]),
+        "{all}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r[..2] == ["kube-system", "kube-root-ca.crt"]),
+        "{all}"
+    );
     let names = server.skiff_ok(&["get", "cm,deploy", "-n", "shop", "-o", "name"]);
-    assert_eq!(names, "configmap/web-config\ndeployment.apps/web\n");
+    assert_eq!(
+        names,
+        "configmap/kube-root-ca.crt\nconfigmap/web-config\ndeployment.apps/web\n"
+    );
     let yaml = server.skiff_ok(&["get", "cm", "web-config", "-n", "shop", "-o", "yaml"]);
     assert!(
         yaml.contains("kind: ConfigMap\n") && yaml.contains("  greeting: hello\n"),
@@ -104,6 +120,8 @@ fn apply_get_describe_and_delete_with_the_skiff_cli() {
     .unwrap();
     let made = server.skiff_ok(&["create", "-f", extra.to_str().unwrap()]);
     assert_eq!(made, "configmap/extra created\n");
+    let seen = lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(seen.starts_with("kube-root-ca.crt "), "{seen}");
     let seen = lines.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(seen.starts_with("web-config "), "{seen}");
     let seen = lines.recv_timeout(Duration::from_secs(10)).unwrap();

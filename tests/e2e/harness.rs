@@ -161,14 +161,14 @@ impl Server {
             }
             None => Command::new(skiff),
         };
+        // Loopback on free ports, unless the flags say otherwise.
+        let defaults = [("--listen", "127.0.0.1:0"), ("--dns-listen", "127.0.0.1:0")]
+            .into_iter()
+            .filter(|(flag, _)| !flags.contains(flag))
+            .flat_map(|(flag, value)| [flag, value]);
         let mut child = command
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--dns-listen",
-                "127.0.0.1:0",
-            ])
+            .arg("server")
+            .args(defaults)
             .arg("--data-dir")
             .arg(data_dir)
             .args(flags)

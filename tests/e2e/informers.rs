@@ -21,6 +21,7 @@ const WATCHED: &[&str] = &[
     "replicasets",
     "replicationcontrollers",
     "secrets",
+    "serviceaccounts",
     "services",
     "statefulsets",
 ];

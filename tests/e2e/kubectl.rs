@@ -150,7 +150,7 @@ fn apply_edit_reapply_get_explain_and_delete() {
         server
             .kubectl_ok(&["get", "cm", "-n", "shop", "-o", "name"])
             .trim(),
-        "configmap/web-config"
+        "configmap/kube-root-ca.crt\nconfigmap/web-config"
     );
 
     // Strict validation refuses an unknown field, naming it.

@@ -13,5 +13,6 @@ mod pods;
 mod python;
 mod realpods;
 mod server;
+mod serviceaccounts;
 mod services;
 mod services_cli;

@@ -892,3 +892,51 @@ fn cgroup_path(text: &str, controller: &str) -> Option<String> {
             .then(|| path.to_owned())
     })
 }
+
+#[test]
+fn the_service_account_token_lets_kubectl_inside_a_pod_list_pods() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(machine) = Machine::new() else {
+        return;
+    };
+    // The server listens on every address of the machine's own namespace,
+    // and --host-routes gives it one on the nodes' wire, which the pod
+    // dials: the `kubernetes` Service's ClusterIP needs the node proxy.
+    let flags = [
+        "--runtime",
+        "process",
+        "--host-routes",
+        "--listen",
+        "0.0.0.0:0",
+    ];
+    let server = Server::start_in(Some(&machine), dir.path(), &flags);
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: lister}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: kubectl
+    image: bitnami/kubectl
+    command: [sh, -c, "cat $SA/namespace && echo && exec kubectl get pods -o name"]
+    env:
+    - {{name: SA, value: /var/run/secrets/kubernetes.io/serviceaccount}}
+    - {{name: KUBERNETES_SERVICE_HOST, value: "172.18.255.254"}}
+    - {{name: KUBERNETES_SERVICE_PORT, value: "{port}"}}
+"#
+    );
+    apply(&server, dir.path(), "lister", &yaml);
+    let done = pod_when(&server, "lister", "kubectl in the pod done", |p| {
+        matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    });
+    let log = server.kubectl_ok(&["logs", "lister"]);
+    assert_eq!(done["status"]["phase"], "Succeeded", "{log} {done:#}");
+    assert_eq!(log.trim(), "default\npod/lister");
+    server.stop();
+}

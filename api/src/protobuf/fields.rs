@@ -166,6 +166,26 @@ pub static MESSAGES: &[(&str, &[Field])] = &[
         f(1, "type", String),
         f(2, "rolling_update", M("io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy")),
     ]),
+    ("io.k8s.api.authentication.v1.BoundObjectReference", &[
+        f(1, "kind", String),
+        f(2, "api_version", String),
+        f(3, "name", String),
+        f(4, "u_id", String),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenRequest", &[
+        f(1, "metadata", M("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
+        f(2, "spec", M("io.k8s.api.authentication.v1.TokenRequestSpec")),
+        f(3, "status", M("io.k8s.api.authentication.v1.TokenRequestStatus")),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenRequestSpec", &[
+        r(1, "audiences", String),
+        f(4, "expiration_seconds", Int64),
+        f(3, "bound_object_ref", M("io.k8s.api.authentication.v1.BoundObjectReference")),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenRequestStatus", &[
+        f(1, "token", String),
+        f(2, "expiration_timestamp", M("io.k8s.apimachinery.pkg.apis.meta.v1.Time")),
+    ]),
     ("io.k8s.api.autoscaling.v1.Scale", &[
         f(1, "metadata", M("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")),
         f(2, "spec", M("io.k8s.api.autoscaling.v1.ScaleSpec")),

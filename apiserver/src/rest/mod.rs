@@ -78,6 +78,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiErro
         (Some(Subresource::Log), &Method::GET) => return api.log(name).await,
         (Some(Subresource::Scale), _) => return api.scale(name, &parts.method, &body).await,
         (Some(Subresource::Binding), &Method::POST) => return api.bind(name, &body).await,
+        (Some(Subresource::Token), &Method::POST) => return api.token(name, &body).await,
         (Some(sub), method) => {
             return Err(ApiError::method_not_allowed(format!(
                 "{method} is not supported on the {} subresource",

@@ -167,6 +167,16 @@ impl Api<'_> {
         Ok(self.marked(json_response(StatusCode::CREATED, &status)))
     }
 
+    /// `serviceaccounts/NAME/token`: a TokenRequest answered with its
+    /// token, 201.
+    pub(super) async fn token(&self, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let request = self.body(body)?;
+        let namespace = self.namespace().unwrap_or_default();
+        let answer =
+            crate::service_accounts::request_token(self.state, namespace, name, request).await?;
+        Ok(json_response(StatusCode::CREATED, &answer))
+    }
+
     /// `pods/NAME/log`: from the kubelet of the pod's node, streamed (a
     /// pod not yet on a node has an empty log, as upstream's).
     pub(super) async fn log(&self, name: &str) -> Result<Response, ApiError> {

@@ -248,6 +248,11 @@ impl Api<'_> {
         }
         self.validate_meta(&object)?;
         self.admit_namespace(&name).await?;
+        // The ServiceAccount admission plugin, on where tokens are issued.
+        if resource.group.is_empty() && resource.plural == "pods" && self.state.tokens.is_some() {
+            let namespace = self.namespace().unwrap_or_default();
+            crate::service_accounts::admit(self.state, namespace, &mut object).await?;
+        }
         let reserved = self
             .state
             .allocator

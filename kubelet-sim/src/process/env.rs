@@ -22,6 +22,9 @@ pub struct Sources {
     pub config_maps: BTreeMap<String, Data>,
     /// Secrets: their decoded `data`.
     pub secrets: BTreeMap<String, Data>,
+    /// Service-account tokens, by audience (empty: the apiserver's) and
+    /// expiry in seconds.
+    pub tokens: BTreeMap<(String, i64), Vec<u8>>,
 }
 
 /// The ConfigMaps and Secrets a container's environment names.
@@ -355,6 +358,7 @@ mod tests {
                 [("password".to_string(), b"s3cret".to_vec())].into(),
             )]
             .into(),
+            ..Sources::default()
         };
         let services = [
             ("WEB_SERVICE_HOST".to_string(), "10.96.0.20".to_string()),
@@ -394,6 +398,7 @@ mod tests {
         let no_key = Sources {
             config_maps: sources.config_maps.clone(),
             secrets: [("db".into(), BTreeMap::new())].into(),
+            ..Sources::default()
         };
         let error = environment(&pod, c, &services, &no_key, &placement()).unwrap_err();
         assert_eq!(error, "couldn't find key password in Secret shop/db");

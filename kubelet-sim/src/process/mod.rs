@@ -21,6 +21,7 @@ pub mod network;
 pub mod probe;
 pub mod program;
 pub mod shim;
+pub mod tokens;
 pub mod usage;
 pub mod volumes;
 
@@ -109,6 +110,8 @@ pub struct Process {
     host_routes: bool,
     /// CPU readings between usage requests.
     meter: Mutex<usage::Meter>,
+    /// The pods' service-account tokens.
+    tokens: Arc<tokens::TokenCache>,
     /// The tasks keeping each pod's projected volumes up to date.
     refreshers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
@@ -128,6 +131,7 @@ impl Process {
             .find(|p| Path::new(p).exists())
             .map(str::to_owned);
         Process {
+            tokens: Arc::new(tokens::TokenCache::new(client.clone())),
             client,
             events,
             root,
@@ -348,8 +352,12 @@ impl Process {
 }
 
 /// The ConfigMaps and Secrets the pod's containers and volumes name, as
-/// they are now.
-async fn sources(client: &Client, pod: &Pod) -> Result<Sources, String> {
+/// they are now, and its volumes' tokens.
+async fn sources(
+    client: &Client,
+    tokens: &tokens::TokenCache,
+    pod: &Pod,
+) -> Result<Sources, String> {
     let namespace = pod.namespace().unwrap_or_default();
     let (mut maps, mut secrets) = volumes::references(pod);
     for c in pod.spec.iter().flat_map(|s| &s.containers) {
@@ -392,6 +400,10 @@ async fn sources(client: &Client, pod: &Pod) -> Result<Sources, String> {
                 .collect();
             sources.secrets.insert(name, data);
         }
+    }
+    for (audience, expiration) in volumes::tokens(pod) {
+        let token = tokens.get(pod, &audience, expiration).await?;
+        sources.tokens.insert((audience, expiration), token);
     }
     Ok(sources)
 }
@@ -462,6 +474,7 @@ fn set_up(
 /// while its directory exists (upstream's kubelet does so on its sync).
 async fn refresh(
     client: Client,
+    tokens: Arc<tokens::TokenCache>,
     pod: Pod,
     placement: (String, String, String, String),
     pod_dir: PathBuf,
@@ -487,7 +500,7 @@ async fn refresh(
             .ok()
             .flatten()
             .unwrap_or_else(|| pod.clone());
-        if let Ok(sources) = sources(&client, &current).await {
+        if let Ok(sources) = sources(&client, &tokens, &current).await {
             let _ = set_up(&current, &sources, &placement, &pod_dir, &claims);
         }
     }
@@ -859,7 +872,7 @@ impl Runtime for Process {
         let uid = pod.uid().unwrap_or_default();
         let dir = self.pod_dir(&uid);
         let spec = pod.spec.clone().unwrap_or_default();
-        let sources = sources(&self.client, pod).await?;
+        let sources = sources(&self.client, &self.tokens, pod).await?;
         let placement = Placement {
             pod_ip: ip,
             host_ip: &node.host_ip,
@@ -876,6 +889,7 @@ impl Runtime for Process {
             );
             let task = tokio::spawn(refresh(
                 self.client.clone(),
+                self.tokens.clone(),
                 pod.clone(),
                 placement,
                 dir.clone(),
@@ -1035,6 +1049,7 @@ impl Runtime for Process {
         if let Some(task) = self.refreshers.lock().expect("the refreshers").remove(&uid) {
             task.abort();
         }
+        self.tokens.forget(&uid);
         let node = crate::node_of(pod);
         if !hostports::of(pod, "").is_empty() {
             if let Err(e) = self.map_host_ports(node, "", &uid, Vec::new()).await {

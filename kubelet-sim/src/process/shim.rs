@@ -202,7 +202,7 @@ fn root(dir: &std::path::Path, spec: &Spec) -> Result<(), String> {
             None,
         )?;
     }
-    let inside = |target: &std::path::Path| merged.join(target.strip_prefix("/").unwrap_or(target));
+    let inside = |target: &std::path::Path| within(&merged, target);
     let mut binds = spec.binds.clone();
     // A program outside the node's root file system (another mount) is
     // bound in where it is.
@@ -212,15 +212,9 @@ fn root(dir: &std::path::Path, spec: &Spec) -> Result<(), String> {
         }
     }
     for (source, target, read_only) in &binds {
+        // A symlink on the way (a resolv.conf into /run, say) leads to
+        // where it points inside the container.
         let target = inside(target);
-        // A symlink (a resolv.conf into /run, say) is replaced by the
-        // file it would have led to.
-        if target
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-        {
-            let _ = std::fs::remove_file(&target);
-        }
         if source.is_dir() {
             made(&target)?;
         } else if !target.exists() {
@@ -239,6 +233,48 @@ fn root(dir: &std::path::Path, spec: &Spec) -> Result<(), String> {
         .map_err(|e| format!("cannot leave the node's root: {e}"))?;
     let _ = std::fs::remove_dir("/.skiff-old-root");
     Ok(())
+}
+
+/// Where `path`, as the container sees it, is under its root `root`:
+/// symbolic links on the way are followed inside the root, never out of
+/// it (an image's `/var/run -> /run` leads to the container's `/run`, not
+/// the node's), as runc's securejoin does. What does not exist yet is
+/// taken as it is.
+pub fn within(root: &std::path::Path, path: &std::path::Path) -> PathBuf {
+    // The parts still to walk, the next one last.
+    let parts = |path: &std::path::Path| {
+        let mut parts: Vec<std::ffi::OsString> = path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(part) => Some(part.to_owned()),
+                std::path::Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        parts.reverse();
+        parts
+    };
+    let mut pending = parts(path);
+    let mut at = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&part);
+        match std::fs::read_link(root.join(&next)) {
+            Ok(target) if links < 40 => {
+                links += 1;
+                if target.is_absolute() {
+                    at = PathBuf::new();
+                }
+                pending.extend(parts(&target));
+            }
+            _ => at = next,
+        }
+    }
+    root.join(at)
 }
 
 fn bind(source: &std::path::Path, target: &std::path::Path, read_only: bool) -> Result<(), String> {
@@ -303,5 +339,30 @@ fn exec(spec: &Spec) -> String {
             format!("exec: \"{program}\": executable file not found in $PATH")
         }
         _ => format!("exec: \"{program}\": {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_are_followed_inside_the_root_and_never_out_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        symlink("/run", root.join("var/run")).unwrap();
+        symlink("../c", root.join("a/b")).unwrap();
+        symlink("../../../../etc", root.join("escape")).unwrap();
+        let at = |p: &str| within(root, std::path::Path::new(p));
+        assert_eq!(at("/var/run/secrets/x"), root.join("run/secrets/x"));
+        assert_eq!(at("/a/b/d"), root.join("c/d"));
+        assert_eq!(at("/escape/passwd"), root.join("etc/passwd"));
+        assert_eq!(at("/not/yet"), root.join("not/yet"));
+        symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(at("/loop"), root.join("loop"));
     }
 }

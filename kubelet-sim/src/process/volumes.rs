@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{KeyToPath, Pod, ServiceAccountTokenProjection, Volume};
 
 use super::env::{self, Placement, Sources};
 
@@ -52,6 +52,29 @@ pub fn references(pod: &Pod) -> (Vec<String>, Vec<String>) {
         }
     }
     (maps, secrets)
+}
+
+/// The token a `serviceAccountToken` source asks for: its audience
+/// (empty: the apiserver's) and expiry (an hour unless it says).
+pub fn token_key(token: &ServiceAccountTokenProjection) -> (String, i64) {
+    (
+        token.audience.clone().unwrap_or_default(),
+        token.expiration_seconds.unwrap_or(3600),
+    )
+}
+
+/// The tokens the pod's projected volumes hold.
+pub fn tokens(pod: &Pod) -> Vec<(String, i64)> {
+    let mut keys: Vec<(String, i64)> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .flat_map(|v| v.projected.iter().flat_map(|p| p.sources.iter().flatten()))
+        .filter_map(|source| source.service_account_token.as_ref().map(token_key))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// The files `items` select from `data` (all of it without items), with
@@ -263,8 +286,14 @@ pub fn contents(
             } else if let Some(api) = &source.downward_api {
                 let items = api.items.clone().unwrap_or_default();
                 files.extend(downward(pod, &items, mode, placement).map_err(failed)?);
+            } else if let Some(token) = &source.service_account_token {
+                let bytes = sources
+                    .tokens
+                    .get(&token_key(token))
+                    .ok_or_else(|| failed("the service-account token was not fetched".into()))?;
+                files.insert(token.path.clone(), (bytes.clone(), mode));
             } else {
-                return Err(failed("this projected source is not served yet (serviceAccountToken, clusterTrustBundle: next)".into()));
+                return Err(failed("this projected source is not served yet (clusterTrustBundle, podCertificate: next)".into()));
             }
         }
         return Ok(Backing::Projected(files));
@@ -378,6 +407,9 @@ mod tests {
             {"name": "scratch", "emptyDir": {}},
             {"name": "fast", "emptyDir": {"medium": "Memory"}},
             {"name": "data", "persistentVolumeClaim": {"claimName": "db"}},
+            {"name": "kube-api-access-x", "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "settings", "items": [{"key": "a", "path": "ca.crt"}]}}]}},
         ]));
         let sources = Sources {
             config_maps: [(
@@ -389,7 +421,8 @@ mod tests {
                 .into(),
             )]
             .into(),
-            secrets: BTreeMap::new(),
+            tokens: [(("".to_string(), 3607), b"jwt".to_vec())].into(),
+            ..Sources::default()
         };
         let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
         let of = |i: usize| {
@@ -416,7 +449,7 @@ mod tests {
                 [("blob".to_string(), vec![0xff, 0, 0xfe])].into(),
             )]
             .into(),
-            secrets: BTreeMap::new(),
+            ..Sources::default()
         };
         let at = (Path::new("/p"), Path::new("/c"));
         let blob = contents(&p, &volumes[1], &binary, &PLACEMENT, at.0, at.1).unwrap();
@@ -446,10 +479,22 @@ mod tests {
             Backing::Memory("/pods/u1/volumes/fast".into())
         );
         assert_eq!(of(6).unwrap(), Backing::Directory("/claims/shop/db".into()));
+        // The service-account volume: the token fetched, and the CA.
+        assert_eq!(
+            of(7).unwrap(),
+            Backing::Projected(
+                [
+                    ("token".into(), (b"jwt".to_vec(), 0o644)),
+                    ("ca.crt".into(), (b"1".to_vec(), 0o644))
+                ]
+                .into()
+            )
+        );
+        assert_eq!(tokens(&p), [(String::new(), 3607)]);
         assert_eq!(
             references(&p),
             (
-                vec!["settings".to_string(), "settings".into()],
+                vec!["settings".to_string(), "settings".into(), "settings".into()],
                 vec!["nope".to_string()]
             )
         );
