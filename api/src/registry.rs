@@ -31,6 +31,9 @@ pub enum Subresource {
     /// `pods/exec`: a command run in a container, its streams upgraded to
     /// a WebSocket.
     Exec,
+    /// `pods/attach`: the streams of a running container, upgraded as
+    /// exec's.
+    Attach,
     /// `pods/portforward`: connections to a pod's ports, over an upgraded
     /// stream.
     PortForward,
@@ -50,6 +53,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Log => "log",
             Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Token => "token",
             Subresource::Finalize => "finalize",
@@ -197,7 +201,7 @@ pub struct Registry {
     types: Vec<ResourceType>,
 }
 
-use Subresource::{Binding, Exec, Finalize, Log, PortForward, Scale, Status, Token};
+use Subresource::{Attach, Binding, Exec, Finalize, Log, PortForward, Scale, Status, Token};
 
 impl Registry {
     /// The built-in kinds.
@@ -215,7 +219,7 @@ impl Registry {
                 strategy: &strategy::Pod,
                 short_names: &["po"],
                 categories: ALL,
-                subresources: &[Status, Binding, Log, Exec, PortForward],
+                subresources: &[Status, Binding, Log, Attach, Exec, PortForward],
                 ..PLAIN
             }),
             entry::<core::v1::Node>(Extra {

@@ -84,6 +84,7 @@ fn entries(resource: &ResourceType) -> Vec<Value> {
             // The object's own kind, as upstream reports these two.
             Subresource::Log => (resource.kind, &["get"]),
             Subresource::Exec => ("PodExecOptions", &["create", "get"]),
+            Subresource::Attach => ("PodAttachOptions", &["create", "get"]),
             Subresource::PortForward => ("PodPortForwardOptions", &["create", "get"]),
             Subresource::Finalize => (resource.kind, &["update"]),
             Subresource::Scale => {

@@ -3,7 +3,9 @@
 //! [`crate::sim::Sim`] (no processes; thousands of nodes) or
 //! [`crate::process::Process`] (real processes in real namespaces).
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -57,15 +59,65 @@ pub trait Containers: Send {
     async fn next(&mut self) -> Change;
 }
 
-/// A command started in a running container (`kubectl exec`): its
-/// process, and the terminal's master side when it has one (then its
-/// standard streams are the terminal).
+/// A session with a running container's streams: a command started in
+/// it (`kubectl exec`), or the container's own (`kubectl attach`).
 pub struct Session {
-    /// The process, with its standard streams piped when without a
-    /// terminal.
-    pub child: tokio::process::Child,
-    /// The terminal.
-    pub terminal: Option<tokio::fs::File>,
+    streams: Option<Streams>,
+    end: End,
+    terminal: Option<Terminal>,
+}
+
+/// How a session ends.
+enum End {
+    /// An exec's command exits.
+    Command(tokio::process::Child),
+    /// An attach ends with the container's run (the value turns false).
+    Run(tokio::sync::watch::Receiver<bool>),
+}
+
+/// A terminal's master side, which resizes it.
+#[derive(Clone)]
+pub struct Terminal(Arc<OwnedFd>);
+
+impl Terminal {
+    /// The terminal whose master side is `master`.
+    pub fn new(master: OwnedFd) -> Self {
+        Terminal(Arc::new(master))
+    }
+
+    /// Gives the terminal `width` columns and `height` rows (its
+    /// programs get SIGWINCH).
+    pub fn resize(&self, width: u16, height: u16) {
+        let size = rustix::termios::Winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let _ = rustix::termios::tcsetwinsize(&*self.0, size);
+    }
+
+    /// Its reading and writing ends, as one file each.
+    pub fn files(&self) -> Option<(tokio::fs::File, tokio::fs::File)> {
+        let file = |fd: std::io::Result<OwnedFd>| fd.ok().map(|fd| std::fs::File::from(fd).into());
+        Some((file(self.0.try_clone())?, file(self.0.try_clone())?))
+    }
+}
+
+/// The terminal size a resize message holds: `{"Width":80,"Height":24}`,
+/// as kubectl and the Python client send it (the last of several wins).
+pub fn terminal_size(message: &[u8]) -> Option<(u16, u16)> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Size {
+        width: u16,
+        height: u16,
+    }
+    serde_json::Deserializer::from_slice(message)
+        .into_iter::<Size>()
+        .map_while(Result::ok)
+        .last()
+        .map(|s| (s.width, s.height))
 }
 
 /// What one pod's containers use: (container, CPU in nanocores, memory in
@@ -82,6 +134,7 @@ pub struct PodUsage {
 
 /// A session's standard streams, whichever way they run (pipes, or one
 /// terminal for all three).
+#[derive(Default)]
 pub struct Streams {
     /// Standard output (a terminal's output).
     pub stdout: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
@@ -92,28 +145,61 @@ pub struct Streams {
 }
 
 impl Session {
-    /// Takes the session's standard streams.
-    pub async fn streams(&mut self) -> Streams {
-        match self.terminal.take() {
-            Some(terminal) => Streams {
-                stdout: match terminal.try_clone().await {
-                    Ok(out) => Some(Box::new(out)),
-                    Err(_) => None,
-                },
+    /// An exec's command, its standard streams piped, or all three its
+    /// terminal's.
+    pub fn command(mut child: tokio::process::Child, terminal: Option<Terminal>) -> Self {
+        let streams = match terminal.as_ref().and_then(Terminal::files) {
+            Some((output, input)) => Streams {
+                stdout: Some(Box::new(output)),
                 stderr: None,
-                stdin: Some(Box::new(terminal)),
+                stdin: Some(Box::new(input)),
             },
             None => Streams {
-                stdout: self.child.stdout.take().map(|o| Box::new(o) as _),
-                stderr: self.child.stderr.take().map(|e| Box::new(e) as _),
-                stdin: self.child.stdin.take().map(|i| Box::new(i) as _),
+                stdout: child.stdout.take().map(|o| Box::new(o) as _),
+                stderr: child.stderr.take().map(|e| Box::new(e) as _),
+                stdin: child.stdin.take().map(|i| Box::new(i) as _),
             },
+        };
+        Session {
+            streams: Some(streams),
+            end: End::Command(child),
+            terminal,
         }
     }
 
-    /// Waits for the command to end; its exit code.
+    /// A container's own `streams`, for as long as `running` holds.
+    pub fn attached(
+        streams: Streams,
+        terminal: Option<Terminal>,
+        running: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Session {
+            streams: Some(streams),
+            end: End::Run(running),
+            terminal,
+        }
+    }
+
+    /// Takes the session's standard streams.
+    pub fn streams(&mut self) -> Streams {
+        self.streams.take().unwrap_or_default()
+    }
+
+    /// The terminal, if the session has one.
+    pub fn terminal(&self) -> Option<Terminal> {
+        self.terminal.clone()
+    }
+
+    /// Waits for the session to end: the command's exit code, or 0 when
+    /// an attached container's run ends.
     pub async fn wait(&mut self) -> i32 {
-        self.child.wait().await.map(exit_code).unwrap_or(1)
+        match &mut self.end {
+            End::Command(child) => child.wait().await.map(exit_code).unwrap_or(1),
+            End::Run(running) => {
+                let _ = running.wait_for(|running| !running).await;
+                0
+            }
+        }
     }
 }
 
@@ -190,6 +276,9 @@ pub trait Runtime: Send + Sync {
         command: Vec<String>,
         tty: bool,
     ) -> Result<Session, String>;
+    /// Joins the streams of a running container of the pod: its output,
+    /// and its input when `stdin` (and it has one).
+    async fn attach(&self, pod: &Pod, container: &str, stdin: bool) -> Result<Session, String>;
     /// What the containers of `pods` use now.
     fn usage(&self, pods: &[std::sync::Arc<Pod>]) -> Vec<PodUsage>;
     /// The network namespace the pod's ports are reached in (None: no

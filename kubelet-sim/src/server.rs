@@ -45,6 +45,10 @@ pub(crate) fn router(agents: Arc<Agents>) -> Router {
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(attach).post(attach),
+        )
         .route("/skiff/usage", get(usage))
         .route(
             "/portForward/{namespace}/{pod}",
@@ -169,11 +173,34 @@ async fn container_logs(
         .into_response()
 }
 
+/// `pods/exec`: a command in the container.
 async fn exec(
+    agents: State<Arc<Agents>>,
+    path: Path<(String, String, String)>,
+    query: Query<Vec<(String, String)>>,
+    request: axum::extract::Request,
+) -> Response {
+    streamed(agents, path, query, request, false).await
+}
+
+/// `pods/attach`: the container's own streams.
+async fn attach(
+    agents: State<Arc<Agents>>,
+    path: Path<(String, String, String)>,
+    query: Query<Vec<(String, String)>>,
+    request: axum::extract::Request,
+) -> Response {
+    streamed(agents, path, query, request, true).await
+}
+
+/// An exec (or, when `attach`, an attach) session over the protocol the
+/// client asks for.
+async fn streamed(
     State(agents): State<Arc<Agents>>,
     Path((namespace, name, container)): Path<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
     request: axum::extract::Request,
+    attach: bool,
 ) -> Response {
     use axum::extract::FromRequestParts;
     let (mut parts, _) = request.into_parts();
@@ -185,11 +212,17 @@ async fn exec(
     let options = crate::stream::Options::parse(&query);
     // Started first: why it cannot start is the answer whatever the
     // protocol (kubectl falls back from WebSocket to SPDY on a refusal).
-    let session = match agents
-        .runtime
-        .exec(&pod, &container, options.command.clone(), options.tty)
-        .await
-    {
+    let session = match attach {
+        true => agents.runtime.attach(&pod, &container, options.stdin).await,
+        false => {
+            let command = options.command.clone();
+            agents
+                .runtime
+                .exec(&pod, &container, command, options.tty)
+                .await
+        }
+    };
+    let session = match session {
         Ok(session) => session,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
@@ -204,7 +237,7 @@ async fn exec(
         if !offered {
             return text(
                 StatusCode::BAD_REQUEST,
-                "exec over SPDY is served with the v4.channel.k8s.io protocol only",
+                "exec and attach over SPDY are served with the v4.channel.k8s.io protocol only",
             );
         }
         return spdy_upgrade(&mut parts, "v4.channel.k8s.io", move |io| {
@@ -215,7 +248,7 @@ async fn exec(
     let Ok(upgrade) = upgrade else {
         return text(
             StatusCode::BAD_REQUEST,
-            "exec is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) and SPDY/3.1",
+            "exec and attach are served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) and SPDY/3.1",
         );
     };
     upgrade

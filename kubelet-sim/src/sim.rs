@@ -118,6 +118,10 @@ impl Runtime for Sim {
         Err(NO_PROCESSES.into())
     }
 
+    async fn attach(&self, _: &Pod, _: &str, _: bool) -> Result<Session, String> {
+        Err(NO_PROCESSES.into())
+    }
+
     /// A simulated container uses what it requests (1m of CPU and 4 MiB
     /// when it requests nothing): documented, steady figures.
     fn usage(&self, pods: &[std::sync::Arc<Pod>]) -> Vec<crate::runtime::PodUsage> {

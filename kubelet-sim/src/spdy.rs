@@ -298,9 +298,10 @@ pub async fn forward(
     let _ = sending.await;
 }
 
-/// Runs an exec `session` over an upgraded `io`: once the client has
-/// opened the streams `options` name, the command's output goes out on
-/// them, input comes in, and the error stream ends with the status.
+/// Runs an exec (or attach) `session` over an upgraded `io`: once the
+/// client has opened the streams `options` name, the output goes out on
+/// them, input comes in, resizes reach the terminal, and the error
+/// stream ends with the status.
 pub async fn exec(
     io: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
     mut session: crate::runtime::Session,
@@ -360,7 +361,9 @@ pub async fn exec(
             let _ = tx.send(Frame::Data(stream, FIN, Vec::new())).await;
         })
     };
-    let standard = session.streams().await;
+    let standard = session.streams();
+    let terminal = session.terminal();
+    let resize_stream = streams.get("resize").copied();
     let mut pumps = Vec::new();
     if let Some(out) = standard.stdout {
         pumps.push(pump(out, streams.get("stdout").copied()));
@@ -389,6 +392,12 @@ pub async fn exec(
                     }
                     if flags & FIN != 0 {
                         stdin = None;
+                    }
+                }
+                Frame::Data(stream, _, bytes) if Some(stream) == resize_stream => {
+                    let size = crate::runtime::terminal_size(&bytes);
+                    if let (Some(terminal), Some((width, height))) = (&terminal, size) {
+                        terminal.resize(width, height);
                     }
                 }
                 Frame::Control(PING, _, data) => {

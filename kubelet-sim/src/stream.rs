@@ -160,12 +160,14 @@ fn split(
     (incoming, tx, writer)
 }
 
-/// Runs an exec session over `socket` until the command ends: its output
-/// out, the client's input in, then the status, then the close.
+/// Runs an exec (or attach) session over `socket` until the command (or
+/// the container's run) ends: its output out, the client's input in and
+/// the terminal resized as it asks, then the status, then the close.
 pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
     let (incoming, tx, writer) = split(socket);
     let mut incoming = incoming;
-    let streams = session.streams().await;
+    let streams = session.streams();
+    let terminal = session.terminal();
     let mut pumps = Vec::new();
     if let Some(out) = streams.stdout {
         pumps.push(tokio::spawn(pump(out, STDOUT, tx.clone())));
@@ -188,8 +190,12 @@ pub async fn serve(socket: WebSocket, mut session: Session, options: Options) {
                     }
                 }
                 Some((CLOSE, data)) if data.first() == Some(&STDIN) => stdin = None,
-                // Resizes are taken and not applied: the terminal keeps
-                // its size.
+                Some((RESIZE, data)) => {
+                    let size = crate::runtime::terminal_size(&data);
+                    if let (Some(terminal), Some((width, height))) = (&terminal, size) {
+                        terminal.resize(width, height);
+                    }
+                }
                 _ => {}
             }
         }

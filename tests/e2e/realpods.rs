@@ -364,14 +364,18 @@ fn machine_has(machine: &Machine, pid: &str) -> bool {
 
 /// `kubectl exec -i` of `tr a-z A-Z` in the shell pod, fed `input`.
 fn upper_case(server: &Server, kubectl: &str, input: &[u8]) -> std::process::Output {
+    let args = ["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"];
+    fed(server, kubectl, &args, input)
+}
+
+/// `kubectl ARGS` with `input` on its standard input.
+fn fed(server: &Server, kubectl: &str, args: &[&str], input: &[u8]) -> std::process::Output {
     use std::io::Write;
     let mut child = server
-        .command(
-            kubectl,
-            &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
-        )
+        .command(kubectl, args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
@@ -939,4 +943,80 @@ spec:
     assert_eq!(done["status"]["phase"], "Succeeded", "{log} {done:#}");
     assert_eq!(log.trim(), "default\npod/lister");
     server.stop();
+}
+
+#[test]
+fn kubectl_run_attaches_to_the_containers_own_stdin_and_terminals_resize() {
+    if !crate::harness::have_python_client() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some((machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    // `kubectl run -i` makes a pod whose container keeps its stdin open
+    // (stdinOnce), attaches, feeds it, and is done when it exits.
+    let script = "read line; echo got-$line";
+    let args = [
+        "run",
+        "reader",
+        "-i",
+        "--restart=Never",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    let output = fed(&server, "kubectl", &args, b"hello\n");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains("got-hello"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reader = pod_when(&server, "reader", "the reader done", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(reader["spec"]["containers"][0]["stdinOnce"], true);
+
+    // The Python client attaches to a running container's stdin, and
+    // resizes an exec's terminal.
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  containers:
+  - name: talk
+    image: busybox
+    stdin: true
+    command: [sh, -c, "while read l; do echo heard-$l; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: shell}
+spec:
+  containers:
+  - name: sh
+    image: busybox
+    command: [sleep, "3600"]
+"#;
+    apply(&server, dir.path(), "talker", yaml);
+    pod_when(&server, "talker", "the talker running", ready);
+    pod_when(&server, "shell", "the shell running", ready);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/python_attach.py");
+    let output = machine
+        .command("python3", &[script, server.kubeconfig.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in ["attach", "resize"] {
+        assert!(stdout.contains(&format!("{check}: ok")), "{stdout}");
+    }
 }

@@ -46,7 +46,9 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response, ApiErro
     let (parts, body) = request.into_parts();
     let registry = state.registry.clone();
     let target = parse(&registry, parts.uri.path()).ok_or_else(ApiError::no_route)?;
-    if let Some(sub @ (Subresource::Exec | Subresource::PortForward)) = target.subresource {
+    if let Some(sub @ (Subresource::Exec | Subresource::Attach | Subresource::PortForward)) =
+        target.subresource
+    {
         // Upgraded streams, joined to the pod's kubelet.
         return subresources::stream(&state, &target, sub, parts).await;
     }

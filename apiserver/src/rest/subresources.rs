@@ -230,12 +230,12 @@ pub(super) async fn stream(
     let pod = from_stored(&stored)?;
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let path = match sub {
-        Subresource::Exec => {
+        Subresource::Exec | Subresource::Attach => {
             let asked = query
                 .split('&')
                 .find_map(|pair| pair.strip_prefix("container="));
             let container = log_container(&pod, asked)?;
-            format!("/exec/{namespace}/{name}/{container}?{query}")
+            format!("/{}/{namespace}/{name}/{container}?{query}", sub.name())
         }
         _ => format!("/portForward/{namespace}/{name}?{query}"),
     };

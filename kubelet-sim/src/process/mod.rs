@@ -21,6 +21,7 @@ pub mod network;
 pub mod probe;
 pub mod program;
 pub mod shim;
+pub mod stdio;
 pub mod tokens;
 pub mod usage;
 pub mod volumes;
@@ -37,7 +38,7 @@ use kube::{Client, ResourceExt};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use skiff_runtime::events::{reference, Recorder, Type};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::node::{Capacity, SimNode};
@@ -61,13 +62,15 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 type NodePorts = (String, HashMap<String, Vec<hostports::Mapping>>);
 
 /// A container's main process, as started.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Started {
     name: String,
     pid: i32,
     /// Its cgroup, where the runtime makes them.
     group: Option<cgroup::Group>,
     at: Instant,
+    /// Its standard streams, for clients to attach to.
+    stdio: Arc<stdio::Stdio>,
 }
 
 /// A container's run as launched: its process, and its cgroup with the
@@ -76,12 +79,15 @@ struct Launched {
     pid: i32,
     child: tokio::process::Child,
     cgroup: Option<(cgroup::Group, u64)>,
+    /// Told when the run ends.
+    running: tokio::sync::watch::Sender<bool>,
 }
 
 impl Launched {
     /// Waits for the run to end.
     async fn wait(mut self) -> Exit {
         let code = self.child.wait().await.map(exit_code).unwrap_or(-1);
+        let _ = self.running.send(false);
         Exit {
             code,
             oom_killed: self
@@ -145,6 +151,17 @@ impl Process {
             host_routes,
             host_ports: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// Container `container` of the pod `uid`, if its process runs.
+    fn started(&self, uid: &str, container: &str) -> Result<Started, String> {
+        let pods = self.pods.lock().expect("the pods");
+        pods.get(uid)
+            .into_iter()
+            .flatten()
+            .find(|s| s.name == container && alive(s.pid))
+            .cloned()
+            .ok_or_else(|| format!("container {container} is not running"))
     }
 
     fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -218,15 +235,21 @@ impl Process {
             let before = g.oom_kills();
             (g, before)
         });
+        let stdio::Plan {
+            stdio: [input, output, error],
+            terminal,
+        } = stdio::plan(c)?;
         let mut child = tokio::process::Command::new(&self.exe)
             .arg(SHIM)
             .arg(&spec_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdin(input)
+            .stdout(output)
+            .stderr(error)
             .spawn()
             .map_err(|e| format!("cannot start the container shim: {e}"))?;
         let pid = child.id().map(|p| p as i32).unwrap_or_default();
+        let (running, watching) = tokio::sync::watch::channel(true);
+        let streams = Arc::new(stdio::Stdio::start(c, terminal, &mut child, log, watching));
         self.pods
             .lock()
             .expect("the pods")
@@ -237,15 +260,14 @@ impl Process {
                 pid,
                 group: cgroup.as_ref().map(|(g, _)| g.clone()),
                 at: Instant::now(),
+                stdio: streams,
             });
-        let log = Arc::new(tokio::sync::Mutex::new(log));
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(copy_log(out, "stdout", log.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(copy_log(err, "stderr", log));
-        }
-        Ok(Launched { pid, child, cgroup })
+        Ok(Launched {
+            pid,
+            child,
+            cgroup,
+            running,
+        })
     }
 
     /// Runs a lifecycle hook of container `c` (main process and pod IP in
@@ -612,13 +634,18 @@ struct Running {
     pod: ObjectReference,
 }
 
-/// Signals a container's whole process group.
+/// Signals a container's whole process group, or its process alone in
+/// the first moments before the shim has made the group (`setsid`).
 fn signal(pid: i32, signal: Signal) {
-    let _ = kill(Pid::from_raw(-pid), signal);
+    if kill(Pid::from_raw(-pid), signal).is_err() {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
 }
 
+/// Whether a container's process group (or, before the shim makes it,
+/// its process) is still there.
 fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(-pid), None).is_ok()
+    kill(Pid::from_raw(-pid), None).is_ok() || kill(Pid::from_raw(pid), None).is_ok()
 }
 
 /// SIGTERM to each group, SIGKILL to what remains after `grace`.
@@ -674,33 +701,6 @@ impl Containers for Running {
                 }
             }
         }
-    }
-}
-
-/// Copies a stream of the container into its log, one CRI line each:
-/// `2026-12-02T10:00:00.123456789Z stdout F text`.
-async fn copy_log(
-    from: impl AsyncRead + Unpin,
-    stream: &'static str,
-    log: Arc<tokio::sync::Mutex<tokio::fs::File>>,
-) {
-    let mut from = tokio::io::BufReader::new(from);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match from.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let complete = line.last() == Some(&b'\n');
-        if complete {
-            line.pop();
-        }
-        let tag = if complete { "F" } else { "P" };
-        let mut entry = format!("{:.9} {stream} {tag} ", jiff::Timestamp::now()).into_bytes();
-        entry.extend_from_slice(&line);
-        entry.push(b'\n');
-        let _ = log.lock().await.write_all(&entry).await;
     }
 }
 
@@ -1078,16 +1078,7 @@ impl Runtime for Process {
         tty: bool,
     ) -> Result<Session, String> {
         let uid = pod.uid().unwrap_or_default();
-        let pid = self
-            .pods
-            .lock()
-            .expect("the pods")
-            .get(&uid)
-            .into_iter()
-            .flatten()
-            .find(|s| s.name == container && alive(s.pid))
-            .map(|s| s.pid)
-            .ok_or_else(|| format!("container {container} is not running"))?;
+        let pid = self.started(&uid, container)?.pid;
         let dir = self.pod_dir(&uid).join(container);
         let started: shim::Spec = std::fs::read(dir.join("spec.json"))
             .ok()
@@ -1108,29 +1099,25 @@ impl Runtime for Process {
         let path = shim::write_once(&dir, &spec)?;
         let mut shim = tokio::process::Command::new(&self.exe);
         shim.arg(SHIM).arg(&path).kill_on_drop(true);
-        let terminal = match tty {
-            true => {
-                let pty = nix::pty::openpty(None, None).map_err(|e| format!("no terminal: {e}"))?;
-                let stdio = |fd: &std::os::fd::OwnedFd| -> Result<Stdio, String> {
-                    fd.try_clone().map(Stdio::from).map_err(|e| e.to_string())
-                };
-                shim.stdin(stdio(&pty.slave)?)
-                    .stdout(stdio(&pty.slave)?)
-                    .stderr(stdio(&pty.slave)?);
-                Some(tokio::fs::File::from_std(std::fs::File::from(pty.master)))
-            }
-            false => {
-                shim.stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                None
-            }
-        };
-        let child = shim.spawn().map_err(|e| {
-            let _ = std::fs::remove_file(&path);
-            format!("cannot start the container shim: {e}")
-        })?;
-        Ok(Session { child, terminal })
+        let stdio::Plan {
+            stdio: [input, output, error],
+            terminal,
+        } = stdio::streams(tty, true)?;
+        let child = shim
+            .stdin(input)
+            .stdout(output)
+            .stderr(error)
+            .spawn()
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&path);
+                format!("cannot start the container shim: {e}")
+            })?;
+        Ok(Session::command(child, terminal))
+    }
+
+    async fn attach(&self, pod: &Pod, container: &str, stdin: bool) -> Result<Session, String> {
+        let started = self.started(&pod.uid().unwrap_or_default(), container)?;
+        Ok(started.stdio.attach(stdin))
     }
 
     fn usage(&self, pods: &[Arc<Pod>]) -> Vec<crate::runtime::PodUsage> {
@@ -1177,11 +1164,7 @@ impl Runtime for Process {
     }
 
     fn running(&self, uid: &str, container: &str) -> bool {
-        let pods = self.pods.lock().expect("the pods");
-        pods.get(uid)
-            .into_iter()
-            .flatten()
-            .any(|s| s.name == container && alive(s.pid))
+        self.started(uid, container).is_ok()
     }
 
     fn log(&self, uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
