@@ -63,8 +63,20 @@ struct Controller<K: Resource + Clone + Send + Sync + 'static> {
     holds: fn(&K, &K) -> bool,
 }
 
-impl<K> crate::workqueue::Sync for Controller<K>
-where
+/// A namespaced kind the controller can keep.
+trait Kept:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Kept for K where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + Debug
@@ -72,8 +84,11 @@ where
         + DeserializeOwned
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+impl<K: Kept> crate::workqueue::Sync for Controller<K> {
     type Error = kube::Error;
 
     async fn sync(&self, namespace: &str) -> Result<(), kube::Error> {
@@ -108,23 +123,13 @@ where
     }
 }
 
-fn start<K>(
+fn start<K: Kept>(
     component: &'static str,
     client: Client,
     informers: &Informers,
     desired: K,
     holds: fn(&K, &K) -> bool,
-) -> impl Future<Output = ()> + Send + 'static
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+) -> impl Future<Output = ()> + Send + 'static {
     let namespaces = informers.get::<Namespace>();
     let objects = informers.get::<K>();
     async move {

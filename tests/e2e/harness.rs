@@ -316,6 +316,32 @@ impl Drop for Server {
 
 /// Whether the Python `kubernetes` package imports. Without it the calling
 /// test is skipped with a reason, except in CI, where that is a failure.
+/// Runs the script `tests/e2e/NAME` with `python3` (through `command`,
+/// which is given the program and must run it: here, or in a machine)
+/// against the server's kubeconfig, and checks it printed `CHECK: ok` for
+/// each of `checks`.
+pub fn python_checks(
+    command: impl Fn(&str, &[&str]) -> Command,
+    server: &Server,
+    name: &str,
+    checks: &[&str],
+) {
+    let script = format!("{}/../tests/e2e/{name}", env!("CARGO_MANIFEST_DIR"));
+    let kubeconfig = server.kubeconfig.to_str().expect("a UTF-8 path");
+    let output = command("python3", &[&script, kubeconfig])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in checks {
+        assert!(stdout.contains(&format!("{check}: ok")), "{stdout}");
+    }
+}
+
 pub fn have_python_client() -> bool {
     let found = Command::new("python3")
         .args(["-c", "import kubernetes"])

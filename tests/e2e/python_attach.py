@@ -8,13 +8,7 @@ import sys
 from kubernetes import client, config
 from kubernetes.stream import stream
 
-
-def read_until(session, what):
-    out = ""
-    while session.is_open() and what not in out:
-        session.update(timeout=5)
-        out += session.read_stdout() or ""
-    return out
+from python_streams import read_until
 
 
 def main(kubeconfig):

@@ -8,6 +8,15 @@ from kubernetes import client, config
 from kubernetes.stream import portforward, stream
 
 
+def read_until(session, what):
+    """What a streamed session printed until `what` (or its end)."""
+    out = ""
+    while session.is_open() and what not in out:
+        session.update(timeout=5)
+        out += session.read_stdout() or ""
+    return out
+
+
 def main(kubeconfig):
     config.load_kube_config(config_file=kubeconfig)
     core = client.CoreV1Api()
@@ -21,10 +30,7 @@ def main(kubeconfig):
                      stderr=True, stdin=True, stdout=True, tty=False,
                      _preload_content=False)
     session.write_stdin("hello\n")
-    out = ""
-    while session.is_open() and "got-" not in out:
-        session.update(timeout=5)
-        out += session.read_stdout() or ""
+    out = read_until(session, "got-")
     session.close()
     assert "got-hello" in out, out
     print("stdin: ok")

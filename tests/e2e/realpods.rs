@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::harness::{eventually, have, Machine, Server};
+use crate::harness::{eventually, have, python_checks, Machine, Server};
 use crate::pods::items;
 
 /// A machine and a server with the process runtime inside it; None when
@@ -565,23 +565,9 @@ fn the_python_clients_exec_and_port_forward_reach_a_real_pod() {
     };
     apply(&server, dir.path(), "web", WEB);
     pod_when(&server, "echo", "the echo pod running", ready);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/e2e/python_streams.py"
-    );
-    let output = machine
-        .command("python3", &[script, server.kubeconfig.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for check in ["exec", "stdin", "portforward"] {
-        assert!(stdout.contains(&format!("{check}: ok")), "{stdout}");
-    }
+    let inside = |program: &str, args: &[&str]| machine.command(program, args);
+    let checks = ["exec", "stdin", "portforward"];
+    python_checks(inside, &server, "python_streams.py", &checks);
 }
 
 #[test]
@@ -1005,18 +991,6 @@ spec:
     apply(&server, dir.path(), "talker", yaml);
     pod_when(&server, "talker", "the talker running", ready);
     pod_when(&server, "shell", "the shell running", ready);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/python_attach.py");
-    let output = machine
-        .command("python3", &[script, server.kubeconfig.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for check in ["attach", "resize"] {
-        assert!(stdout.contains(&format!("{check}: ok")), "{stdout}");
-    }
+    let inside = |program: &str, args: &[&str]| machine.command(program, args);
+    python_checks(inside, &server, "python_attach.py", &["attach", "resize"]);
 }
