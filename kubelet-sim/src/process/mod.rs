@@ -118,6 +118,8 @@ pub struct Process {
     meter: Mutex<usage::Meter>,
     /// The pods' service-account tokens.
     tokens: Arc<tokens::TokenCache>,
+    /// ConfigMaps and Secrets the refreshes read lately.
+    recent: Arc<Recent>,
     /// The tasks keeping each pod's projected volumes up to date.
     refreshers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
@@ -138,6 +140,7 @@ impl Process {
             .map(str::to_owned);
         Process {
             tokens: Arc::new(tokens::TokenCache::new(client.clone())),
+            recent: Arc::default(),
             client,
             events,
             root,
@@ -373,11 +376,67 @@ impl Process {
     }
 }
 
-/// The ConfigMaps and Secrets the pod's containers and volumes name, as
-/// they are now, and its volumes' tokens.
+/// ConfigMaps and Secrets as read lately (ConfigMaps, then Secrets, by
+/// namespace and name): the refreshes of every pod of the agent share
+/// each read for one refresh period, so that a ConfigMap all pods mount
+/// (`kube-root-ca.crt`) is read once a period, not once a pod.
+#[derive(Default)]
+pub struct Recent(Mutex<HashMap<(bool, String, String), (Instant, Option<env::Data>)>>);
+
+/// The data of ConfigMap (or, when `secret`, Secret) `name`, if it exists:
+/// as `recent` read it within a refresh period, else read now.
+async fn fetch(
+    client: &Client,
+    recent: Option<&Recent>,
+    secret: bool,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<env::Data>, String> {
+    let key = (secret, namespace.to_owned(), name.to_owned());
+    if let Some(recent) = recent {
+        if let Some((at, data)) = recent.0.lock().expect("the reads").get(&key) {
+            if at.elapsed() < VOLUME_REFRESH {
+                return Ok(data.clone());
+            }
+        }
+    }
+    let data = match secret {
+        true => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            let secret = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            secret.map(|s| {
+                let data = s.data.unwrap_or_default().into_iter();
+                data.map(|(k, v)| (k, v.0)).collect()
+            })
+        }
+        false => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+            let map = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            map.map(|m| {
+                let text = m.data.unwrap_or_default().into_iter();
+                let mut data: env::Data = text.map(|(k, v)| (k, v.into_bytes())).collect();
+                for (k, v) in m.binary_data.unwrap_or_default() {
+                    data.insert(k, v.0);
+                }
+                data
+            })
+        }
+    };
+    if let Some(recent) = recent {
+        let mut reads = recent.0.lock().expect("the reads");
+        reads.retain(|_, (at, _)| at.elapsed() < VOLUME_REFRESH);
+        reads.insert(key, (Instant::now(), data.clone()));
+    }
+    Ok(data)
+}
+
+/// The ConfigMaps and Secrets the pod's containers and volumes name (as
+/// they are now, or as `recent` read them this refresh period), and its
+/// volumes' tokens.
 async fn sources(
     client: &Client,
     tokens: &tokens::TokenCache,
+    recent: Option<&Recent>,
     pod: &Pod,
 ) -> Result<Sources, String> {
     let namespace = pod.namespace().unwrap_or_default();
@@ -392,34 +451,13 @@ async fn sources(
     secrets.sort();
     secrets.dedup();
     let mut sources = Sources::default();
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     for name in maps {
-        if let Some(map) = config_maps
-            .get_opt(&name)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            let mut data: env::Data = map
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes()))
-                .collect();
-            for (k, v) in map.binary_data.unwrap_or_default() {
-                data.insert(k, v.0);
-            }
+        if let Some(data) = fetch(client, recent, false, &namespace, &name).await? {
             sources.config_maps.insert(name, data);
         }
     }
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     for name in secrets {
-        if let Some(secret) = api.get_opt(&name).await.map_err(|e| e.to_string())? {
-            let data = secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
+        if let Some(data) = fetch(client, recent, true, &namespace, &name).await? {
             sources.secrets.insert(name, data);
         }
     }
@@ -497,6 +535,7 @@ fn set_up(
 async fn refresh(
     client: Client,
     tokens: Arc<tokens::TokenCache>,
+    recent: Arc<Recent>,
     pod: Pod,
     placement: (String, String, String, String),
     pod_dir: PathBuf,
@@ -516,13 +555,12 @@ async fn refresh(
             return;
         }
         // Labels and annotations change under the downward API.
-        let current = api
-            .get_opt(&pod.name_any())
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| pod.clone());
-        if let Ok(sources) = sources(&client, &tokens, &current).await {
+        let current = match volumes::reads_metadata(&pod) {
+            true => api.get_opt(&pod.name_any()).await.ok().flatten(),
+            false => None,
+        };
+        let current = current.unwrap_or_else(|| pod.clone());
+        if let Ok(sources) = sources(&client, &tokens, Some(&recent), &current).await {
             let _ = set_up(&current, &sources, &placement, &pod_dir, &claims);
         }
     }
@@ -872,7 +910,7 @@ impl Runtime for Process {
         let uid = pod.uid().unwrap_or_default();
         let dir = self.pod_dir(&uid);
         let spec = pod.spec.clone().unwrap_or_default();
-        let sources = sources(&self.client, &self.tokens, pod).await?;
+        let sources = sources(&self.client, &self.tokens, None, pod).await?;
         let placement = Placement {
             pod_ip: ip,
             host_ip: &node.host_ip,
@@ -890,6 +928,7 @@ impl Runtime for Process {
             let task = tokio::spawn(refresh(
                 self.client.clone(),
                 self.tokens.clone(),
+                self.recent.clone(),
                 pod.clone(),
                 placement,
                 dir.clone(),

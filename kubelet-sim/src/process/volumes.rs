@@ -54,6 +54,22 @@ pub fn references(pod: &Pod) -> (Vec<String>, Vec<String>) {
     (maps, secrets)
 }
 
+/// Whether the pod's downward API files read its labels or annotations,
+/// which change while it runs (what else they read does not).
+pub fn reads_metadata(pod: &Pod) -> bool {
+    let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    let items = volumes.flat_map(|v| {
+        let own = v.downward_api.iter().flat_map(|d| d.items.iter().flatten());
+        let projected = v.projected.iter().flat_map(|p| p.sources.iter().flatten());
+        let projected =
+            projected.flat_map(|s| s.downward_api.iter().flat_map(|d| d.items.iter().flatten()));
+        own.chain(projected).cloned().collect::<Vec<_>>()
+    });
+    items
+        .filter_map(|item| item.field_ref.map(|f| f.field_path))
+        .any(|path| path.starts_with("metadata.labels") || path.starts_with("metadata.annotations"))
+}
+
 /// The token a `serviceAccountToken` source asks for: its audience
 /// (empty: the apiserver's) and expiry (an hour unless it says).
 pub fn token_key(token: &ServiceAccountTokenProjection) -> (String, i64) {
@@ -491,6 +507,9 @@ mod tests {
             )
         );
         assert_eq!(tokens(&p), [(String::new(), 3607)]);
+        assert!(reads_metadata(&p), "the info volume reads the labels");
+        let only_namespace = pod(json!([volumes[7].clone()]));
+        assert!(!reads_metadata(&only_namespace));
         assert_eq!(
             references(&p),
             (
