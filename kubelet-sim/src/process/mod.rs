@@ -381,7 +381,10 @@ impl Process {
 /// each read for one refresh period, so that a ConfigMap all pods mount
 /// (`kube-root-ca.crt`) is read once a period, not once a pod.
 #[derive(Default)]
-pub struct Recent(Mutex<HashMap<(bool, String, String), (Instant, Option<env::Data>)>>);
+pub struct Recent(Mutex<HashMap<Source, (Instant, Option<env::Data>)>>);
+
+/// A ConfigMap (false) or Secret (true), by namespace and name.
+type Source = (bool, String, String);
 
 /// The data of ConfigMap (or, when `secret`, Secret) `name`, if it exists:
 /// as `recent` read it within a refresh period, else read now.
