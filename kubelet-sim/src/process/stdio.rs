@@ -83,7 +83,8 @@ impl Stdio {
         log: tokio::fs::File,
         running: watch::Receiver<bool>,
     ) -> Self {
-        let (output, _) = broadcast::channel(256);
+        // Room for a slow client to fall 64 reads behind.
+        let (output, _) = broadcast::channel(64);
         let log = Arc::new(Mutex::new(log));
         let mut input: Option<Input> = None;
         match terminal.as_ref().and_then(Terminal::files) {
@@ -180,7 +181,8 @@ async fn copy(
     log: Arc<Mutex<tokio::fs::File>>,
     output: broadcast::Sender<(&'static str, Bytes)>,
 ) {
-    let mut buffer = vec![0u8; 16 * 1024];
+    // As a BufReader's: a container's output is mostly lines.
+    let mut buffer = vec![0u8; 8 * 1024];
     loop {
         // A terminal whose last process went away reads EIO: the end.
         let n = match from.read(&mut buffer).await {
