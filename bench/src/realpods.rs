@@ -107,6 +107,19 @@ fn server_pid(server: &Running) -> u32 {
         .unwrap_or(id)
 }
 
+/// Stops the server with SIGTERM, as a user would, so that it removes
+/// what it made that outlives it (its pods' cgroups); SIGKILL (the
+/// wrapper's drop) after 10 s.
+async fn stop(mut server: Running, pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let began = Instant::now();
+    while matches!(server.child.try_wait(), Ok(None)) && began.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One runtime's figures.
 async fn measure(runtime: &str) -> Result<Value, String> {
     let binary = skiff_binary()?;
@@ -197,6 +210,7 @@ async fn measure(runtime: &str) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let removed = began.elapsed();
+    stop(server, pid).await;
     Ok(json!({
         "startup_at_20_per_s": {
             "pods": total,

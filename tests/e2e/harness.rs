@@ -304,9 +304,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             if self.machine.is_some() {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &self.pid().to_string()])
-                    .status();
+                // A server in a machine runs real pods: stopped as a user
+                // stops it, it removes what outlives the machine (the
+                // pods' cgroups); killed after 10 s.
+                let pid = self.pid().to_string();
+                let _ = Command::new("kill").args(["-TERM", &pid]).status();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
             }
             let _ = self.child.kill();
             let _ = self.child.wait();

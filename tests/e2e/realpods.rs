@@ -323,6 +323,21 @@ fn after_a_kill_9_the_next_start_leaves_nothing_of_the_old_run() {
     let processes = |namespace: &str| machine.run_ok("ip", &["netns", "pids", namespace]);
     let old_pids = processes(&old);
     assert!(!old_pids.trim().is_empty());
+    // The pod's memory cgroup, where the machine's kernel keeps it.
+    let first = old_pids.split_whitespace().next().unwrap();
+    let cgroups = machine.run_ok("cat", &[&format!("/proc/{first}/cgroup")]);
+    let memory = cgroup_path(&cgroups, "memory").expect("a memory cgroup");
+    let memory_dir = match machine
+        .command("test", &["-e", "/sys/fs/cgroup/cgroup.controllers"])
+        .status()
+        .unwrap()
+        .success()
+    {
+        true => format!("/sys/fs/cgroup{memory}"),
+        false => format!("/sys/fs/cgroup/memory{memory}"),
+    };
+    let pod_cgroup = Path::new(&memory_dir).parent().unwrap().to_owned();
+    assert!(pod_cgroup.exists(), "{}", pod_cgroup.display());
     server.crash();
     // Everything of the old run is still there...
     assert!(machine.namespaces().contains(&old));
@@ -351,6 +366,11 @@ fn after_a_kill_9_the_next_start_leaves_nothing_of_the_old_run() {
         machine.namespaces(),
         Vec::<String>::new(),
         "a clean stop removes everything"
+    );
+    assert!(
+        !pod_cgroup.exists(),
+        "the old run's cgroup goes: {}",
+        pod_cgroup.display()
     );
 }
 
