@@ -123,17 +123,17 @@ pub fn load_or_create(dir: &Path, ips: &[IpAddr]) -> Result<Credentials> {
         .to_owned();
     let service_account = dir.join("sa.key");
     if !service_account.exists() {
-        write_private(
-            &service_account,
-            KeyPair::generate()?.serialize_pem().as_bytes(),
-        )?;
+        let key = KeyPair::generate()?;
+        // The public key beside it, for whoever checks tokens elsewhere
+        // (written once: each write is a sync).
+        write_private(&dir.join("sa.pub"), key.public_key_pem().as_bytes())?;
+        write_private(&service_account, key.serialize_pem().as_bytes())?;
     }
     let service_account_pem = std::fs::read_to_string(&service_account)
         .with_context(|| format!("cannot read {}", service_account.display()))?;
     let public_pem = KeyPair::from_pem(&service_account_pem)
         .with_context(|| format!("{} is not a private key", service_account.display()))?
         .public_key_pem();
-    write_private(&dir.join("sa.pub"), public_pem.as_bytes())?;
     Ok(Credentials {
         service_account: (service_account_pem, public_pem),
         cert_pem: format!("{}{ca_pem}", cert.pem()),
