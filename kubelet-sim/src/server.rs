@@ -15,7 +15,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, on, MethodFilter};
 use axum::Router;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -44,10 +44,13 @@ pub(crate) fn router(agents: Arc<Agents>) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            on(GET_OR_POST, |a, p, q, r| streamed(a, p, q, r, false)),
+        )
         .route(
             "/attach/{namespace}/{pod}/{container}",
-            get(attach).post(attach),
+            on(GET_OR_POST, |a, p, q, r| streamed(a, p, q, r, true)),
         )
         .route("/skiff/usage", get(usage))
         .route(
@@ -173,25 +176,8 @@ async fn container_logs(
         .into_response()
 }
 
-/// `pods/exec`: a command in the container.
-async fn exec(
-    agents: State<Arc<Agents>>,
-    path: Path<(String, String, String)>,
-    query: Query<Vec<(String, String)>>,
-    request: axum::extract::Request,
-) -> Response {
-    streamed(agents, path, query, request, false).await
-}
-
-/// `pods/attach`: the container's own streams.
-async fn attach(
-    agents: State<Arc<Agents>>,
-    path: Path<(String, String, String)>,
-    query: Query<Vec<(String, String)>>,
-    request: axum::extract::Request,
-) -> Response {
-    streamed(agents, path, query, request, true).await
-}
+/// Exec and attach take GET (WebSocket) and POST (SPDY), as upstream.
+const GET_OR_POST: MethodFilter = MethodFilter::GET.or(MethodFilter::POST);
 
 /// An exec (or, when `attach`, an attach) session over the protocol the
 /// client asks for.
