@@ -396,6 +396,40 @@ impl Server {
         all.extend(["-o", "json"]);
         serde_json::from_str(&self.kubectl_ok(&all)).expect("kubectl printed JSON")
     }
+
+    /// Waits until every namespace holds what the controllers put in each
+    /// (its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap),
+    /// so that a test counting on a quiet history starts after that burst
+    /// of writes.
+    pub fn settled(&self) {
+        let names = |args: &[&str]| -> Vec<(String, String)> {
+            let field = |meta: &serde_json::Value, key: &str| {
+                meta[key].as_str().unwrap_or_default().to_owned()
+            };
+            self.json(args)["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| {
+                    (
+                        field(&o["metadata"], "namespace"),
+                        field(&o["metadata"], "name"),
+                    )
+                })
+                .collect()
+        };
+        eventually(20, "every namespace's defaults", || {
+            let accounts = names(&["serviceaccounts", "-A"]);
+            let maps = names(&["configmaps", "-A"]);
+            names(&["namespaces"])
+                .into_iter()
+                .all(|(_, n)| {
+                    accounts.contains(&(n.clone(), "default".to_owned()))
+                        && maps.contains(&(n, "kube-root-ca.crt".to_owned()))
+                })
+                .then_some(())
+        });
+    }
 }
 
 /// Polls `check` every 100 ms until it answers `Some`, for at most

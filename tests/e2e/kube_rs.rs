@@ -33,6 +33,7 @@ fn config_map(name: &str) -> ConfigMap {
 fn kube_rs_lists_creates_patches_watches_and_relists_on_410() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), &["--history-max-events", "10"]);
+    server.settled();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let client = client(&server).await;

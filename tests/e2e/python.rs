@@ -12,6 +12,7 @@ fn the_python_client_lists_creates_patches_watches_and_gets_409_and_410() {
     let dir = tempfile::tempdir().unwrap();
     // A short history, so that a resourceVersion is compacted quickly.
     let server = Server::start_with(dir.path(), &["--history-max-events", "10"]);
+    server.settled();
     let here = |program: &str, args: &[&str]| {
         let mut command = Command::new(program);
         command.args(args);
