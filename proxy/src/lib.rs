@@ -1,0 +1,8 @@
+//! Skiff's node proxy, shaped as kube-proxy: Service and EndpointSlice
+//! changes are recorded per key ([`tracker`]), the rules they ask for are
+//! computed without I/O ([`model`]), and a mode turns the rules into the
+//! kernel's ([`nftables`]) applying only what changed.
+
+pub mod model;
+pub mod nftables;
+pub mod tracker;

@@ -1,0 +1,473 @@
+//! The nftables mode's table, `ip skiff-proxy`, shaped as kube-proxy's
+//! (`pkg/proxy/nftables/proxier.go`), computed without I/O:
+//!
+//! - the map `service-ips`, keyed `daddr . l4proto . dport`, sends each
+//!   virtual server to its Service port's chain (`svc-…` for ClusterIPs,
+//!   `ext-…` for node ports, external and load-balancer IPs);
+//! - a Service chain checks the affinity sets, then picks an endpoint with
+//!   `numgen random mod N`; an endpoint chain (`ep-…`) marks hairpin
+//!   traffic for masquerade, records affinity and DNATs;
+//! - the set `no-endpoint-services` rejects what has nowhere to go, before
+//!   NAT (prerouting and output at priority -110);
+//! - traffic marked 0x4000 is masqueraded on its way out.
+//!
+//! A sync renders the whole [`Table`] and [`diff`] turns the last one and
+//! the new one into the operations that change only what changed: one
+//! endpoint's change rewrites its Service's chains and map elements, not
+//! the table. Operations go to `nft -f -` as transactions of at most
+//! [`MAX_OPERATIONS`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{Address, Backend, PortName, PortRules, Traffic, Virtual};
+
+/// The table the proxy owns in each node's namespace; it touches no
+/// other.
+pub const TABLE: &str = "skiff-proxy";
+
+/// The mark of traffic to masquerade, as kube-proxy's.
+pub const MASQUERADE_MARK: &str = "0x4000";
+
+/// The most operations one transaction carries (a first sync of
+/// thousands of Services is split).
+pub const MAX_OPERATIONS: usize = 1000;
+
+/// The table's contents that follow from the Services (the base chains
+/// and maps of [`base`] hold them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    /// Chains by name, with their rules.
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// Affinity sets by name, with their timeout in seconds.
+    pub sets: BTreeMap<String, u32>,
+    /// `service-ips`: each virtual server's verdict.
+    pub service_ips: BTreeMap<Address, String>,
+    /// `no-endpoint-services`: the virtual servers that reject.
+    pub no_endpoints: BTreeSet<Address>,
+}
+
+/// What a sync writes first when it starts afresh: the table emptied of
+/// anything an earlier run left, its maps, base chains and hooks.
+pub fn base() -> Vec<String> {
+    let key = "type ipv4_addr . inet_proto . inet_service";
+    let t = format!("ip {TABLE}");
+    let mut ops = vec![
+        format!("add table {t}"),
+        format!("delete table {t}"),
+        format!("add table {t}"),
+        format!("add map {t} service-ips {{ {key} : verdict ; }}"),
+        format!("add set {t} no-endpoint-services {{ {key} ; }}"),
+    ];
+    // The output hooks take priority numbers: nft 1.0.6 refuses
+    // `dstnat` there.
+    for (chain, kind, hook, priority) in [
+        ("filter-prerouting", "filter", "prerouting", -110),
+        ("filter-output", "filter", "output", -110),
+        ("nat-prerouting", "nat", "prerouting", -100),
+        ("nat-output", "nat", "output", -100),
+        ("nat-postrouting", "nat", "postrouting", 100),
+    ] {
+        ops.push(format!(
+            "add chain {t} {chain} {{ type {kind} hook {hook} priority {priority} ; }}"
+        ));
+    }
+    for chain in ["services", "masquerading", "mark-for-masquerade"] {
+        ops.push(format!("add chain {t} {chain}"));
+    }
+    let reject = "ct state new ip daddr . meta l4proto . th dport @no-endpoint-services reject";
+    for (chain, rule) in [
+        ("filter-prerouting", reject),
+        ("filter-output", reject),
+        ("nat-prerouting", "jump services"),
+        ("nat-output", "jump services"),
+        ("nat-postrouting", "jump masquerading"),
+        (
+            "services",
+            "ip daddr . meta l4proto . th dport vmap @service-ips",
+        ),
+    ] {
+        ops.push(format!("add rule {t} {chain} {rule}"));
+    }
+    let mark = MASQUERADE_MARK;
+    ops.push(format!(
+        "add rule {t} masquerading meta mark & {mark} == 0 return"
+    ));
+    ops.push(format!(
+        "add rule {t} masquerading meta mark set meta mark ^ {mark}"
+    ));
+    ops.push(format!("add rule {t} masquerading masquerade fully-random"));
+    ops.push(format!(
+        "add rule {t} mark-for-masquerade meta mark set meta mark | {mark}"
+    ));
+    ops
+}
+
+/// A Service port's part of chain names: `ns/name/proto/port`.
+fn id(name: &PortName) -> String {
+    let (namespace, service) = &name.service;
+    format!(
+        "{namespace}/{service}/{}/{}",
+        name.protocol.name(),
+        name.port
+    )
+}
+
+fn endpoint_part(backend: &Backend) -> String {
+    format!("{}/{}", backend.ip, backend.port)
+}
+
+fn endpoint_chain(service: &str, backend: &Backend) -> String {
+    format!("ep-{service}__{}", endpoint_part(backend))
+}
+
+fn affinity_set(service: &str, backend: &Backend) -> String {
+    format!("aff-{service}__{}", endpoint_part(backend))
+}
+
+/// nft's spelling of a map key.
+pub fn key(address: &Address) -> String {
+    format!(
+        "{} . {} . {}",
+        address.ip,
+        address.protocol.name(),
+        address.port
+    )
+}
+
+/// The rules that pick an endpoint: affinity first, then at random.
+fn balance(service: &str, virtual_: &Virtual) -> Vec<String> {
+    let mut rules = Vec::new();
+    if virtual_.masquerade {
+        rules.push("jump mark-for-masquerade".to_owned());
+    }
+    if virtual_.affinity.is_some() {
+        rules.extend(virtual_.backends.iter().map(|b| {
+            format!(
+                "ip saddr @{} goto {}",
+                affinity_set(service, b),
+                endpoint_chain(service, b)
+            )
+        }));
+    }
+    rules.push(match virtual_.backends.as_slice() {
+        [only] => format!("goto {}", endpoint_chain(service, only)),
+        all => {
+            let arms: Vec<String> = all
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("{i} : goto {}", endpoint_chain(service, b)))
+                .collect();
+            format!(
+                "numgen random mod {} vmap {{ {} }}",
+                all.len(),
+                arms.join(", ")
+            )
+        }
+    });
+    rules
+}
+
+/// The table that programs `rules`.
+pub fn render<'a>(rules: impl IntoIterator<Item = &'a PortRules>) -> Table {
+    let mut table = Table::default();
+    for port in rules {
+        for (address, virtual_) in &port.virtuals {
+            if virtual_.backends.is_empty() {
+                table.no_endpoints.insert(*address);
+                continue;
+            }
+            let service = id(&virtual_.service);
+            let chain = match virtual_.traffic {
+                Traffic::Internal => format!("svc-{service}"),
+                Traffic::External => format!("ext-{service}"),
+            };
+            table.service_ips.insert(*address, format!("goto {chain}"));
+            if table.chains.contains_key(&chain) {
+                continue;
+            }
+            table.chains.insert(chain, balance(&service, virtual_));
+            for backend in &virtual_.backends {
+                let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", backend.ip)];
+                if let Some(timeout) = virtual_.affinity {
+                    let set = affinity_set(&service, backend);
+                    rules.push(format!("update @{set} {{ ip saddr }}"));
+                    table.sets.insert(set, timeout);
+                }
+                rules.push(format!(
+                    "meta l4proto {} dnat to {}:{}",
+                    address.protocol.name(),
+                    backend.ip,
+                    backend.port
+                ));
+                table
+                    .chains
+                    .insert(endpoint_chain(&service, backend), rules);
+            }
+        }
+    }
+    table
+}
+
+/// The operations that turn `old` into `new`, in an order nft accepts:
+/// sets and chains exist before they are referenced, and are removed
+/// only once nothing refers to them.
+pub fn diff(old: &Table, new: &Table) -> Vec<String> {
+    let t = format!("ip {TABLE}");
+    let mut ops = Vec::new();
+    for (set, timeout) in &new.sets {
+        if old.sets.get(set) != Some(timeout) {
+            if old.sets.contains_key(set) {
+                ops.push(format!("delete set {t} {set}"));
+            }
+            ops.push(format!(
+                "add set {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
+            ));
+        }
+    }
+    for chain in new.chains.keys() {
+        if !old.chains.contains_key(chain) {
+            ops.push(format!("add chain {t} {chain}"));
+        }
+    }
+    for (chain, rules) in &new.chains {
+        match old.chains.get(chain) {
+            Some(before) if before == rules => continue,
+            Some(_) => ops.push(format!("flush chain {t} {chain}")),
+            None => {}
+        }
+        ops.extend(rules.iter().map(|r| format!("add rule {t} {chain} {r}")));
+    }
+    for (address, verdict) in &old.service_ips {
+        if new.service_ips.get(address) != Some(verdict) {
+            ops.push(format!(
+                "delete element {t} service-ips {{ {} }}",
+                key(address)
+            ));
+        }
+    }
+    for (address, verdict) in &new.service_ips {
+        if old.service_ips.get(address) != Some(verdict) {
+            ops.push(format!(
+                "add element {t} service-ips {{ {} : {verdict} }}",
+                key(address)
+            ));
+        }
+    }
+    for address in old.no_endpoints.difference(&new.no_endpoints) {
+        ops.push(format!(
+            "delete element {t} no-endpoint-services {{ {} }}",
+            key(address)
+        ));
+    }
+    for address in new.no_endpoints.difference(&old.no_endpoints) {
+        ops.push(format!(
+            "add element {t} no-endpoint-services {{ {} }}",
+            key(address)
+        ));
+    }
+    let gone: Vec<&String> = old
+        .chains
+        .keys()
+        .filter(|c| !new.chains.contains_key(*c))
+        .collect();
+    ops.extend(gone.iter().map(|c| format!("flush chain {t} {c}")));
+    ops.extend(gone.iter().map(|c| format!("delete chain {t} {c}")));
+    for set in old.sets.keys() {
+        if !new.sets.contains_key(set) {
+            ops.push(format!("delete set {t} {set}"));
+        }
+    }
+    ops
+}
+
+/// `ops` as `nft -f` scripts of at most [`MAX_OPERATIONS`] lines each.
+pub fn transactions(ops: &[String]) -> Vec<String> {
+    ops.chunks(MAX_OPERATIONS)
+        .map(|chunk| {
+            let mut script = chunk.join("\n");
+            script.push('\n');
+            script
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PortName, Protocol};
+    use std::net::Ipv4Addr;
+
+    fn backend(last: u8) -> Backend {
+        Backend {
+            ip: Ipv4Addr::new(10, 244, 1, last),
+            port: 8080,
+        }
+    }
+
+    fn name() -> PortName {
+        PortName {
+            service: ("default".into(), "web".into()),
+            port: "http".into(),
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    fn rules(backends: &[u8], affinity: Option<u32>) -> PortRules {
+        let cluster = Address {
+            ip: Ipv4Addr::new(10, 96, 0, 20),
+            port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let node_port = Address {
+            ip: Ipv4Addr::new(172, 18, 0, 2),
+            port: 30080,
+            protocol: Protocol::Tcp,
+        };
+        let virtual_ = |traffic| Virtual {
+            service: name(),
+            traffic,
+            affinity,
+            masquerade: traffic == Traffic::External,
+            backends: backends.iter().map(|b| backend(*b)).collect(),
+        };
+        PortRules {
+            virtuals: [
+                (cluster, virtual_(Traffic::Internal)),
+                (node_port, virtual_(Traffic::External)),
+            ]
+            .into(),
+            health_check: None,
+        }
+    }
+
+    #[test]
+    fn a_service_renders_as_kube_proxys_chains() {
+        let table = render([&rules(&[3, 4], Some(10800))]);
+        let svc = &table.chains["svc-default/web/tcp/http"];
+        assert_eq!(
+            svc,
+            &[
+                "ip saddr @aff-default/web/tcp/http__10.244.1.3/8080 goto ep-default/web/tcp/http__10.244.1.3/8080",
+                "ip saddr @aff-default/web/tcp/http__10.244.1.4/8080 goto ep-default/web/tcp/http__10.244.1.4/8080",
+                "numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http__10.244.1.3/8080, 1 : goto ep-default/web/tcp/http__10.244.1.4/8080 }",
+            ]
+        );
+        let ext = &table.chains["ext-default/web/tcp/http"];
+        assert_eq!(ext[0], "jump mark-for-masquerade");
+        assert_eq!(
+            table.chains["ep-default/web/tcp/http__10.244.1.3/8080"],
+            [
+                "ip saddr 10.244.1.3 jump mark-for-masquerade",
+                "update @aff-default/web/tcp/http__10.244.1.3/8080 { ip saddr }",
+                "meta l4proto tcp dnat to 10.244.1.3:8080",
+            ]
+        );
+        assert_eq!(table.sets.len(), 2);
+        assert_eq!(
+            table.service_ips.values().collect::<Vec<_>>(),
+            [
+                "goto svc-default/web/tcp/http",
+                "goto ext-default/web/tcp/http"
+            ]
+        );
+        let refused = render([&rules(&[], None)]);
+        assert!(refused.chains.is_empty());
+        assert_eq!(refused.no_endpoints.len(), 2);
+    }
+
+    #[test]
+    fn one_endpoint_more_touches_only_its_services_chains_and_no_map() {
+        let before = render([&rules(&[3, 4], None)]);
+        let after = render([&rules(&[3, 4, 5], None)]);
+        let ops = diff(&before, &after);
+        assert_eq!(
+            ops,
+            [
+                "add chain ip skiff-proxy ep-default/web/tcp/http__10.244.1.5/8080",
+                "add rule ip skiff-proxy ep-default/web/tcp/http__10.244.1.5/8080 ip saddr 10.244.1.5 jump mark-for-masquerade",
+                "add rule ip skiff-proxy ep-default/web/tcp/http__10.244.1.5/8080 meta l4proto tcp dnat to 10.244.1.5:8080",
+                "flush chain ip skiff-proxy ext-default/web/tcp/http",
+                "add rule ip skiff-proxy ext-default/web/tcp/http jump mark-for-masquerade",
+                "add rule ip skiff-proxy ext-default/web/tcp/http numgen random mod 3 vmap { 0 : goto ep-default/web/tcp/http__10.244.1.3/8080, 1 : goto ep-default/web/tcp/http__10.244.1.4/8080, 2 : goto ep-default/web/tcp/http__10.244.1.5/8080 }",
+                "flush chain ip skiff-proxy svc-default/web/tcp/http",
+                "add rule ip skiff-proxy svc-default/web/tcp/http numgen random mod 3 vmap { 0 : goto ep-default/web/tcp/http__10.244.1.3/8080, 1 : goto ep-default/web/tcp/http__10.244.1.4/8080, 2 : goto ep-default/web/tcp/http__10.244.1.5/8080 }",
+            ]
+        );
+        assert!(diff(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn the_last_endpoint_gone_leaves_a_rejecting_element_and_no_chain() {
+        let before = render([&rules(&[3], Some(60))]);
+        let after = render([&rules(&[], Some(60))]);
+        let ops = diff(&before, &after);
+        let position = |text: &str| ops.iter().position(|o| o.starts_with(text)).unwrap();
+        assert!(position("delete element ip skiff-proxy service-ips") < position("delete chain"));
+        assert!(position("flush chain") < position("delete chain"));
+        assert!(position("delete chain") < position("delete set"));
+        assert_eq!(
+            ops.iter()
+                .filter(|o| o.starts_with("add element ip skiff-proxy no-endpoint-services"))
+                .count(),
+            2
+        );
+        assert!(diff(&Table::default(), &before)
+            .iter()
+            .all(|o| o.starts_with("add ")));
+    }
+
+    #[test]
+    fn a_first_sync_is_split_into_bounded_transactions() {
+        let ops: Vec<String> = (0..2500).map(|i| format!("op {i}")).collect();
+        let scripts = transactions(&ops);
+        assert_eq!(scripts.len(), 3);
+        assert_eq!(scripts[2].lines().count(), 500);
+        assert!(base()[..3]
+            .join("\n")
+            .contains("delete table ip skiff-proxy"));
+    }
+
+    /// The rendered script, applied by the real `nft` in a network
+    /// namespace of the test's own: the kernel accepts every line.
+    #[test]
+    fn nft_accepts_the_rendered_table_and_its_changes() {
+        let unshare = std::process::Command::new("unshare")
+            .args(["--net", "nft", "-c", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = unshare else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI has unshare and nft"
+            );
+            eprintln!("SKIPPED: no unshare");
+            return;
+        };
+        let first = render([&rules(&[3, 4], Some(10800))]);
+        let next = render([&rules(&[4, 5], Some(10800))]);
+        let mut script = base();
+        script.extend(diff(&Table::default(), &first));
+        script.extend(diff(&first, &next));
+        script.extend(diff(&next, &render([&rules(&[], None)])));
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(transactions(&script).concat().as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("No such file") || stderr.contains("Operation not permitted") {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs nft as root: {stderr}"
+            );
+            eprintln!("SKIPPED: {stderr}");
+            return;
+        }
+        assert!(output.status.success(), "{stderr}");
+    }
+}
