@@ -49,6 +49,17 @@ pub struct NodeArgs {
     /// published in each Node.
     #[arg(long, default_value = "127.0.0.1:0")]
     kubelet_listen: std::net::SocketAddr,
+    /// The node proxy that makes Services carry traffic: `nftables` (a
+    /// kube-proxy-shaped table in each node's namespace), `none`, or
+    /// `auto` (nftables with the process runtime, none with the
+    /// simulated one, whose pods have no process to carry traffic to).
+    /// ipvs and userspace modes are next.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "nftables", "none"])]
+    proxy_mode: String,
+    /// At least this many seconds between two syncs of a node's proxy
+    /// (kube-proxy's minSyncPeriod; 0: every batch of changes at once).
+    #[arg(long, default_value_t = 0.0)]
+    proxy_min_sync_period: f64,
 }
 
 impl NodeArgs {
@@ -61,6 +72,8 @@ impl NodeArgs {
     pub fn check(&self) -> Result<()> {
         if self.processes() {
             skiff_kubelet_sim::process::check().map_err(anyhow::Error::msg)?;
+        } else if self.proxy_mode == "nftables" {
+            anyhow::bail!("--proxy-mode nftables programs the nodes' namespaces of --runtime process; the simulated runtime has none");
         }
         Ok(())
     }
@@ -77,6 +90,15 @@ impl NodeArgs {
         self.runtime_dir
             .get_or_insert_with(|| data_dir.join("kubelet"));
         self
+    }
+
+    /// The nodes' proxy: its minimum sync period, if they run one.
+    fn proxy(&self) -> Option<std::time::Duration> {
+        let runs = match self.proxy_mode.as_str() {
+            "auto" => self.processes(),
+            mode => mode == "nftables",
+        };
+        runs.then(|| std::time::Duration::from_secs_f64(self.proxy_min_sync_period.max(0.0)))
     }
 
     fn options(&self, token: Option<String>) -> skiff_kubelet_sim::Options {
@@ -99,6 +121,7 @@ impl NodeArgs {
             runtime,
             kubelet_listen: self.kubelet_listen,
             kubelet_token: token,
+            proxy: self.proxy(),
             ..skiff_kubelet_sim::Options::default()
         }
     }

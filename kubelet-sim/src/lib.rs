@@ -31,6 +31,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -91,6 +92,9 @@ pub struct Options {
     /// The bearer token the kubelet server asks of its callers (the
     /// cluster's, which the apiserver holds); None asks none.
     pub kubelet_token: Option<String>,
+    /// Each node's proxy, if the nodes run one: at least this long
+    /// between two of its syncs.
+    pub proxy: Option<Duration>,
 }
 
 /// Which runtime runs the pods.
@@ -119,6 +123,7 @@ impl Default for Options {
             runtime: Choice::Sim,
             kubelet_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             kubelet_token: None,
+            proxy: None,
         }
     }
 }
@@ -160,6 +165,7 @@ pub fn run(
 ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
     let services = informers.get::<Service>();
     let pods = informers.get::<Pod>();
+    let informers_of_proxy = (services.clone(), informers.get::<EndpointSlice>());
     async move {
         let nodes: Vec<SimNode> = (options.first..options.first + options.count)
             .map(|i| SimNode::new(&options.name_prefix, i, options.total.max(options.count)))
@@ -198,6 +204,9 @@ pub fn run(
         };
         register(&client, &nodes, &registration).await?;
         tokio::spawn(renew_leases(client.clone(), nodes.clone()));
+        if let (Some(min_sync_period), Choice::Process { .. }) = (options.proxy, &options.runtime) {
+            start_proxies(informers_of_proxy.clone(), &nodes, min_sync_period);
+        }
         let agents = Arc::new(Agents {
             runtime,
             pods: pods.clone(),
@@ -223,6 +232,31 @@ pub fn run(
             }
         }
         Ok(())
+    }
+}
+
+/// Starts each node's proxy in its network namespace (nftables mode), on
+/// the process's shared Service and EndpointSlice informers.
+fn start_proxies(
+    (services, slices): (Informer<Service>, Informer<EndpointSlice>),
+    nodes: &[SimNode],
+    min_sync_period: Duration,
+) {
+    for node in nodes {
+        let config = skiff_proxy::run::Config {
+            node: skiff_proxy::model::Node {
+                name: node.name.clone(),
+                addresses: node.host_ip.parse().into_iter().collect(),
+            },
+            namespace: Some(process::network::node_namespace(node)),
+            min_sync_period,
+            resync_period: Duration::from_secs(3600),
+        };
+        tokio::spawn(skiff_proxy::run::run(
+            services.clone(),
+            slices.clone(),
+            config,
+        ));
     }
 }
 

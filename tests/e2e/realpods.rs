@@ -895,3 +895,118 @@ fn cgroup_dir(text: &str, controller: &str) -> Option<std::path::PathBuf> {
     };
     Some(std::path::PathBuf::from(format!("{mount}{path}")))
 }
+
+const SERVICES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{port: 8000, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-nodeport}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80}]
+"#;
+
+/// The names that answer `url` from `namespace` in `tries` requests.
+fn answers(machine: &Machine, namespace: &str, url: &str, tries: usize) -> Vec<String> {
+    let mut names: Vec<String> = (0..tries)
+        .map(|_| fetch(machine, Some(namespace), url))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn services_carry_traffic_through_each_nodes_nftables_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "web", WEB);
+    apply(&server, dir.path(), "services", SERVICES);
+    server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let echo = pod_when(&server, "echo", "the echo pod running", ready);
+    let client = pod_namespace(&echo);
+    let cluster_ip = |name: &str| {
+        server.json(&["service", name])["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut names: Vec<String> = items(&server.json(&["pods", "-l", "app=web"]))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    // Every pod answers the ClusterIP from a pod within 30 requests.
+    let web = format!("http://{}/", cluster_ip("web"));
+    assert_eq!(answers(&machine, &client, &web, 30), names);
+    // ClientIP affinity: one pod answers them all.
+    let sticky = format!("http://{}:8000/", cluster_ip("sticky"));
+    assert_eq!(answers(&machine, &client, &sticky, 10).len(), 1);
+    // The node port answers on every node's address, from another node.
+    for node in items(&server.json(&["nodes"])) {
+        let address = node["status"]["addresses"][0]["address"].as_str().unwrap();
+        let name = fetch(
+            &machine,
+            Some("skiff-skiff-node-1"),
+            &format!("http://{address}:30080/"),
+        );
+        assert!(names.contains(&name), "{name} answered {address}:30080");
+    }
+    // A Service without endpoints refuses at once.
+    let refused = machine
+        .command(
+            "ip",
+            &[
+                "netns", "exec", &client, "timeout", "5", "busybox", "wget", "-qO-",
+            ],
+        )
+        .arg(format!("http://{}/", cluster_ip("nobody")))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused"), "{stderr}");
+    // Scaled to one, only that pod answers.
+    server.kubectl_ok(&["scale", "deployment/web", "--replicas", "1"]);
+    eventually(30, "one pod behind the ClusterIP", || {
+        (answers(&machine, &client, &web, 10).len() == 1).then_some(())
+    });
+    // The rules sit in each node's namespace, in the proxy's own table.
+    let rules = machine.run_ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            "skiff-skiff-node-2",
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "skiff-proxy",
+        ],
+    );
+    assert!(rules.contains("svc-default/web/tcp/"), "{rules}");
+}

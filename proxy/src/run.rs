@@ -1,0 +1,182 @@
+//! A node's proxy at work: it hears Services and EndpointSlices from the
+//! process's shared informers, records their changes, and once both
+//! caches have synced turns each batch of changes into one sync (no more
+//! often than the minimum sync period), with a full resync now and then
+//! that rewrites the whole table and so repairs any drift.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use skiff_runtime::informers::{Event, Informer};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use crate::model::Node;
+use crate::nftables::{self, Table};
+use crate::tracker::State;
+
+/// How one node's proxy runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node it programs.
+    pub node: Node,
+    /// The named network namespace it programs (`ip netns`), or None for
+    /// the one it runs in.
+    pub namespace: Option<String>,
+    /// At least this long between two syncs (kube-proxy's
+    /// `minSyncPeriod`; zero: every batch of changes at once).
+    pub min_sync_period: Duration,
+    /// A full resync this often.
+    pub resync_period: Duration,
+}
+
+/// The nftables mode's writer: what it last applied, and where.
+struct Nft {
+    namespace: Option<String>,
+    applied: Option<Table>,
+}
+
+impl Nft {
+    /// Applies `table`: the difference from the last one, or the whole
+    /// table afresh when `full` (or when nothing was applied yet).
+    async fn sync(&mut self, table: Table, full: bool) -> Result<usize, String> {
+        let ops = match (&self.applied, full) {
+            (Some(before), false) => nftables::diff(before, &table),
+            _ => {
+                let mut ops = nftables::base();
+                ops.extend(nftables::diff(&Table::default(), &table));
+                ops
+            }
+        };
+        self.applied = None;
+        for script in nftables::transactions(&ops) {
+            self.run(&script).await?;
+        }
+        self.applied = Some(table);
+        Ok(ops.len())
+    }
+
+    async fn run(&self, script: &str) -> Result<(), String> {
+        let mut command = match &self.namespace {
+            Some(namespace) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", namespace, "nft", "-f", "-"]);
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new("nft");
+                c.args(["-f", "-"]);
+                c
+            }
+        };
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run nft: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(script.as_bytes())
+                .await
+                .map_err(|e| format!("nft: {e}"))?;
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|e| format!("nft: {e}"))?;
+        match output.status.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "nft: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+        }
+    }
+}
+
+/// Runs the proxy of `config.node` until its informers close.
+pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, config: Config) {
+    let mut service_events = services.subscribe();
+    let mut slice_events = slices.subscribe();
+    let mut state = State::default();
+    let mut nft = Nft {
+        namespace: config.namespace.clone(),
+        applied: None,
+    };
+    let (mut services_synced, mut slices_synced) = (false, false);
+    let mut full = true;
+    let mut next_resync = Instant::now() + config.resync_period;
+    let mut last_sync: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            event = service_events.recv() => match event {
+                Some(event) => services_synced |= record(&mut state, event, State::record_service),
+                None => return,
+            },
+            event = slice_events.recv() => match event {
+                Some(event) => slices_synced |= record(&mut state, event, State::record_slice),
+                None => return,
+            },
+            _ = tokio::time::sleep_until(next_resync) => full = true,
+        }
+        if !(services_synced && slices_synced) || !(full || state.changed()) {
+            continue;
+        }
+        if let Some(last) = last_sync {
+            let ready = last + config.min_sync_period;
+            if Instant::now() < ready {
+                tokio::time::sleep_until(ready).await;
+            }
+        }
+        // What arrived meanwhile joins this sync.
+        while let Ok(event) = service_events.try_recv() {
+            record(&mut state, event, State::record_service);
+        }
+        while let Ok(event) = slice_events.try_recv() {
+            record(&mut state, event, State::record_slice);
+        }
+        let started = Instant::now();
+        let touched = state.apply(&config.node);
+        if full {
+            state.recompute_all(&config.node);
+        }
+        let table = nftables::render(state.rules.values());
+        match nft.sync(table, full).await {
+            Ok(operations) => {
+                tracing::info!(
+                    node = %config.node.name,
+                    services = touched.len(),
+                    operations,
+                    full,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "proxy rules synced"
+                );
+                full = false;
+                next_resync = Instant::now() + config.resync_period;
+            }
+            Err(e) => {
+                tracing::warn!(node = %config.node.name, error = %e, "the proxy's sync failed; the next one rewrites the table");
+                full = true;
+                next_resync = Instant::now() + Duration::from_secs(1);
+            }
+        }
+        last_sync = Some(Instant::now());
+    }
+}
+
+/// Records one informer event; answers whether it says the cache synced.
+fn record<K>(
+    state: &mut State,
+    event: Event<K>,
+    to: fn(&mut State, Option<&K>, Option<&K>),
+) -> bool {
+    match event {
+        Event::Added(new) => to(state, None, Some(&new)),
+        Event::Updated { old, new } => to(state, Some(&old), Some(&new)),
+        Event::Deleted(old) => to(state, Some(&old), None),
+        Event::Synced => return true,
+    }
+    false
+}
