@@ -7,6 +7,7 @@ mod dns;
 mod endpoints;
 mod etcd;
 mod flow;
+mod proxy;
 mod realpods;
 mod server;
 mod stats;
@@ -52,8 +53,17 @@ SCENARIOS:
              create to all Running, the server's and the pods' processes'
              memory, delete to all gone
 
+    proxy    the node proxy's nftables mode in a network namespace of its own
+             (needs root and nft): a full sync of 10,000 Services x 5
+             (or --services)
+             endpoints, and beside it `nft -f` loading the same ruleset;
+             50 single endpoint changes on top, EndpointSlice event to nft
+             done, p50/p99; the bench process's memory before and after
+
 OPTIONS:
     --seconds N    how long each write phase runs (default 5)
+    --services N   how many Services the proxy scenario programs (default
+                   10,000)
     -h, --help     print this help
 ";
 
@@ -82,6 +92,16 @@ fn main() -> std::process::ExitCode {
         "allocate" => runtime.block_on(allocate::run(10_000)),
         "realpods" => runtime.block_on(realpods::run()),
         "dns" => runtime.block_on(dns::run(std::time::Duration::from_secs(seconds))),
+        "proxy" => {
+            let services = match args.iter().position(|a| a == "--services") {
+                None => 10_000,
+                Some(i) => match args.get(i + 1).and_then(|s| s.parse().ok()) {
+                    Some(n) if n > 0 => n,
+                    _ => return fail("--services takes a whole number above 0"),
+                },
+            };
+            runtime.block_on(proxy::run(services, 50))
+        }
         other => return fail(&format!("unknown scenario {other:?}; see --help")),
     };
     match result {

@@ -120,8 +120,10 @@ fn endpoint_chain(service: &str, backend: &Backend) -> String {
     format!("ep-{service}__{}", endpoint_part(backend))
 }
 
-fn affinity_set(service: &str, backend: &Backend) -> String {
-    format!("aff-{service}__{}", endpoint_part(backend))
+/// A set's timeout is part of its name: a new timeout is a new set, so
+/// the rules that use it change with it and the old one goes unused.
+fn affinity_set(service: &str, backend: &Backend, timeout: u32) -> String {
+    format!("aff-{service}__{}__{timeout}s", endpoint_part(backend))
 }
 
 /// nft's spelling of a map key.
@@ -140,11 +142,11 @@ fn balance(service: &str, virtual_: &Virtual) -> Vec<String> {
     if virtual_.masquerade {
         rules.push("jump mark-for-masquerade".to_owned());
     }
-    if virtual_.affinity.is_some() {
+    if let Some(timeout) = virtual_.affinity {
         rules.extend(virtual_.backends.iter().map(|b| {
             format!(
                 "ip saddr @{} goto {}",
-                affinity_set(service, b),
+                affinity_set(service, b, timeout),
                 endpoint_chain(service, b)
             )
         }));
@@ -167,42 +169,42 @@ fn balance(service: &str, virtual_: &Virtual) -> Vec<String> {
     rules
 }
 
-/// The table that programs `rules`.
-pub fn render<'a>(rules: impl IntoIterator<Item = &'a PortRules>) -> Table {
+/// The part of the table that programs one Service port: its chains,
+/// sets and map elements are its own (their names start with its id), so
+/// ports are rendered, and diffed, one by one.
+pub fn render(port: &PortRules) -> Table {
     let mut table = Table::default();
-    for port in rules {
-        for (address, virtual_) in &port.virtuals {
-            if virtual_.backends.is_empty() {
-                table.no_endpoints.insert(*address);
-                continue;
+    for (address, virtual_) in &port.virtuals {
+        if virtual_.backends.is_empty() {
+            table.no_endpoints.insert(*address);
+            continue;
+        }
+        let service = id(&virtual_.service);
+        let chain = match virtual_.traffic {
+            Traffic::Internal => format!("svc-{service}"),
+            Traffic::External => format!("ext-{service}"),
+        };
+        table.service_ips.insert(*address, format!("goto {chain}"));
+        if table.chains.contains_key(&chain) {
+            continue;
+        }
+        table.chains.insert(chain, balance(&service, virtual_));
+        for backend in &virtual_.backends {
+            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", backend.ip)];
+            if let Some(timeout) = virtual_.affinity {
+                let set = affinity_set(&service, backend, timeout);
+                rules.push(format!("update @{set} {{ ip saddr }}"));
+                table.sets.insert(set, timeout);
             }
-            let service = id(&virtual_.service);
-            let chain = match virtual_.traffic {
-                Traffic::Internal => format!("svc-{service}"),
-                Traffic::External => format!("ext-{service}"),
-            };
-            table.service_ips.insert(*address, format!("goto {chain}"));
-            if table.chains.contains_key(&chain) {
-                continue;
-            }
-            table.chains.insert(chain, balance(&service, virtual_));
-            for backend in &virtual_.backends {
-                let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", backend.ip)];
-                if let Some(timeout) = virtual_.affinity {
-                    let set = affinity_set(&service, backend);
-                    rules.push(format!("update @{set} {{ ip saddr }}"));
-                    table.sets.insert(set, timeout);
-                }
-                rules.push(format!(
-                    "meta l4proto {} dnat to {}:{}",
-                    address.protocol.name(),
-                    backend.ip,
-                    backend.port
-                ));
-                table
-                    .chains
-                    .insert(endpoint_chain(&service, backend), rules);
-            }
+            rules.push(format!(
+                "meta l4proto {} dnat to {}:{}",
+                address.protocol.name(),
+                backend.ip,
+                backend.port
+            ));
+            table
+                .chains
+                .insert(endpoint_chain(&service, backend), rules);
         }
     }
     table
@@ -215,10 +217,7 @@ pub fn diff(old: &Table, new: &Table) -> Vec<String> {
     let t = format!("ip {TABLE}");
     let mut ops = Vec::new();
     for (set, timeout) in &new.sets {
-        if old.sets.get(set) != Some(timeout) {
-            if old.sets.contains_key(set) {
-                ops.push(format!("delete set {t} {set}"));
-            }
+        if !old.sets.contains_key(set) {
             ops.push(format!(
                 "add set {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
             ));
@@ -342,13 +341,13 @@ mod tests {
 
     #[test]
     fn a_service_renders_as_kube_proxys_chains() {
-        let table = render([&rules(&[3, 4], Some(10800))]);
+        let table = render(&rules(&[3, 4], Some(10800)));
         let svc = &table.chains["svc-default/web/tcp/http"];
         assert_eq!(
             svc,
             &[
-                "ip saddr @aff-default/web/tcp/http__10.244.1.3/8080 goto ep-default/web/tcp/http__10.244.1.3/8080",
-                "ip saddr @aff-default/web/tcp/http__10.244.1.4/8080 goto ep-default/web/tcp/http__10.244.1.4/8080",
+                "ip saddr @aff-default/web/tcp/http__10.244.1.3/8080__10800s goto ep-default/web/tcp/http__10.244.1.3/8080",
+                "ip saddr @aff-default/web/tcp/http__10.244.1.4/8080__10800s goto ep-default/web/tcp/http__10.244.1.4/8080",
                 "numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http__10.244.1.3/8080, 1 : goto ep-default/web/tcp/http__10.244.1.4/8080 }",
             ]
         );
@@ -358,7 +357,7 @@ mod tests {
             table.chains["ep-default/web/tcp/http__10.244.1.3/8080"],
             [
                 "ip saddr 10.244.1.3 jump mark-for-masquerade",
-                "update @aff-default/web/tcp/http__10.244.1.3/8080 { ip saddr }",
+                "update @aff-default/web/tcp/http__10.244.1.3/8080__10800s { ip saddr }",
                 "meta l4proto tcp dnat to 10.244.1.3:8080",
             ]
         );
@@ -370,15 +369,15 @@ mod tests {
                 "goto ext-default/web/tcp/http"
             ]
         );
-        let refused = render([&rules(&[], None)]);
+        let refused = render(&rules(&[], None));
         assert!(refused.chains.is_empty());
         assert_eq!(refused.no_endpoints.len(), 2);
     }
 
     #[test]
     fn one_endpoint_more_touches_only_its_services_chains_and_no_map() {
-        let before = render([&rules(&[3, 4], None)]);
-        let after = render([&rules(&[3, 4, 5], None)]);
+        let before = render(&rules(&[3, 4], None));
+        let after = render(&rules(&[3, 4, 5], None));
         let ops = diff(&before, &after);
         assert_eq!(
             ops,
@@ -398,8 +397,8 @@ mod tests {
 
     #[test]
     fn the_last_endpoint_gone_leaves_a_rejecting_element_and_no_chain() {
-        let before = render([&rules(&[3], Some(60))]);
-        let after = render([&rules(&[], Some(60))]);
+        let before = render(&rules(&[3], Some(60)));
+        let after = render(&rules(&[], Some(60)));
         let ops = diff(&before, &after);
         let position = |text: &str| ops.iter().position(|o| o.starts_with(text)).unwrap();
         assert!(position("delete element ip skiff-proxy service-ips") < position("delete chain"));
@@ -445,12 +444,12 @@ mod tests {
             eprintln!("SKIPPED: no unshare");
             return;
         };
-        let first = render([&rules(&[3, 4], Some(10800))]);
-        let next = render([&rules(&[4, 5], Some(10800))]);
+        let first = render(&rules(&[3, 4], Some(10800)));
+        let next = render(&rules(&[4, 5], Some(10800)));
         let mut script = base();
         script.extend(diff(&Table::default(), &first));
         script.extend(diff(&first, &next));
-        script.extend(diff(&next, &render([&rules(&[], None)])));
+        script.extend(diff(&next, &render(&rules(&[], None))));
         use std::io::Write;
         child
             .stdin

@@ -4,6 +4,7 @@
 //! often than the minimum sync period), with a full resync now and then
 //! that rewrites the whole table and so repairs any drift.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
@@ -12,7 +13,7 @@ use skiff_runtime::informers::{Event, Informer};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use crate::model::Node;
+use crate::model::{Node, PortName, PortRules, ServiceKey};
 use crate::nftables::{self, Table};
 use crate::tracker::State;
 
@@ -31,29 +32,69 @@ pub struct Config {
     pub resync_period: Duration,
 }
 
-/// The nftables mode's writer: what it last applied, and where.
-struct Nft {
+/// The nftables mode's writer: where it writes, and what it last wrote
+/// for each Service port (None: nothing yet, or a failed write).
+pub struct Nft {
     namespace: Option<String>,
-    applied: Option<Table>,
+    applied: Option<BTreeMap<PortName, Table>>,
 }
 
 impl Nft {
-    /// Applies `table`: the difference from the last one, or the whole
-    /// table afresh when `full` (or when nothing was applied yet).
-    async fn sync(&mut self, table: Table, full: bool) -> Result<usize, String> {
-        let ops = match (&self.applied, full) {
-            (Some(before), false) => nftables::diff(before, &table),
+    /// A writer into the named network namespace (None: its own).
+    pub fn new(namespace: Option<String>) -> Nft {
+        Nft {
+            namespace,
+            applied: None,
+        }
+    }
+
+    /// Brings the kernel to `rules`: for the ports of the `touched`
+    /// Services, the difference from what was written; for every port,
+    /// and the table afresh, when `full` or when nothing was written yet.
+    /// Answers how many operations it took.
+    pub async fn sync(
+        &mut self,
+        rules: &BTreeMap<PortName, PortRules>,
+        touched: &BTreeSet<ServiceKey>,
+        full: bool,
+    ) -> Result<usize, String> {
+        // Taken while writing: a failed write leaves None, and the next
+        // sync rewrites the table.
+        let (ops, applied) = match self.applied.take() {
+            Some(mut applied) if !full => {
+                let names: BTreeSet<PortName> = applied
+                    .keys()
+                    .chain(rules.keys())
+                    .filter(|name| touched.contains(&name.service))
+                    .cloned()
+                    .collect();
+                let mut ops = Vec::new();
+                for name in names {
+                    let new = rules.get(&name).map(nftables::render).unwrap_or_default();
+                    let old = applied.remove(&name).unwrap_or_default();
+                    ops.extend(nftables::diff(&old, &new));
+                    if new != Table::default() {
+                        applied.insert(name, new);
+                    }
+                }
+                (ops, applied)
+            }
             _ => {
+                let applied: BTreeMap<PortName, Table> = rules
+                    .iter()
+                    .map(|(name, port)| (name.clone(), nftables::render(port)))
+                    .collect();
                 let mut ops = nftables::base();
-                ops.extend(nftables::diff(&Table::default(), &table));
-                ops
+                for table in applied.values() {
+                    ops.extend(nftables::diff(&Table::default(), table));
+                }
+                (ops, applied)
             }
         };
-        self.applied = None;
         for script in nftables::transactions(&ops) {
             self.run(&script).await?;
         }
-        self.applied = Some(table);
+        self.applied = Some(applied);
         Ok(ops.len())
     }
 
@@ -101,10 +142,7 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
     let mut service_events = services.subscribe();
     let mut slice_events = slices.subscribe();
     let mut state = State::default();
-    let mut nft = Nft {
-        namespace: config.namespace.clone(),
-        applied: None,
-    };
+    let mut nft = Nft::new(config.namespace.clone());
     let (mut services_synced, mut slices_synced) = (false, false);
     let mut full = true;
     let mut next_resync = Instant::now() + config.resync_period;
@@ -142,8 +180,7 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
         if full {
             state.recompute_all(&config.node);
         }
-        let table = nftables::render(state.rules.values());
-        match nft.sync(table, full).await {
+        match nft.sync(&state.rules, &touched, full).await {
             Ok(operations) => {
                 tracing::info!(
                     node = %config.node.name,
