@@ -92,48 +92,47 @@ impl Nft {
             }
         };
         for script in nftables::transactions(&ops) {
-            self.run(&script).await?;
+            nft(self.namespace.as_deref(), &script).await?;
         }
         self.applied = Some(applied);
         Ok(ops.len())
     }
+}
 
-    async fn run(&self, script: &str) -> Result<(), String> {
-        let mut command = match &self.namespace {
-            Some(namespace) => {
-                let mut c = tokio::process::Command::new("ip");
-                c.args(["netns", "exec", namespace, "nft", "-f", "-"]);
-                c
-            }
-            None => {
-                let mut c = tokio::process::Command::new("nft");
-                c.args(["-f", "-"]);
-                c
-            }
-        };
-        let mut child = command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run nft: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(script.as_bytes())
-                .await
-                .map_err(|e| format!("nft: {e}"))?;
+/// Runs `script` through `nft -f -` in the named network namespace (None:
+/// this process's own): one transaction, all or nothing.
+pub async fn nft(namespace: Option<&str>, script: &str) -> Result<(), String> {
+    let mut command = match namespace {
+        Some(namespace) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", namespace, "nft"]);
+            c
         }
-        let output = child
-            .wait_with_output()
+        None => tokio::process::Command::new("nft"),
+    };
+    let mut child = command
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft (nftables): {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
             .await
             .map_err(|e| format!("nft: {e}"))?;
-        match output.status.success() {
-            true => Ok(()),
-            false => Err(format!(
-                "nft: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )),
-        }
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("nft: {e}"))?;
+    match output.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
     }
 }
 

@@ -662,19 +662,7 @@ spec:
         "ported"
     );
     server.kubectl_ok(&["delete", "pod", "ported", "--wait=true"]);
-    let rules = machine.run_ok(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            "skiff-skiff-node-2",
-            "nft",
-            "list",
-            "table",
-            "ip",
-            "skiff-hostports",
-        ],
-    );
+    let rules = node_table(&machine, "skiff-skiff-node-2", "skiff-hostports");
     assert!(!rules.contains("dport 8080"), "{rules}");
 }
 
@@ -928,6 +916,15 @@ spec:
   ports: [{port: 80}]
 "#;
 
+/// The nftables table `table` of the node namespace `node`, as nft lists
+/// it.
+fn node_table(machine: &Machine, node: &str, table: &str) -> String {
+    machine.run_ok(
+        "ip",
+        &["netns", "exec", node, "nft", "list", "table", "ip", table],
+    )
+}
+
 /// The names that answer `url` from `namespace` in `tries` requests.
 fn answers(machine: &Machine, namespace: &str, url: &str, tries: usize) -> Vec<String> {
     let mut names: Vec<String> = (0..tries)
@@ -995,18 +992,6 @@ fn services_carry_traffic_through_each_nodes_nftables_proxy() {
         (answers(&machine, &client, &web, 10).len() == 1).then_some(())
     });
     // The rules sit in each node's namespace, in the proxy's own table.
-    let rules = machine.run_ok(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            "skiff-skiff-node-2",
-            "nft",
-            "list",
-            "table",
-            "ip",
-            "skiff-proxy",
-        ],
-    );
+    let rules = node_table(&machine, "skiff-skiff-node-2", "skiff-proxy");
     assert!(rules.contains("svc-default/web/tcp/"), "{rules}");
 }

@@ -28,7 +28,6 @@ pub mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,6 @@ use kube::{Client, ResourceExt};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use skiff_runtime::events::{reference, Recorder, Type};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::node::{Capacity, SimNode};
@@ -347,26 +345,9 @@ impl Process {
         let mut every: Vec<hostports::Mapping> = pods.values().flatten().cloned().collect();
         every.sort();
         let namespace = network::named_node_namespace(node);
-        let mut child = tokio::process::Command::new("ip")
-            .args(["netns", "exec", &namespace, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("hostPort needs nft (nftables): {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let script = hostports::script(address, &every);
-            stdin
-                .write_all(script.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let output = child.wait_with_output().await.map_err(|e| e.to_string())?;
-        if !output.status.success() {
-            return Err(format!(
-                "nft: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
+        skiff_proxy::run::nft(Some(&namespace), &hostports::script(address, &every))
+            .await
+            .map_err(|e| format!("hostPort: {e}"))?;
         Ok(())
     }
 
