@@ -110,29 +110,38 @@ pub async fn nft(namespace: Option<&str>, script: &str) -> Result<(), String> {
         }
         None => tokio::process::Command::new("nft"),
     };
+    command.args(["-f", "-"]);
+    feed(command, script, "nft (nftables)")
+        .await
+        .map_err(|e| format!("nft: {e}"))
+}
+
+/// Runs `command` with `input` on its standard input; its standard error
+/// is the error when it fails. `tool` names it in messages.
+pub async fn feed(
+    mut command: tokio::process::Command,
+    input: &str,
+    tool: &str,
+) -> Result<(), String> {
     let mut child = command
-        .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run nft (nftables): {e}"))?;
+        .map_err(|e| format!("cannot run {tool}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(script.as_bytes())
+            .write_all(input.as_bytes())
             .await
-            .map_err(|e| format!("nft: {e}"))?;
+            .map_err(|e| format!("{tool}: {e}"))?;
     }
     let output = child
         .wait_with_output()
         .await
-        .map_err(|e| format!("nft: {e}"))?;
+        .map_err(|e| format!("{tool}: {e}"))?;
     match output.status.success() {
         true => Ok(()),
-        false => Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
+        false => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),
     }
 }
 

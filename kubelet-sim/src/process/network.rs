@@ -17,9 +17,6 @@
 //! applied by [`apply`].
 
 use std::path::Path;
-use std::process::Stdio;
-
-use tokio::io::AsyncWriteExt;
 
 use crate::node::SimNode;
 
@@ -201,36 +198,15 @@ pub async fn apply(steps: &[Step]) -> Result<(), String> {
         if let Some(namespace) = &step.namespace {
             command.args(["-n", namespace]);
         }
-        let mut child = command
-            .args(["-batch", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run ip (iproute2): {e}"))?;
+        command.args(["-batch", "-"]);
         let mut script = step.lines.join("\n");
         script.push('\n');
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(script.as_bytes())
-                .await
-                .map_err(|e| format!("ip: {e}"))?;
-        }
-        let output = child
-            .wait_with_output()
+        skiff_proxy::run::feed(command, &script, "ip (iproute2)")
             .await
-            .map_err(|e| format!("ip: {e}"))?;
-        if !output.status.success() {
-            let error = String::from_utf8_lossy(&output.stderr);
-            return Err(format!(
-                "ip{}: {}",
-                step.namespace
-                    .as_deref()
-                    .map(|n| format!(" -n {n}"))
-                    .unwrap_or_default(),
-                error.trim()
-            ));
-        }
+            .map_err(|error| {
+                let place = step.namespace.as_deref().map(|n| format!(" -n {n}"));
+                format!("ip{}: {error}", place.unwrap_or_default())
+            })?;
     }
     Ok(())
 }
