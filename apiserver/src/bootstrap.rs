@@ -82,6 +82,7 @@ pub async fn repair_allocations(state: AppState, every: Duration) {
 
 /// A Service the cluster itself provides, backed by an address outside
 /// the pod network (so without a selector).
+#[derive(Debug, Clone)]
 pub struct SystemService<'a> {
     /// Its namespace.
     pub namespace: &'a str,
@@ -111,15 +112,26 @@ pub async fn publish_all(state: &AppState, services: &[SystemService<'_>]) {
 
 /// Publishes `services` again every `every`, as upstream's apiserver
 /// keeps reconciling the `kubernetes` Service: one deleted by hand comes
-/// back, and an unchanged one costs reads, not writes.
+/// back, and an unchanged one costs reads, not writes. A change of where
+/// they listen is published at once.
 pub async fn keep_published(
     state: AppState,
-    services: Vec<SystemService<'static>>,
+    mut services: tokio::sync::watch::Receiver<Vec<SystemService<'static>>>,
     every: Duration,
 ) {
     loop {
-        tokio::time::sleep(every).await;
-        publish_all(&state, &services).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            changed = services.changed() => {
+                if changed.is_err() {
+                    // Nobody moves them any more: keep them as they are.
+                    services.mark_unchanged();
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+        let now = services.borrow_and_update().clone();
+        publish_all(&state, &now).await;
     }
 }
 

@@ -3,8 +3,10 @@
 //! `skiff agent`, which runs node agents against a remote server.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
+use tokio::sync::Notify;
 
 use crate::cluster::Transport;
 use skiff_kubelet_sim::node::Capacity;
@@ -101,7 +103,11 @@ impl NodeArgs {
         runs.then(|| std::time::Duration::from_secs_f64(self.proxy_min_sync_period.max(0.0)))
     }
 
-    fn options(&self, token: Option<String>) -> skiff_kubelet_sim::Options {
+    fn options(
+        &self,
+        token: Option<String>,
+        wired: Option<Arc<Notify>>,
+    ) -> skiff_kubelet_sim::Options {
         let runtime = match self.processes() {
             true => skiff_kubelet_sim::Choice::Process {
                 root: self.runtime_dir().to_owned(),
@@ -122,6 +128,7 @@ impl NodeArgs {
             kubelet_listen: self.kubelet_listen,
             kubelet_token: token,
             proxy: self.proxy(),
+            wired,
             ..skiff_kubelet_sim::Options::default()
         }
     }
@@ -146,9 +153,11 @@ fn spawn_nodes(
     transport: &Transport,
     informers: &Informers,
     nodes: &NodeArgs,
+    wired: Option<Arc<Notify>>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let client = transport.client("kubelet")?;
-    let running = skiff_kubelet_sim::run(client, informers, nodes.options(transport.token()));
+    let options = nodes.options(transport.token(), wired);
+    let running = skiff_kubelet_sim::run(client, informers, options);
     Ok(tokio::spawn(async move {
         if let Err(e) = running.await {
             tracing::error!(error = %e, "the node agents stopped");
@@ -157,12 +166,14 @@ fn spawn_nodes(
 }
 
 /// Starts the scheduler, the controllers and the node agents, each with a
-/// client of its own that names it, all reading from `informers`.
+/// client of its own that names it, all reading from `informers`; `wired`
+/// is told when the process runtime's nodes' wire is up.
 pub fn start_components(
     transport: &Transport,
     informers: &Informers,
     nodes: &NodeArgs,
     controllers: &skiff_controllers::Options,
+    wired: Arc<Notify>,
 ) -> Result<()> {
     let client = |component: &str| transport.client(component);
     tokio::spawn(skiff_scheduler::run(
@@ -171,7 +182,7 @@ pub fn start_components(
         informers.get(),
     ));
     if nodes.nodes > 0 {
-        spawn_nodes(transport, informers, nodes)?;
+        spawn_nodes(transport, informers, nodes, Some(wired))?;
     }
     // Last: the garbage collector's metadata views reuse the full
     // informers asked for before.
@@ -197,6 +208,6 @@ pub async fn run(kubeconfig: Option<PathBuf>, args: AgentArgs) -> Result<()> {
     let nodes = args
         .nodes
         .with_data_dir(&crate::server::default_data_dir()?.join("agent"));
-    spawn_nodes(&transport, &informers, &nodes)?.await?;
+    spawn_nodes(&transport, &informers, &nodes, None)?.await?;
     Ok(())
 }

@@ -9,8 +9,8 @@ use anyhow::Result;
 #[derive(clap::Args)]
 pub struct DnsArgs {
     /// Where cluster DNS answers, over UDP and TCP; port 0 picks a free
-    /// port. (Pods will reach it as kube-dns, 10.96.0.10:53, once the node
-    /// proxy routes that address here.)
+    /// port. (With the process runtime it also answers on the nodes' wire,
+    /// 172.18.0.1:53, where pods reach it as kube-dns, 10.96.0.10:53.)
     #[arg(long, default_value = "127.0.0.1:1053")]
     dns_listen: SocketAddr,
     /// Names outside the cluster domain: `forward` to the host's
@@ -29,8 +29,11 @@ enum DnsUpstream {
 }
 
 /// Binds the cluster DNS, starts it, and answers its address (UDP and
-/// TCP share the port).
-pub async fn start(informers: &skiff_runtime::Informers, args: &DnsArgs) -> Result<SocketAddr> {
+/// TCP share the port) and the DNS, to answer on more sockets.
+pub async fn start(
+    informers: &skiff_runtime::Informers,
+    args: &DnsArgs,
+) -> Result<(SocketAddr, skiff_dns::Dns)> {
     let upstream = match args.dns_upstream {
         DnsUpstream::Forward => skiff_dns::Upstream::host(),
         DnsUpstream::Refuse => skiff_dns::Upstream::Refuse,
@@ -40,11 +43,11 @@ pub async fn start(informers: &skiff_runtime::Informers, args: &DnsArgs) -> Resu
         domain: args.cluster_domain.clone(),
         upstream,
     };
-    let (address, serving) = skiff_dns::serve(informers, dns).await?;
+    let (address, dns, serving) = skiff_dns::serve(informers, dns).await?;
     tokio::spawn(async move {
         if let Err(e) = serving.await {
             tracing::error!(error = %e, "the cluster DNS stopped");
         }
     });
-    Ok(address)
+    Ok((address, dns))
 }

@@ -12,6 +12,7 @@ mod manifest;
 mod pki;
 mod server;
 mod trace;
+mod wire;
 mod workload;
 
 use std::path::PathBuf;

@@ -87,15 +87,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         max_age: Duration::from_secs(args.history_max_age_seconds),
     };
     let store = Arc::new(MvccStore::open(&data_dir.join("store"), limits)?);
-    // In-cluster clients dial the `kubernetes` Service's first ClusterIP
-    // and, with the process runtime, the server's address on the nodes'
-    // wire (`--host-routes`).
+    // In-cluster clients dial the `kubernetes` Service's first ClusterIP;
+    // with the process runtime, the server also answers on the nodes'
+    // wire, and at the host's address there (`--host-routes`).
     let host_address: std::net::IpAddr = skiff_kubelet_sim::process::network::HOST_ADDRESS
         .parse()
         .expect("an address");
     let addresses = [
         args.listen.ip(),
         std::net::IpAddr::V4(args.service_cidr.ip(0)),
+        crate::wire::address(),
         host_address,
     ];
     let credentials = pki::load_or_create(&data_dir.join("pki"), &addresses)?;
@@ -142,36 +143,21 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // scheduler, controllers, DNS and node agents all read from it (each
     // writes with a client of its own).
     let informers = crate::agent::informers(&transport)?;
-    let dns_address = crate::dns::start(&informers, &args.dns).await?;
+    let (dns_address, dns) = crate::dns::start(&informers, &args.dns).await?;
     let local = |ip: std::net::IpAddr| match ip.is_unspecified() {
         true => std::net::IpAddr::from([127, 0, 0, 1]),
         false => ip,
     };
-    let system = vec![
-        SystemService {
-            namespace: "default",
-            name: "kubernetes",
-            labels: serde_json::json!({"component": "apiserver", "provider": "kubernetes"}),
-            ip_index: 0,
-            ports: &[("https", 443, "TCP")],
-            address: local(address.ip()),
-            target_port: address.port(),
-        },
-        SystemService {
-            namespace: "kube-system",
-            name: "kube-dns",
-            labels: serde_json::json!({"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "skiff-dns"}),
-            ip_index: 9,
-            ports: &[("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")],
-            address: local(dns_address.ip()),
-            target_port: dns_address.port(),
-        },
-    ];
+    let system = system_services(
+        SocketAddr::new(local(address.ip()), address.port()),
+        SocketAddr::new(local(dns_address.ip()), dns_address.port()),
+    );
     // Published before the API serves, then kept so.
     publish_all(&state, &system).await;
+    let (moved, published) = tokio::sync::watch::channel(system);
     tokio::spawn(keep_published(
         state.clone(),
-        system,
+        published,
         Duration::from_secs(10),
     ));
     tokio::spawn(skiff_apiserver::repair_allocations(
@@ -180,15 +166,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     ));
 
     let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
     // TCP_NODELAY: a watch event is a small write that must not wait for
     // the ACK of the one before (Nagle), or watchers lag by tens of ms.
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
         .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    let server = axum_server::from_tcp(listener)
-        .acceptor(acceptor)
-        .handle(handle.clone())
-        .serve(router.into_make_service());
-    let server = tokio::spawn(server);
+    let serve = move |listener: std::net::TcpListener| {
+        axum_server::from_tcp(listener)
+            .acceptor(acceptor.clone())
+            .handle(handle.clone())
+            .serve(router.clone().into_make_service())
+    };
+    let server = tokio::spawn(serve(listener));
     println!(
         "skiff server ready at {url} in {} ms; dns: {dns_address}; kubeconfig: {}",
         started.elapsed().as_millis(),
@@ -200,12 +189,34 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         root_ca: credentials.ca_pem.clone(),
     };
     let nodes = args.nodes.with_data_dir(&data_dir);
-    crate::agent::start_components(&transport, &informers, &nodes, &controllers)?;
-    let stopper = handle.clone();
+    let wired = Arc::new(tokio::sync::Notify::new());
+    crate::agent::start_components(&transport, &informers, &nodes, &controllers, wired.clone())?;
+    if nodes.processes() {
+        // Pods reach the API and DNS through the wire, once it is up.
+        tokio::spawn(async move {
+            wired.notified().await;
+            match crate::wire::bind().await {
+                Ok(listeners) => {
+                    tokio::spawn(serve(listeners.api));
+                    match dns.answer_on(listeners.dns) {
+                        Ok(answering) => drop(tokio::spawn(answering)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cluster DNS cannot answer on the nodes' wire")
+                        }
+                    }
+                    moved.send_replace(system_services(crate::wire::api(), crate::wire::dns()));
+                }
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "pods cannot reach the control plane"
+                ),
+            }
+        });
+    }
     tokio::spawn(async move {
         shutdown_signal().await;
         // Watches are long requests: give the rest a moment, then close.
-        stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+        stopping.graceful_shutdown(Some(Duration::from_secs(2)));
     });
     server
         .await
@@ -219,4 +230,29 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     drop(store);
     tracing::info!("skiff server stopped; the store is flushed");
     Ok(())
+}
+
+/// The Services the cluster itself provides, with the addresses where the
+/// API and cluster DNS listen.
+fn system_services(api: SocketAddr, dns: SocketAddr) -> Vec<SystemService<'static>> {
+    vec![
+        SystemService {
+            namespace: "default",
+            name: "kubernetes",
+            labels: serde_json::json!({"component": "apiserver", "provider": "kubernetes"}),
+            ip_index: 0,
+            ports: &[("https", 443, "TCP")],
+            address: api.ip(),
+            target_port: api.port(),
+        },
+        SystemService {
+            namespace: "kube-system",
+            name: "kube-dns",
+            labels: serde_json::json!({"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "skiff-dns"}),
+            ip_index: 9,
+            ports: &[("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")],
+            address: dns.ip(),
+            target_port: dns.port(),
+        },
+    ]
 }

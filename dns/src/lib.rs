@@ -106,24 +106,88 @@ pub enum Error {
     Udp(#[source] std::io::Error),
 }
 
+/// The sockets the DNS answers on: a UDP socket per receive loop and a
+/// TCP listener, all on one address.
+pub struct Sockets {
+    udp: Vec<std::net::UdpSocket>,
+    tcp: std::net::TcpListener,
+    address: SocketAddr,
+}
+
+impl Sockets {
+    /// Where they are bound (the port is the same for UDP and TCP).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+/// A running cluster DNS: one index, answered on every [`Sockets`] it is
+/// given (a socket answers in the network namespace it was made in).
+#[derive(Clone)]
+pub struct Dns {
+    handler: server::Handler,
+}
+
+impl Dns {
+    /// Answers on `sockets` too; runs until they fail.
+    pub fn answer_on(
+        &self,
+        sockets: Sockets,
+    ) -> Result<impl Future<Output = Result<(), Error>> + Send, Error> {
+        let failed = |source| Error::Bind {
+            address: sockets.address,
+            source,
+        };
+        let udp = sockets
+            .udp
+            .into_iter()
+            .map(|socket| tokio::net::UdpSocket::from_std(socket).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        let mut tcp_server = hickory_server::Server::new(self.handler.clone());
+        tcp_server.register_listener(
+            tokio::net::TcpListener::from_std(sockets.tcp).map_err(failed)?,
+            TCP_IDLE,
+            64,
+        );
+        let handler = self.handler.clone();
+        Ok(async move {
+            let mut udp_loops = tokio::task::JoinSet::new();
+            for socket in udp {
+                udp_loops.spawn(server::serve_udp(socket, handler.clone()));
+            }
+            tokio::select! {
+                done = tcp_server.block_until_done() => done.map_err(Error::Serve),
+                Some(failed) = udp_loops.join_next() => {
+                    Err(Error::Udp(failed.unwrap_or_else(std::io::Error::other)))
+                }
+            }
+        })
+    }
+}
+
 /// Binds UDP and TCP on `config.listen` and answers there from an index
 /// kept from the process's shared `informers` of Services and
 /// EndpointSlices. Returns the bound address (the port is the same for UDP
-/// and TCP) and the future that serves and follows the informers; it runs
-/// until the sockets fail.
+/// and TCP), the [`Dns`] (to answer on more sockets) and the future that
+/// serves and follows the informers; it runs until the sockets fail.
 pub async fn serve(
     informers: &Informers,
     config: Config,
-) -> Result<(SocketAddr, impl Future<Output = Result<(), Error>> + Send), Error> {
+) -> Result<
+    (
+        SocketAddr,
+        Dns,
+        impl Future<Output = Result<(), Error>> + Send,
+    ),
+    Error,
+> {
     let domain = Name::from_ascii(&config.domain).map_err(|source| Error::Domain {
         domain: config.domain.clone(),
         source,
     })?;
-    let (udp, tcp) = bind(config.listen)?;
-    let address = tcp.local_addr().map_err(|source| Error::Bind {
-        address: config.listen,
-        source,
-    })?;
+    let sockets = bind(config.listen)?;
+    let address = sockets.address;
     let index = Arc::new(RwLock::new(Index::new(domain)));
     let (services, slices) = (informers.get::<Service>(), informers.get::<EndpointSlice>());
     let upstreams = match config.upstream {
@@ -132,46 +196,27 @@ pub async fn serve(
             .filter(|list: &Arc<[SocketAddr]>| !list.is_empty()),
         Upstream::Refuse => None,
     };
-    let handler = server::Handler {
-        index: index.clone(),
-        upstreams,
+    let dns = Dns {
+        handler: server::Handler {
+            index: index.clone(),
+            upstreams,
+        },
     };
-    let failed = |source| Error::Bind {
-        address: config.listen,
-        source,
-    };
-    let udp = udp
-        .into_iter()
-        .map(|socket| tokio::net::UdpSocket::from_std(socket).map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(failed)?;
-    let mut tcp_server = hickory_server::Server::new(handler.clone());
-    tcp_server.register_listener(
-        tokio::net::TcpListener::from_std(tcp).map_err(failed)?,
-        TCP_IDLE,
-        64,
-    );
+    let answering = dns.answer_on(sockets)?;
     let running = async move {
-        let mut udp_loops = tokio::task::JoinSet::new();
-        for socket in udp {
-            udp_loops.spawn(server::serve_udp(socket, handler.clone()));
-        }
         let services = server::watch(services, index.clone());
         let slices = server::watch(slices, index);
         tokio::select! {
-            done = tcp_server.block_until_done() => done.map_err(Error::Serve),
-            Some(failed) = udp_loops.join_next() => {
-                Err(Error::Udp(failed.unwrap_or_else(std::io::Error::other)))
-            }
+            done = answering => done,
             _ = futures::future::join(services, slices) => Ok(()),
         }
     };
-    Ok((address, running))
+    Ok((address, dns, running))
 }
 
 /// A UDP socket per receive loop and a TCP listener, on one port (when
 /// port 0 is asked, the first port free for both).
-fn bind(listen: SocketAddr) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener), Error> {
+pub fn bind(listen: SocketAddr) -> Result<Sockets, Error> {
     let failed = |source| Error::Bind {
         address: listen,
         source,
@@ -186,7 +231,7 @@ fn bind(listen: SocketAddr) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpLi
                 for _ in 1..UDP_LOOPS {
                     udp.push(udp_socket(address).map_err(failed)?);
                 }
-                return Ok((udp, tcp));
+                return Ok(Sockets { udp, tcp, address });
             }
             Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
             Err(e) => return Err(failed(e)),
@@ -213,18 +258,18 @@ mod tests {
 
     #[test]
     fn port_zero_binds_udp_and_tcp_on_one_port() {
-        let (udp, tcp) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        assert_eq!(udp.len(), UDP_LOOPS);
-        for socket in &udp {
-            assert_eq!(socket.local_addr().unwrap(), tcp.local_addr().unwrap());
+        let sockets = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(sockets.udp.len(), UDP_LOOPS);
+        for socket in &sockets.udp {
+            assert_eq!(socket.local_addr().unwrap(), sockets.address);
         }
-        assert_ne!(tcp.local_addr().unwrap().port(), 0);
+        assert_eq!(sockets.tcp.local_addr().unwrap(), sockets.address);
+        assert_ne!(sockets.address.port(), 0);
     }
 
     #[test]
     fn a_port_in_use_is_refused_rather_than_shared_with_another_server() {
-        let (_udp, tcp) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let taken = tcp.local_addr().unwrap();
-        assert!(matches!(bind(taken), Err(Error::Bind { .. })));
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(matches!(bind(first.address()), Err(Error::Bind { .. })));
     }
 }

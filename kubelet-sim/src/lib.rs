@@ -95,6 +95,9 @@ pub struct Options {
     /// Each node's proxy, if the nodes run one: at least this long
     /// between two of its syncs.
     pub proxy: Option<Duration>,
+    /// Told once the process runtime's nodes' wire is up, so that the
+    /// control plane can listen on it ([`process::network::CONTROL_PLANE`]).
+    pub wired: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Which runtime runs the pods.
@@ -124,6 +127,7 @@ impl Default for Options {
             kubelet_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             kubelet_token: None,
             proxy: None,
+            wired: None,
         }
     }
 }
@@ -187,6 +191,9 @@ pub fn run(
             .prepare(&nodes)
             .await
             .map_err(|e| Error::Runtime(runtime.name(), e))?;
+        if let (Some(wired), Choice::Process { .. }) = (&options.wired, &options.runtime) {
+            wired.notify_one();
+        }
         let listener = tokio::net::TcpListener::bind(options.kubelet_listen)
             .await
             .map_err(|e| Error::Listen(options.kubelet_listen, e))?;

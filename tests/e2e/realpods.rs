@@ -995,3 +995,53 @@ fn services_carry_traffic_through_each_nodes_nftables_proxy() {
     let rules = node_table(&machine, "skiff-skiff-node-2", "skiff-proxy");
     assert!(rules.contains("svc-default/web/tcp/"), "{rules}");
 }
+
+const ASKER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: asker}
+spec:
+  containers:
+  - name: shell
+    image: debian
+    command: [sleep, "3600"]
+"#;
+
+#[test]
+fn pods_reach_cluster_dns_and_the_apiserver_through_their_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_machine, server)) = cluster(dir.path()) else {
+        return;
+    };
+    apply(&server, dir.path(), "web", WEB);
+    apply(&server, dir.path(), "services", SERVICES);
+    apply(&server, dir.path(), "asker", ASKER);
+    pod_when(&server, "asker", "the asking pod running", ready);
+    let web = server.json(&["service", "web"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = |args: &[&str]| {
+        let mut line = vec!["exec", "asker", "--"];
+        line.extend(args);
+        server.kubectl(&line)
+    };
+    // The pod's resolv.conf names kube-dns (10.96.0.10), which its node's
+    // proxy carries to the server's DNS on the nodes' wire.
+    let answer = eventually(30, "kube-dns answering inside the pod", || {
+        let out = ask(&["busybox", "nslookup", "web.default.svc.cluster.local"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&web)
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(answer.contains("10.96.0.10"), "{answer}");
+    // kubectl in the pod finds the API as in-cluster clients do: the
+    // `kubernetes` Service (10.96.0.1:443) and the pod's service account.
+    let out = ask(&["kubectl", "get", "service", "web", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "service/web\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -567,6 +567,14 @@ pub fn check() -> Result<(), String> {
 /// left them) and at shutdown. Returns how many namespaces there were.
 pub async fn cleanup(root: &Path) -> usize {
     let existing = network::existing();
+    // The links of this process's network namespace (sysfs may show
+    // another's).
+    let links = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    if links.contains(&format!("{}:", network::HOST_LINK)) {
+        if let Err(e) = network::apply(&[network::unwire_host()]).await {
+            tracing::warn!(error = %e, "cannot remove the host's link onto the nodes' wire");
+        }
+    }
     // Pods first, then nodes, then the wire: a node's processes are its
     // hostNetwork pods'.
     for name in &existing {

@@ -1,7 +1,10 @@
 //! The cluster network of real pods, all in network namespaces of its own
 //! (host-gw, like flannel's backend of that name):
 //!
-//! - `skiff-cluster` holds one bridge, `skiff0`, the nodes' wire;
+//! - `skiff-cluster` holds one bridge, `skiff0`, the nodes' wire, with the
+//!   control plane's address on it ([`CONTROL_PLANE`], where the server
+//!   also listens, so that pods reach the `kubernetes` and `kube-dns`
+//!   Services) and a route to each node's pod CIDR through that node;
 //! - each node is a namespace `skiff-<node>` with a veth `eth0` into that
 //!   bridge holding its InternalIP (`172.18.0.x/16`), a bridge `cbr0` for
 //!   its pods holding the first address of its pod CIDR, forwarding on,
@@ -61,6 +64,11 @@ fn step(namespace: Option<&str>, lines: &[String]) -> Step {
     }
 }
 
+/// The control plane's address on the nodes' wire: the server's API and
+/// DNS listen there too (in `skiff-cluster`), the endpoints of the
+/// `kubernetes` and `kube-dns` Services.
+pub const CONTROL_PLANE: &str = "172.18.0.1";
+
 /// The nodes' wire.
 pub fn cluster() -> Vec<Step> {
     vec![
@@ -70,11 +78,15 @@ pub fn cluster() -> Vec<Step> {
             &[
                 "link set lo up".into(),
                 format!("link add {WIRE} type bridge"),
+                format!("addr add {CONTROL_PLANE}/16 dev {WIRE}"),
                 format!("link set {WIRE} up"),
             ],
         ),
     ]
 }
+
+/// The host's end of its veth onto the nodes' wire (`--host-routes`).
+pub const HOST_LINK: &str = "skiff-host";
 
 /// The address the host takes on the nodes' wire with `--host-routes`.
 pub const HOST_ADDRESS: &str = "172.18.255.254";
@@ -82,16 +94,17 @@ pub const HOST_ADDRESS: &str = "172.18.255.254";
 /// What `--host-routes` asks: a veth from the namespace Skiff runs in
 /// onto the nodes' wire, with an address there and a route to each node's
 /// pod CIDR through that node, so the host reaches pods directly. It goes
-/// when `skiff-cluster` does (a veth dies with either end).
+/// with [`unwire_host`] (or when `skiff-cluster` goes: a veth dies with
+/// either end).
 pub fn host(all: &[SimNode]) -> Vec<Step> {
     let mut here = vec![
-        format!("link add skiff-host type veth peer name skh netns {CLUSTER}"),
-        format!("addr add {HOST_ADDRESS}/16 dev skiff-host"),
-        "link set skiff-host up".into(),
+        format!("link add {HOST_LINK} type veth peer name skh netns {CLUSTER}"),
+        format!("addr add {HOST_ADDRESS}/16 dev {HOST_LINK}"),
+        format!("link set {HOST_LINK} up"),
     ];
     here.extend(all.iter().map(|n| {
         format!(
-            "route add {} via {} dev skiff-host",
+            "route add {} via {} dev {HOST_LINK}",
             n.pod_cidr(),
             n.host_ip
         )
@@ -142,6 +155,15 @@ pub fn node(node: &SimNode, all: &[SimNode]) -> Vec<Step> {
             ],
         ),
         step(Some(&namespace), &inside),
+        // Answers from the control plane find their way back to pods.
+        step(
+            Some(CLUSTER),
+            &[format!(
+                "route add {} via {} dev {WIRE}",
+                node.pod_cidr(),
+                node.host_ip
+            )],
+        ),
     ]
 }
 
@@ -179,6 +201,12 @@ pub fn pod(uid: &str, node: &SimNode, ip: &str) -> Vec<Step> {
             ],
         ),
     ]
+}
+
+/// Removes the host's veth onto the wire, and its routes with it, at once
+/// (the wire's namespace may outlive its name while a socket holds it).
+pub fn unwire_host() -> Step {
+    step(None, &[format!("link del {HOST_LINK}")])
 }
 
 /// Removes a namespace Skiff made (a veth in it goes with it).
@@ -258,6 +286,18 @@ mod tests {
                 "route add 10.244.3.0/24 via 172.18.0.5 dev eth0"
             ]
         );
+        assert_eq!(steps[3].namespace.as_deref(), Some(CLUSTER));
+        assert_eq!(
+            steps[3].lines,
+            ["route add 10.244.2.0/24 via 172.18.0.4 dev skiff0"]
+        );
+    }
+
+    #[test]
+    fn the_wire_holds_the_control_planes_address() {
+        assert!(cluster()[1]
+            .lines
+            .contains(&"addr add 172.18.0.1/16 dev skiff0".into()));
     }
 
     #[test]
