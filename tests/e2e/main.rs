@@ -16,3 +16,4 @@ mod server;
 mod serviceaccounts;
 mod services;
 mod services_cli;
+mod vm;

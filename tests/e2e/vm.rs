@@ -1,0 +1,1182 @@
+//! A VM with IPVS: the node proxy's IPVS mode needs a kernel with IPVS
+//! (and dummy links), which neither this machine's nor CI's has, so its
+//! tests boot Debian's stock cloud kernel under qemu and run a shell
+//! script inside.
+//!
+//! - The packages (the kernel, `busybox-static`, `ipvsadm` and its
+//!   libraries) come from the machine's Debian apt sources with
+//!   `apt-get download` and are unpacked with `dpkg-deb -x` into
+//!   `target/vm-cache/pkgs/NAME_VERSION/`, once: a file lock
+//!   (`target/vm-cache/lock`, held by `flock`) keeps parallel tests from
+//!   fetching twice.
+//! - The initramfs is written here, as newc cpio (uncompressed: the
+//!   kernel unpacks it in a moment, where decompressing 170 MB under TCG
+//!   takes seconds). Writing it ourselves needs no `cpio` on the machine
+//!   and no staging tree: each entry names its host source and guest path.
+//!   It is two archives concatenated, which the kernel reads as one: a
+//!   base (busybox and its applets, the modules and their modules.dep, the
+//!   host's `ip`, `nft`, `strace`, `kubectl`, `unshare`, `nsenter` and
+//!   `ipvsadm` with their libraries, `/init` from `tests/vm/init`), cached
+//!   as `target/vm-cache/base-KEY.cpio` under a key of the package
+//!   versions and the inputs, and each run's own (the test build's `skiff`,
+//!   stripped of its debug info into `target/vm-cache/skiff-KEY`, the
+//!   scenario's script and files).
+//! - qemu boots it (TCG; KVM with `SKIFF_VM_ACCEL=kvm`) with the serial
+//!   console on its standard output; the init prints a marker with the
+//!   script's exit code and powers off.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The kernel's metapackage; it depends on the versioned image package.
+const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
+
+/// The other packages the guest takes from Debian: busybox (the shell,
+/// `modprobe`, `poweroff`), `ipvsadm`, and the libraries `ipvsadm` links
+/// that a machine without it may lack.
+const PACKAGES: &[&str] = &[
+    "busybox-static",
+    "ipvsadm",
+    "libnl-3-200",
+    "libnl-genl-3-200",
+    "libpopt0",
+];
+
+/// The host's programs the guest gets, at the same paths, with the
+/// libraries `ldd` finds for them. `unshare` and `nsenter` are
+/// util-linux's, which the process runtime calls (busybox's differ).
+const HOST_TOOLS: &[&str] = &["ip", "nft", "strace", "kubectl", "unshare", "nsenter"];
+
+/// Where the guest finds the host's programs, in this order.
+const PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+/// The module trees the guest gets whole (netfilter with nf_tables and
+/// IPVS, the bridge), besides single modules; each with its dependencies.
+const MODULE_DIRS: &[&str] = &[
+    "kernel/net/netfilter",
+    "kernel/net/ipv4/netfilter",
+    "kernel/net/ipv6/netfilter",
+    "kernel/net/bridge",
+];
+
+/// Single modules the guest gets, besides the trees.
+const MODULES: &[&str] = &["dummy", "veth", "virtio_console"];
+
+/// What the init loads before the scenario (the rest of the image's
+/// modules load with `modprobe` from the script: `br_netfilter`, for one,
+/// changes what bridged traffic goes through, so a scenario asks for it).
+/// nf_tables' set backends are built into nf_tables in this kernel.
+const PRELOAD: &[&str] = &[
+    "nf_conntrack",
+    "nf_nat",
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_lc",
+    "ip_vs_wlc",
+    "ip_vs_sh",
+    "ip_vs_dh",
+    "ip_vs_sed",
+    "ip_vs_nq",
+    "ip_vs_mh",
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_ct",
+    "nft_numgen",
+    "nft_hash",
+    "nft_limit",
+    "nft_reject",
+    "nft_reject_inet",
+    "nft_reject_ipv4",
+    "nft_reject_ipv6",
+    "nft_fib",
+    "nft_fib_inet",
+    "nft_fib_ipv4",
+    "nft_fib_ipv6",
+    "nft_masq",
+    "nft_redir",
+    "nft_compat",
+    "dummy",
+    "veth",
+    "bridge",
+];
+
+/// The guest's init (PID 1).
+const INIT: &str = include_str!("../vm/init");
+
+/// Bumped when the base image's layout changes, which its key cannot see.
+const FORMAT: u32 = 1;
+
+/// The kernel command line.
+const CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
+
+/// Cache entries (base images, stripped binaries, runs' initramfs) not
+/// current and older than this are removed.
+const STALE: Duration = Duration::from_secs(3600);
+
+/// A kernel and a base initramfs, ready to boot scenarios.
+pub struct Vm {
+    kernel: PathBuf,
+    base: PathBuf,
+    skiff: PathBuf,
+    runs: PathBuf,
+    accel: &'static str,
+}
+
+/// What to run in the VM.
+pub struct Scenario {
+    /// A shell script (busybox `sh`), run as `/scenario/run.sh` with
+    /// `/scenario` as its working directory; its exit code is the outcome's.
+    pub script: String,
+    /// Extra files: host path, guest path. Dynamically linked executables
+    /// bring their libraries.
+    pub files: Vec<(PathBuf, String)>,
+    /// The deadline from starting qemu to the script's end; past it qemu
+    /// is killed and the run fails.
+    pub timeout: Duration,
+}
+
+impl Scenario {
+    /// A scenario of `script` alone, with a deadline of 2 minutes.
+    pub fn new(script: &str) -> Scenario {
+        Scenario {
+            script: script.to_owned(),
+            files: Vec::new(),
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Adds the host's file `host` at `guest` in the VM.
+    pub fn file(mut self, host: impl Into<PathBuf>, guest: &str) -> Scenario {
+        self.files.push((host.into(), guest.to_owned()));
+        self
+    }
+
+    /// Sets the deadline.
+    pub fn timeout(mut self, timeout: Duration) -> Scenario {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// How a scenario ended. Its console is printed when the script failed,
+/// and when the test panics while the outcome is alive.
+pub struct Outcome {
+    /// The script's exit code.
+    pub code: i32,
+    /// The whole serial console (kernel messages, init, script), without
+    /// carriage returns.
+    pub console: String,
+    /// The script's part of the console.
+    pub output: String,
+    /// From starting qemu to the init's starting the script.
+    pub boot: Duration,
+    /// From starting qemu to the script's end.
+    pub elapsed: Duration,
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.code == 0 {
+            eprintln!("--- the VM's console ---\n{}", self.console);
+        }
+    }
+}
+
+impl Vm {
+    /// Fetches (once, cached) and prepares what a VM boots. None, with the
+    /// reason printed, when this machine cannot (no qemu, no apt, no
+    /// network); in CI (`CI=true`) that is a failure.
+    pub fn prepare() -> Option<Vm> {
+        match Self::try_prepare() {
+            Ok(vm) => Some(vm),
+            Err(reason) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "the VM tests cannot run in CI: {reason}"
+                );
+                eprintln!("SKIPPED: the VM tests cannot run: {reason}");
+                None
+            }
+        }
+    }
+
+    fn try_prepare() -> Result<Vm, String> {
+        for (tool, version) in [
+            ("qemu-system-x86_64", "-version"),
+            ("apt-get", "--version"),
+            ("apt-cache", "--version"),
+            ("dpkg-deb", "--version"),
+            ("ldd", "--version"),
+            ("objcopy", "--version"),
+            ("flock", "--version"),
+        ] {
+            let found = Command::new(tool)
+                .arg(version)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok();
+            if !found {
+                return Err(format!("{tool} is not on PATH"));
+            }
+        }
+        let cache = cache_dir();
+        fs::create_dir_all(cache.join("pkgs")).expect("create the VM cache");
+        fs::create_dir_all(cache.join("runs")).expect("create the VM cache");
+        let _lock = CacheLock::take(&cache.join("lock"));
+
+        let packages = resolve(&cache)?;
+        let kernel_package = packages[0].0.clone();
+        let names: Vec<&str> = packages.iter().map(|(n, _)| n.as_str()).collect();
+        let trees = fetch(&cache, &packages)?;
+        let tree = |name: &str| trees[names.iter().position(|n| *n == name).unwrap()].clone();
+
+        let kernel_tree = tree(&kernel_package);
+        let kernel = fs::read_dir(kernel_tree.join("boot"))
+            .expect("the kernel package's /boot")
+            .filter_map(|e| Some(e.ok()?.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("vmlinuz-"))
+            })
+            .expect("a vmlinuz in the kernel package");
+
+        let mut tools = Vec::new();
+        for tool in HOST_TOOLS {
+            let path = on_path(tool).ok_or_else(|| format!("{tool} is not on PATH"))?;
+            tools.push(path);
+        }
+
+        // The base image's key: everything it is made of.
+        let mut key = DefaultHasher::new();
+        (FORMAT, INIT, PRELOAD, MODULES, MODULE_DIRS, &packages).hash(&mut key);
+        for tool in &tools {
+            (tool, fingerprint(tool)).hash(&mut key);
+        }
+        let base = cache.join(format!("base-{:016x}.cpio", key.finish()));
+        if !base.exists() {
+            let started = Instant::now();
+            let archive = base_archive(&trees, &kernel_tree, &tree("busybox-static"), &tools);
+            let partial = base.with_extension("partial");
+            archive
+                .write_to(&partial)
+                .expect("write the base initramfs");
+            fs::rename(&partial, &base).expect("rename the base initramfs");
+            eprintln!("vm: built {} in {:?}", base.display(), started.elapsed());
+        }
+
+        let binary = Path::new(env!("CARGO_BIN_EXE_skiff"));
+        let mut key = DefaultHasher::new();
+        fingerprint(binary).hash(&mut key);
+        let skiff = cache.join(format!("skiff-{:016x}", key.finish()));
+        if !skiff.exists() {
+            let partial = skiff.with_extension("partial");
+            let status = Command::new("objcopy")
+                .arg("--strip-debug")
+                .arg(binary)
+                .arg(&partial)
+                .status()
+                .expect("run objcopy");
+            assert!(status.success(), "objcopy --strip-debug skiff failed");
+            fs::rename(&partial, &skiff).expect("rename the stripped skiff");
+        }
+
+        remove_stale(&cache, &[&base, &skiff]);
+        Ok(Vm {
+            kernel,
+            base,
+            skiff,
+            runs: cache.join("runs"),
+            accel: accel(),
+        })
+    }
+
+    /// Boots the VM, runs the scenario, and returns how it ended. Fails
+    /// (printing the console) when the deadline passes or the VM stops
+    /// before the script ends; qemu never outlives the call.
+    pub fn run(&self, scenario: &Scenario) -> Outcome {
+        let dir = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&self.runs)
+            .expect("a run directory");
+        let nonce = format!(
+            "{:x}{:x}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let mut archive = Archive::default();
+        archive.bytes("etc/skiff-vm/nonce", nonce.as_bytes().to_vec(), 0o644);
+        archive.bytes(
+            "scenario/run.sh",
+            scenario.script.clone().into_bytes(),
+            0o755,
+        );
+        archive.program("usr/local/bin/skiff", &self.skiff, &[]);
+        for (host, guest) in &scenario.files {
+            if is_elf(host) {
+                archive.program(guest, host, &[]);
+            } else {
+                archive.file(guest, host);
+            }
+        }
+        let initrd = dir.path().join("initrd.cpio");
+        {
+            let mut out = fs::File::create(&initrd).expect("create the initramfs");
+            io::copy(
+                &mut fs::File::open(&self.base).expect("open the base initramfs"),
+                &mut out,
+            )
+            .expect("copy the base initramfs");
+            let mut out = BufWriter::new(out);
+            archive.write(&mut out).expect("write the initramfs");
+            out.flush().expect("write the initramfs");
+        }
+
+        let cpu = if self.accel == "kvm" { "host" } else { "max" };
+        let started = Instant::now();
+        let deadline = started + scenario.timeout;
+        let mut qemu = Qemu(
+            Command::new("qemu-system-x86_64")
+                .args(["-accel", self.accel, "-cpu", cpu, "-m", "2048", "-smp", "2"])
+                .args([
+                    "-nodefaults",
+                    "-nographic",
+                    "-serial",
+                    "stdio",
+                    "-no-reboot",
+                ])
+                .arg("-kernel")
+                .arg(&self.kernel)
+                .arg("-initrd")
+                .arg(&initrd)
+                .args(["-append", CMDLINE])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start qemu-system-x86_64"),
+        );
+        let (sender, receiver) = mpsc::channel();
+        let mut stdout = qemu.0.stdout.take().expect("qemu's stdout");
+        std::thread::spawn(move || {
+            let mut buffer = [0; 8192];
+            while let Ok(n @ 1..) = stdout.read(&mut buffer) {
+                if sender.send(buffer[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = qemu.0.stderr.take().expect("qemu's stderr");
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+
+        let booted_marker = format!("SKIFF-VM-BOOTED {nonce}");
+        let exit_marker = format!("SKIFF-VM-EXIT {nonce} ");
+        let mut console = Vec::new();
+        let mut scanned = 0;
+        let mut boot = None;
+        let mut end = None;
+        let mut timed_out = false;
+        while end.is_none() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                timed_out = true;
+                break;
+            };
+            match receiver.recv_timeout(left) {
+                Ok(chunk) => console.extend(chunk),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    timed_out = true;
+                    break;
+                }
+                // qemu closed its output: it ended.
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            // Whole lines not yet looked at.
+            while let Some(newline) = console[scanned..].iter().position(|b| *b == b'\n') {
+                let line = String::from_utf8_lossy(&console[scanned..scanned + newline]);
+                let line = line.trim_end_matches('\r');
+                if boot.is_none() && line.contains(&booted_marker) {
+                    boot = Some((started.elapsed(), scanned + newline + 1));
+                }
+                if let Some((_, code)) = line.split_once(&exit_marker) {
+                    end = Some((code.trim().parse::<i32>().expect("the exit code"), scanned));
+                }
+                scanned += newline + 1;
+            }
+        }
+        let elapsed = started.elapsed();
+        if end.is_some() {
+            // The init powers off after the marker.
+            let until = Instant::now() + Duration::from_secs(10);
+            while qemu.0.try_wait().ok().flatten().is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        drop(qemu);
+        let errors = errors.join().unwrap_or_default();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace('\r', "");
+        let Some((code, output_end)) = end else {
+            panic!(
+                "{}\n--- the VM's console ---\n{}\n--- qemu's errors ---\n{errors}",
+                if timed_out {
+                    format!("the VM scenario did not end within {:?}", scenario.timeout)
+                } else {
+                    "the VM stopped before the scenario ended".to_owned()
+                },
+                text(&console)
+            );
+        };
+        let (boot, output_start) = boot.expect("the init's boot marker");
+        let outcome = Outcome {
+            code,
+            console: text(&console),
+            output: text(&console[output_start..output_end]),
+            boot,
+            elapsed,
+        };
+        if code != 0 {
+            eprintln!(
+                "the VM scenario exited with {code}\n--- the VM's console ---\n{}",
+                outcome.console
+            );
+        }
+        outcome
+    }
+}
+
+/// qemu, killed when dropped (also when the test panics).
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The cache's lock, held by a `flock` process until this is dropped (or
+/// this process dies: its standard input closes and it exits).
+struct CacheLock(Child);
+
+impl CacheLock {
+    fn take(path: &Path) -> CacheLock {
+        let mut child = Command::new("flock")
+            .args(["-w", "900"])
+            .arg(path)
+            .args(["-c", "echo locked && exec cat >/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run flock");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("flock's stdout"))
+            .read_line(&mut line)
+            .expect("read flock's answer");
+        assert_eq!(
+            line.trim(),
+            "locked",
+            "took the VM cache's lock {} within 15 minutes",
+            path.display()
+        );
+        CacheLock(child)
+    }
+}
+
+impl Drop for CacheLock {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// `target/vm-cache` (next to the test build's binaries), or
+/// `$SKIFF_VM_CACHE`.
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SKIFF_VM_CACHE") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_BIN_EXE_skiff"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("the target directory")
+        .join("vm-cache")
+}
+
+/// `tcg`, or `kvm` when `$SKIFF_VM_ACCEL` says so: KVM is not the default,
+/// since where `/dev/kvm` exists in a VM (nested) it may not work (this
+/// machine's qemu 7.2 aborts on an MSR it cannot set).
+fn accel() -> &'static str {
+    match std::env::var("SKIFF_VM_ACCEL").as_deref() {
+        Ok("kvm") => "kvm",
+        _ => "tcg",
+    }
+}
+
+/// The packages the guest takes, with their candidate versions: the real
+/// kernel package first (the one the metapackage depends on), then
+/// [`PACKAGES`]. apt-cache takes over a second a call, so the answer is
+/// kept (`versions-KEY`) under a key of the package lists it came from.
+fn resolve(cache: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut key = DefaultHasher::new();
+    (KERNEL_METAPACKAGE, PACKAGES).hash(&mut key);
+    let mut lists: Vec<PathBuf> = fs::read_dir("/var/lib/apt/lists")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    lists.sort();
+    for list in &lists {
+        (list, fingerprint(list)).hash(&mut key);
+    }
+    let saved = cache.join(format!("versions-{:016x}", key.finish()));
+    let parse = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+    };
+    if let Ok(text) = fs::read_to_string(&saved) {
+        return Ok(parse(&text));
+    }
+    let meta = &candidates(&[KERNEL_METAPACKAGE])?[0];
+    let kernel = meta
+        .depends
+        .split([',', '|'])
+        .map(|d| d.split_whitespace().next().unwrap_or_default())
+        .find(|d| d.starts_with("linux-image-"))
+        .ok_or_else(|| {
+            format!(
+                "{KERNEL_METAPACKAGE} depends on no linux-image: {}",
+                meta.depends
+            )
+        })?
+        .to_owned();
+    let mut names = vec![kernel.as_str()];
+    names.extend(PACKAGES);
+    let packages: Vec<(String, String)> = names
+        .iter()
+        .zip(candidates(&names)?)
+        .map(|(name, c)| (name.to_string(), c.version))
+        .collect();
+    let text: String = packages.iter().map(|(n, v)| format!("{n} {v}\n")).collect();
+    fs::write(&saved, text).expect("save the package versions");
+    Ok(packages)
+}
+
+/// A package's candidate version, as apt-cache shows it.
+struct Candidate {
+    version: String,
+    depends: String,
+}
+
+/// The candidates of packages `names`, in their order; the package lists
+/// are fetched (apt-get update) when apt does not know one.
+fn candidates(names: &[&str]) -> Result<Vec<Candidate>, String> {
+    let show = || -> Option<Vec<Candidate>> {
+        let output = Command::new("apt-cache")
+            .args(["show", "--no-all-versions"])
+            .args(names)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut found = HashMap::new();
+        for stanza in text.split("\n\n") {
+            let field = |key: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(|v| v.trim().to_owned())
+            };
+            if let (Some(name), Some(version)) = (field("Package:"), field("Version:")) {
+                let depends = field("Depends:").unwrap_or_default();
+                found.entry(name).or_insert(Candidate { version, depends });
+            }
+        }
+        names.iter().map(|n| found.remove(*n)).collect()
+    };
+    if let Some(found) = show() {
+        return Ok(found);
+    }
+    let updated = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !updated {
+        return Err(format!("apt-get update failed (looking for {names:?})"));
+    }
+    show().ok_or_else(|| format!("apt does not know all of {names:?}"))
+}
+
+/// The unpacked trees of `packages` (name, version), fetched and unpacked
+/// where the cache lacks them.
+fn fetch(cache: &Path, packages: &[(String, String)]) -> Result<Vec<PathBuf>, String> {
+    let tree = |(name, version): &(String, String)| {
+        cache
+            .join("pkgs")
+            .join(format!("{name}_{}", version.replace(':', "%3a")))
+    };
+    let missing: Vec<_> = packages.iter().filter(|p| !tree(p).exists()).collect();
+    if !missing.is_empty() {
+        let download = cache.join(format!("download-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&download);
+        fs::create_dir_all(&download).expect("a download directory");
+        let started = Instant::now();
+        let output = Command::new("apt-get")
+            .args(["download", "-qq"])
+            .args(missing.iter().map(|(n, v)| format!("{n}={v}")))
+            .current_dir(&download)
+            .output()
+            .expect("run apt-get download");
+        if !output.status.success() {
+            let _ = fs::remove_dir_all(&download);
+            return Err(format!(
+                "apt-get download failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let debs: Vec<PathBuf> = fs::read_dir(&download)
+            .expect("the downloads")
+            .filter_map(|e| Some(e.ok()?.path()))
+            .collect();
+        for package in missing {
+            let prefix = format!("{}_", package.0);
+            let deb = debs
+                .iter()
+                .find(|d| {
+                    d.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .unwrap_or_else(|| panic!("apt-get downloaded no {}", package.0));
+            let partial = download.join(format!("{}.tree", package.0));
+            let status = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(deb)
+                .arg(&partial)
+                .status()
+                .expect("run dpkg-deb");
+            assert!(status.success(), "dpkg-deb -x {} failed", deb.display());
+            fs::rename(&partial, tree(package)).expect("move the unpacked package");
+        }
+        let _ = fs::remove_dir_all(&download);
+        eprintln!("vm: fetched {packages:?} in {:?}", started.elapsed());
+    }
+    Ok(packages.iter().map(tree).collect())
+}
+
+/// The base initramfs: init, busybox, modules, tools and libraries.
+fn base_archive(trees: &[PathBuf], kernel: &Path, busybox: &Path, tools: &[PathBuf]) -> Archive {
+    let mut archive = Archive::default();
+    archive
+        .entries
+        .insert("dev/console".into(), Entry::CharDevice(5, 1));
+    for dir in ["proc", "sys", "dev", "run", "tmp", "root", "var/tmp"] {
+        archive.entries.insert(dir.into(), Entry::Dir);
+    }
+    archive.bytes("init", INIT.as_bytes().to_vec(), 0o755);
+    archive.bytes(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+        0o644,
+    );
+    archive.bytes("etc/group", b"root:x:0:\n".to_vec(), 0o644);
+    archive.bytes(
+        "etc/hosts",
+        b"127.0.0.1 localhost skiff-vm\n::1 localhost\n".to_vec(),
+        0o644,
+    );
+
+    // Libraries unpacked from the packages, for ldd.
+    let libraries: Vec<PathBuf> = trees
+        .iter()
+        .flat_map(|t| {
+            [
+                t.join("lib/x86_64-linux-gnu"),
+                t.join("usr/lib/x86_64-linux-gnu"),
+            ]
+        })
+        .filter(|d| d.is_dir())
+        .collect();
+    let names: Vec<&str> = tools
+        .iter()
+        .filter_map(|t| t.file_name()?.to_str())
+        .chain(["ipvsadm"])
+        .collect();
+    for tool in tools {
+        archive.program(&tool.to_string_lossy(), tool, &libraries);
+    }
+    let ipvsadm = trees
+        .iter()
+        .flat_map(|t| [t.join("sbin/ipvsadm"), t.join("usr/sbin/ipvsadm")])
+        .find(|p| p.exists())
+        .expect("ipvsadm in its package");
+    archive.program("usr/sbin/ipvsadm", &ipvsadm, &libraries);
+
+    // busybox and its applets, where the tools above do not stand.
+    let busybox = busybox.join("bin/busybox");
+    archive.file("bin/busybox", &busybox);
+    let output = Command::new(&busybox)
+        .arg("--list-full")
+        .output()
+        .expect("run busybox --list-full");
+    for applet in String::from_utf8_lossy(&output.stdout).lines() {
+        let name = applet.rsplit('/').next().unwrap_or_default();
+        if applet.contains('/') && !names.contains(&name) && !archive.entries.contains_key(applet) {
+            archive.symlink(applet, "/bin/busybox");
+        }
+    }
+
+    add_modules(&mut archive, kernel);
+    archive
+}
+
+/// The kernel's modules the guest needs, with their dependencies, laid out
+/// under `/lib/modules/VERSION` with the `modules.dep` and `modules.alias`
+/// that depmod would write for them (read from each module's `.modinfo`),
+/// and the list the init loads.
+fn add_modules(archive: &mut Archive, kernel: &Path) {
+    let modules = kernel.join("lib/modules");
+    let version = fs::read_dir(&modules)
+        .expect("the kernel package's modules")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+        .expect("a module tree");
+    let root = modules.join(&version);
+    // Every module by name (`-` read as `_`, as the kernel does): its path
+    // under the version's directory.
+    let mut all = HashMap::new();
+    let mut walk = vec![root.join("kernel")];
+    while let Some(dir) = walk.pop() {
+        for entry in fs::read_dir(&dir).expect("a module directory") {
+            let path = entry.expect("a module directory's entry").path();
+            if path.is_dir() {
+                walk.push(path);
+            } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                if let Some(stem) = name.strip_suffix(".ko") {
+                    let relative = path
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    all.insert(stem.replace('-', "_"), relative);
+                }
+            }
+        }
+    }
+    let builtin = fs::read_to_string(root.join("modules.builtin")).unwrap_or_default();
+    let builtin: BTreeSet<String> = builtin
+        .lines()
+        .filter_map(|l| Some(l.rsplit('/').next()?.strip_suffix(".ko")?.replace('-', "_")))
+        .collect();
+
+    let mut wanted: Vec<String> = all
+        .iter()
+        .filter(|(_, path)| {
+            MODULE_DIRS
+                .iter()
+                .any(|d| path.starts_with(&format!("{d}/")))
+        })
+        .map(|(name, _)| name.clone())
+        .chain(MODULES.iter().chain(PRELOAD).map(|m| m.to_string()))
+        .filter(|m| !builtin.contains(m))
+        .collect();
+    wanted.sort();
+    // Post-order: a module after its dependencies.
+    let mut info: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    fn visit(
+        name: &str,
+        root: &Path,
+        all: &HashMap<String, String>,
+        info: &mut BTreeMap<String, Vec<(String, String)>>,
+        order: &mut Vec<String>,
+    ) {
+        if info.contains_key(name) {
+            return;
+        }
+        let path = all
+            .get(name)
+            .unwrap_or_else(|| panic!("no kernel module {name}"));
+        let fields = modinfo(&fs::read(root.join(path)).expect("read a module"));
+        info.insert(name.to_owned(), fields.clone());
+        for (key, value) in &fields {
+            if key == "depends" {
+                for dependency in value.split(',').filter(|d| !d.is_empty()) {
+                    visit(&dependency.replace('-', "_"), root, all, info, order);
+                }
+            }
+        }
+        order.push(name.to_owned());
+    }
+    for name in &wanted {
+        visit(name, &root, &all, &mut info, &mut order);
+    }
+    let rank: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let depends = |name: &str| -> Vec<&str> {
+        info[name]
+            .iter()
+            .filter(|(k, _)| k == "depends")
+            .flat_map(|(_, v)| v.split(',').filter(|d| !d.is_empty()))
+            .collect()
+    };
+    let mut dep = String::new();
+    let mut alias = String::new();
+    for name in &order {
+        // Every module it needs, the ones loaded last first, as depmod
+        // writes them (modprobe loads the line from its end).
+        let mut closure = BTreeSet::new();
+        let mut stack = depends(name);
+        while let Some(d) = stack.pop() {
+            let d = rank.get_key_value(d.replace('-', "_").as_str()).unwrap().0;
+            if closure.insert(*d) {
+                stack.extend(depends(d));
+            }
+        }
+        let mut closure: Vec<&str> = closure.into_iter().collect();
+        closure.sort_by_key(|d| std::cmp::Reverse(rank[d]));
+        let paths: Vec<&str> = closure.iter().map(|d| all[*d].as_str()).collect();
+        dep.push_str(&format!("{}: {}\n", all[name], paths.join(" ")));
+        for (key, value) in &info[name] {
+            if key == "alias" {
+                alias.push_str(&format!("alias {value} {name}\n"));
+            }
+        }
+        archive.file(
+            &format!("lib/modules/{version}/{}", all[name]),
+            &root.join(&all[name]),
+        );
+    }
+    let base = format!("lib/modules/{version}");
+    archive.bytes(&format!("{base}/modules.dep"), dep.into_bytes(), 0o644);
+    archive.bytes(&format!("{base}/modules.alias"), alias.into_bytes(), 0o644);
+    for copied in ["modules.builtin", "modules.order"] {
+        if root.join(copied).exists() {
+            archive.file(&format!("{base}/{copied}"), &root.join(copied));
+        }
+    }
+    let preload: Vec<&str> = PRELOAD
+        .iter()
+        .copied()
+        .filter(|m| !builtin.contains(*m))
+        .collect();
+    archive.bytes(
+        "etc/skiff-vm/modules",
+        (preload.join("\n") + "\n").into_bytes(),
+        0o644,
+    );
+}
+
+/// A kernel module's `.modinfo` fields (key, value), from its ELF
+/// section headers.
+fn modinfo(elf: &[u8]) -> Vec<(String, String)> {
+    assert!(
+        elf.starts_with(b"\x7fELF\x02\x01"),
+        "a 64-bit little-endian ELF module"
+    );
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    let (offset, size, count, names) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let section = |i: usize| {
+        let header = offset + i * size;
+        (u32_at(header), u64_at(header + 0x18), u64_at(header + 0x20))
+    };
+    let (_, names_at, _) = section(names);
+    for i in 0..count {
+        let (name, at, length) = section(i);
+        let name = &elf[names_at + name..];
+        let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(0)];
+        if name == b".modinfo" {
+            return elf[at..at + length]
+                .split(|b| *b == 0)
+                .filter_map(|field| {
+                    let field = std::str::from_utf8(field).ok()?;
+                    let (key, value) = field.split_once('=')?;
+                    Some((key.to_owned(), value.to_owned()))
+                })
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
+/// `tool`'s path in the guest's PATH order, on this machine.
+fn on_path(tool: &str) -> Option<PathBuf> {
+    PATH.iter()
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|p| p.exists())
+}
+
+/// What changes when a file does: its size and modification time.
+fn fingerprint(path: &Path) -> (u64, u128) {
+    let metadata = fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    (metadata.len(), modified)
+}
+
+/// Whether `path` is an ELF file.
+fn is_elf(path: &Path) -> bool {
+    let mut magic = [0; 4];
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"\x7fELF"
+}
+
+/// Removes the cache's base images, stripped binaries and runs that are
+/// neither `current` nor recent (a test of an earlier build may still use
+/// its own).
+fn remove_stale(cache: &Path, current: &[&Path]) {
+    let old = |path: &Path| {
+        fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > STALE)
+    };
+    let entries = fs::read_dir(cache)
+        .into_iter()
+        .chain(fs::read_dir(cache.join("runs")))
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path()));
+    for path in entries {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let cached = ["base-", "skiff-", "run-"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        if cached && !current.contains(&path.as_path()) && old(&path) {
+            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+        }
+    }
+}
+
+/// An entry of an initramfs.
+enum Entry {
+    Dir,
+    /// A host file's contents, with a mode's permission bits.
+    File(PathBuf, u32),
+    Bytes(Vec<u8>, u32),
+    Symlink(String),
+    /// A character device: major, minor.
+    CharDevice(u32, u32),
+}
+
+/// An initramfs being put together: guest paths (without the leading
+/// `/`) and what they hold. Parent directories are implied.
+#[derive(Default)]
+struct Archive {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Archive {
+    /// The host's file `source` (its contents, following symlinks) at `guest`.
+    fn file(&mut self, guest: &str, source: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(source)
+            .unwrap_or_else(|e| panic!("{}: {e}", source.display()))
+            .permissions()
+            .mode();
+        self.entries.insert(
+            guest.trim_start_matches('/').to_owned(),
+            Entry::File(source.to_owned(), mode & 0o7777),
+        );
+    }
+
+    fn bytes(&mut self, guest: &str, data: Vec<u8>, mode: u32) {
+        self.entries.insert(
+            guest.trim_start_matches('/').to_owned(),
+            Entry::Bytes(data, mode),
+        );
+    }
+
+    fn symlink(&mut self, guest: &str, target: &str) {
+        self.entries.insert(
+            guest.trim_start_matches('/').to_owned(),
+            Entry::Symlink(target.to_owned()),
+        );
+    }
+
+    /// An executable at `guest` with the shared libraries `ldd` finds for
+    /// it (also in `libraries`, directories searched first), each in the
+    /// guest's `/lib/x86_64-linux-gnu` (the loader at its own path).
+    fn program(&mut self, guest: &str, source: &Path, libraries: &[PathBuf]) {
+        self.file(guest, source);
+        let search = std::env::join_paths(libraries).expect("library directories");
+        let output = Command::new("ldd")
+            .arg(source)
+            .env("LD_LIBRARY_PATH", search)
+            .output()
+            .expect("run ldd");
+        if !output.status.success() {
+            // A static executable.
+            return;
+        }
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let line = line.trim();
+            assert!(
+                !line.contains("not found"),
+                "{}: a library is missing: {line}",
+                source.display()
+            );
+            let path = match line.split_once("=> ") {
+                Some((_, path)) => path,
+                None if line.starts_with('/') => line,
+                None => continue,
+            };
+            let path = Path::new(path.split(" (").next().unwrap_or_default());
+            let name = path
+                .file_name()
+                .expect("a library's name")
+                .to_string_lossy();
+            let guest = if line.starts_with('/') {
+                path.to_string_lossy().into_owned()
+            } else {
+                format!("lib/x86_64-linux-gnu/{name}")
+            };
+            self.file(&guest, path);
+        }
+    }
+
+    /// Writes the archive to a new file at `path`.
+    fn write_to(&self, path: &Path) -> io::Result<()> {
+        let mut out = BufWriter::new(fs::File::create(path)?);
+        self.write(&mut out)?;
+        out.flush()
+    }
+
+    /// Writes the archive (newc cpio, with its trailer): the directories
+    /// first, parents before children, then everything else.
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut dirs = BTreeSet::new();
+        for (path, entry) in &self.entries {
+            let mut parent = Path::new(path).parent();
+            while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+                dirs.insert(dir.to_string_lossy().into_owned());
+                parent = dir.parent();
+            }
+            if let Entry::Dir = entry {
+                dirs.insert(path.clone());
+            }
+        }
+        let mut inode = 0;
+        let mut header = |out: &mut dyn Write,
+                          name: &str,
+                          mode: u32,
+                          size: usize,
+                          rdev: (u32, u32)| {
+            inode += 1;
+            let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
+            write!(
+                out,
+                "070701{inode:08x}{mode:08x}{:08x}{:08x}{nlink:08x}{:08x}{size:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+                0, 0, 0, 0, 0, rdev.0, rdev.1, name.len() + 1, 0
+            )?;
+            out.write_all(name.as_bytes())?;
+            out.write_all(&[0; 4][..1 + pad(110 + name.len() + 1)])
+        };
+        for dir in &dirs {
+            header(out, dir, 0o040755, 0, (0, 0))?;
+        }
+        for (path, entry) in &self.entries {
+            match entry {
+                Entry::Dir => {}
+                Entry::File(source, mode) => {
+                    let mut file = fs::File::open(source)?;
+                    let size = file.metadata()?.len() as usize;
+                    header(out, path, 0o100000 | mode, size, (0, 0))?;
+                    let copied = io::copy(&mut file, out)? as usize;
+                    assert_eq!(copied, size, "{} changed while copied", source.display());
+                    out.write_all(&[0; 4][..pad(size)])?;
+                }
+                Entry::Bytes(data, mode) => {
+                    header(out, path, 0o100000 | mode, data.len(), (0, 0))?;
+                    out.write_all(data)?;
+                    out.write_all(&[0; 4][..pad(data.len())])?;
+                }
+                Entry::Symlink(target) => {
+                    header(out, path, 0o120777, target.len(), (0, 0))?;
+                    out.write_all(target.as_bytes())?;
+                    out.write_all(&[0; 4][..pad(target.len())])?;
+                }
+                Entry::CharDevice(major, minor) => {
+                    header(out, path, 0o020600, 0, (*major, *minor))?;
+                }
+            }
+        }
+        header(out, "TRAILER!!!", 0, 0, (0, 0))
+    }
+}
+
+/// The zero bytes that bring `length` to a multiple of 4.
+fn pad(length: usize) -> usize {
+    (4 - length % 4) % 4
+}
+
+#[test]
+fn the_vm_kernel_has_ipvs() {
+    let Some(vm) = Vm::prepare() else { return };
+    let outcome = vm.run(&Scenario::new(
+        "set -e
+ipvsadm -A -t 10.96.0.10:80 -s rr -p 10800
+ipvsadm -a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1
+ipvsadm -Ln
+ip link add kube-ipvs0 type dummy
+ip -o link show kube-ipvs0
+",
+    ));
+    eprintln!(
+        "vm: booted in {:?}, the scenario ended after {:?}",
+        outcome.boot, outcome.elapsed
+    );
+    assert_eq!(outcome.code, 0, "the scenario failed");
+    assert!(
+        outcome
+            .output
+            .contains("TCP  10.96.0.10:80 rr persistent 10800"),
+        "{}",
+        outcome.output
+    );
+    assert!(
+        outcome
+            .output
+            .lines()
+            .any(|l| l.contains("-> 10.244.1.5:8080") && l.contains("Masq")),
+        "{}",
+        outcome.output
+    );
+    assert!(outcome.output.contains("kube-ipvs0"), "{}", outcome.output);
+}
