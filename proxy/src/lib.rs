@@ -4,6 +4,7 @@
 //! kernel's ([`nftables`]) applying only what changed; [`run`] keeps one node's rules so.
 
 pub mod model;
+pub mod netns;
 pub mod nftables;
 pub mod run;
 pub mod tracker;

@@ -1,32 +1,12 @@
-//! Working inside a node's or pod's network namespace from the agent: a
-//! socket belongs to the namespace of the thread that made it, so each
-//! task here runs on a fresh thread that first joins the namespace (and
-//! ends with it: a joined thread never goes back to serve anything else).
+//! Working inside a node's or pod's network namespace from the agent, on
+//! the proxy's [`within`] (a fresh thread that first joins the namespace).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sched::{setns, CloneFlags};
-
-/// Runs `task` on a thread of its own inside the namespace at `path`.
-pub async fn within<T: Send + 'static>(
-    path: PathBuf,
-    task: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("skiff-netns".into())
-        .spawn(move || {
-            let result = std::fs::File::open(&path)
-                .and_then(|ns| setns(ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from))
-                .and_then(|()| task());
-            let _ = tx.send(result);
-        })?;
-    rx.await
-        .map_err(|_| std::io::Error::other("the namespace thread died"))?
-}
+use skiff_proxy::netns::within;
 
 /// A TCP connection to `address`, made from inside the namespace at
 /// `path`.
