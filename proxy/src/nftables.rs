@@ -46,38 +46,72 @@ pub struct Table {
     pub no_endpoints: BTreeSet<Address>,
 }
 
-/// What a sync writes first when it starts afresh: the table emptied of
-/// anything an earlier run left, its maps, base chains and hooks.
-pub fn base() -> Vec<String> {
-    let key = "type ipv4_addr . inet_proto . inet_service";
+/// A set or map key's type: `daddr . l4proto . dport`.
+pub const KEY_TYPE: &str = "type ipv4_addr . inet_proto . inet_service";
+
+/// The rule that refuses a new connection to a virtual server without
+/// endpoints (the set `no-endpoint-services`).
+pub const REJECT_NO_ENDPOINTS: &str =
+    "ct state new ip daddr . meta l4proto . th dport @no-endpoint-services reject";
+
+/// A table started afresh: emptied of anything an earlier run left.
+pub fn fresh_table() -> Vec<String> {
     let t = format!("ip {TABLE}");
-    let mut ops = vec![
+    vec![
         format!("add table {t}"),
         format!("delete table {t}"),
         format!("add table {t}"),
-        format!("add map {t} service-ips {{ {key} : verdict ; }}"),
-        format!("add set {t} no-endpoint-services {{ {key} ; }}"),
-    ];
+    ]
+}
+
+/// The base chains: filter hooks before NAT (to reject), NAT hooks at
+/// DNAT (to pick endpoints) and SNAT (to masquerade).
+pub fn hook_chains() -> Vec<String> {
+    let t = format!("ip {TABLE}");
     // The output hooks take priority numbers: nft 1.0.6 refuses
     // `dstnat` there.
-    for (chain, kind, hook, priority) in [
+    [
         ("filter-prerouting", "filter", "prerouting", -110),
         ("filter-output", "filter", "output", -110),
         ("nat-prerouting", "nat", "prerouting", -100),
         ("nat-output", "nat", "output", -100),
         ("nat-postrouting", "nat", "postrouting", 100),
-    ] {
-        ops.push(format!(
-            "add chain {t} {chain} {{ type {kind} hook {hook} priority {priority} ; }}"
-        ));
-    }
+    ]
+    .into_iter()
+    .map(|(chain, kind, hook, priority)| {
+        format!("add chain {t} {chain} {{ type {kind} hook {hook} priority {priority} ; }}")
+    })
+    .collect()
+}
+
+/// The rules of the chain `masquerading`: traffic marked
+/// [`MASQUERADE_MARK`] leaves with the node's address (and the mark
+/// cleared).
+pub fn masquerading_rules() -> Vec<String> {
+    let t = format!("ip {TABLE}");
+    let mark = MASQUERADE_MARK;
+    vec![
+        format!("add rule {t} masquerading meta mark & {mark} == 0 return"),
+        format!("add rule {t} masquerading meta mark set meta mark ^ {mark}"),
+        format!("add rule {t} masquerading masquerade fully-random"),
+    ]
+}
+
+/// What a sync writes first when it starts afresh: the table emptied of
+/// anything an earlier run left, its maps, base chains and hooks.
+pub fn base() -> Vec<String> {
+    let key = KEY_TYPE;
+    let t = format!("ip {TABLE}");
+    let mut ops = fresh_table();
+    ops.push(format!("add map {t} service-ips {{ {key} : verdict ; }}"));
+    ops.push(format!("add set {t} no-endpoint-services {{ {key} ; }}"));
+    ops.extend(hook_chains());
     for chain in ["services", "masquerading", "mark-for-masquerade"] {
         ops.push(format!("add chain {t} {chain}"));
     }
-    let reject = "ct state new ip daddr . meta l4proto . th dport @no-endpoint-services reject";
     for (chain, rule) in [
-        ("filter-prerouting", reject),
-        ("filter-output", reject),
+        ("filter-prerouting", REJECT_NO_ENDPOINTS),
+        ("filter-output", REJECT_NO_ENDPOINTS),
         ("nat-prerouting", "jump services"),
         ("nat-output", "jump services"),
         ("nat-postrouting", "jump masquerading"),
@@ -88,16 +122,9 @@ pub fn base() -> Vec<String> {
     ] {
         ops.push(format!("add rule {t} {chain} {rule}"));
     }
-    let mark = MASQUERADE_MARK;
+    ops.extend(masquerading_rules());
     ops.push(format!(
-        "add rule {t} masquerading meta mark & {mark} == 0 return"
-    ));
-    ops.push(format!(
-        "add rule {t} masquerading meta mark set meta mark ^ {mark}"
-    ));
-    ops.push(format!("add rule {t} masquerading masquerade fully-random"));
-    ops.push(format!(
-        "add rule {t} mark-for-masquerade meta mark set meta mark | {mark}"
+        "add rule {t} mark-for-masquerade meta mark set meta mark | {MASQUERADE_MARK}"
     ));
     ops
 }
