@@ -51,13 +51,20 @@ pub struct NodeArgs {
     /// published in each Node.
     #[arg(long, default_value = "127.0.0.1:0")]
     kubelet_listen: std::net::SocketAddr,
-    /// The node proxy that makes Services carry traffic: `nftables` (a
-    /// kube-proxy-shaped table in each node's namespace), `none`, or
-    /// `auto` (nftables with the process runtime, none with the
-    /// simulated one, whose pods have no process to carry traffic to).
-    /// ipvs and userspace modes are next.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "nftables", "none"])]
+    /// The node proxy that makes Services carry traffic, in each node's
+    /// namespace: `ipvs` (IPVS virtual servers, as kube-proxy's ipvs
+    /// mode), `nftables` (a kube-proxy-shaped table), `userspace` (the
+    /// proxy carries each connection itself), `none`, or `auto`: with the
+    /// process runtime, ipvs where the kernel has it, else nftables, else
+    /// userspace; with the simulated one none, whose pods have nothing to
+    /// carry traffic to. A mode named with the simulated runtime programs
+    /// the namespace Skiff runs in, for one node.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "ipvs", "nftables", "userspace", "none"])]
     proxy_mode: String,
+    /// The IPVS scheduler of the ipvs mode: rr, wrr, lc, wlc, sh, dh,
+    /// sed, nq or mh.
+    #[arg(long, default_value = "rr", value_parser = ["rr", "wrr", "lc", "wlc", "sh", "dh", "sed", "nq", "mh"])]
+    ipvs_scheduler: String,
     /// At least this many seconds between two syncs of a node's proxy
     /// (kube-proxy's minSyncPeriod; 0: every batch of changes at once).
     #[arg(long, default_value_t = 0.0)]
@@ -74,8 +81,11 @@ impl NodeArgs {
     pub fn check(&self) -> Result<()> {
         if self.processes() {
             skiff_kubelet_sim::process::check().map_err(anyhow::Error::msg)?;
-        } else if self.proxy_mode == "nftables" {
-            anyhow::bail!("--proxy-mode nftables programs the nodes' namespaces of --runtime process; the simulated runtime has none");
+        } else if !matches!(self.proxy_mode.as_str(), "auto" | "none") && self.nodes != 1 {
+            anyhow::bail!(
+                "--proxy-mode {} with the simulated runtime programs the namespace Skiff runs in, for one node: pass --nodes 1, or --runtime process",
+                self.proxy_mode
+            );
         }
         Ok(())
     }
@@ -94,13 +104,23 @@ impl NodeArgs {
         self
     }
 
-    /// The nodes' proxy: its minimum sync period, if they run one.
-    fn proxy(&self) -> Option<std::time::Duration> {
-        let runs = match self.proxy_mode.as_str() {
-            "auto" => self.processes(),
-            mode => mode == "nftables",
+    /// The nodes' proxy, if they run one.
+    fn proxy(&self) -> Option<skiff_kubelet_sim::Proxy> {
+        use skiff_proxy::run::Mode;
+        let mode = match self.proxy_mode.as_str() {
+            "auto" if self.processes() => None,
+            "ipvs" => Some(Mode::Ipvs),
+            "nftables" => Some(Mode::Nftables),
+            "userspace" => Some(Mode::Userspace),
+            _ => return None,
         };
-        runs.then(|| std::time::Duration::from_secs_f64(self.proxy_min_sync_period.max(0.0)))
+        Some(skiff_kubelet_sim::Proxy {
+            mode,
+            scheduler: self.ipvs_scheduler.clone(),
+            min_sync_period: std::time::Duration::from_secs_f64(
+                self.proxy_min_sync_period.max(0.0),
+            ),
+        })
     }
 
     fn options(

@@ -10,6 +10,7 @@ mod expose;
 mod get;
 mod manifest;
 mod pki;
+mod proxy;
 mod server;
 mod trace;
 mod wire;
@@ -58,6 +59,9 @@ enum Command {
     Expose(expose::ExposeArgs),
     /// Show how an object came to be and what it caused, step by step.
     Trace(trace::TraceArgs),
+    /// Show what the node proxies programmed, read back from the kernel.
+    #[command(subcommand)]
+    Proxy(proxy::Proxy),
     /// Set the replicas of a Deployment, ReplicaSet, StatefulSet or RC.
     Scale(workload::ScaleArgs),
     /// Follow, list, undo, restart, pause or resume a Deployment's rollout.
@@ -131,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Describe(args) => describe::run(&client(cli.kubeconfig).await?, args).await,
         Command::Expose(args) => expose::run(&client(cli.kubeconfig).await?, args).await,
         Command::Trace(args) => trace::run(&client(cli.kubeconfig).await?, args).await,
+        Command::Proxy(command) => proxy::run(&client(cli.kubeconfig).await?, command).await,
         Command::Scale(args) => workload::scale(&client(cli.kubeconfig).await?, args).await,
         Command::Rollout(command) => {
             workload::rollout(&client(cli.kubeconfig).await?, command).await

@@ -9,7 +9,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
-use skiff_kubelet_sim::process::{netns, network};
+use skiff_kubelet_sim::process::network;
+use skiff_proxy::netns;
 
 /// Where the API listens on the wire (kube-apiserver's secure port).
 pub const API_PORT: u16 = 6443;

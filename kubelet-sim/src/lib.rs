@@ -92,12 +92,22 @@ pub struct Options {
     /// The bearer token the kubelet server asks of its callers (the
     /// cluster's, which the apiserver holds); None asks none.
     pub kubelet_token: Option<String>,
-    /// Each node's proxy, if the nodes run one: at least this long
-    /// between two of its syncs.
-    pub proxy: Option<Duration>,
+    /// Each node's proxy, if the nodes run one.
+    pub proxy: Option<Proxy>,
     /// Told once the process runtime's nodes' wire is up, so that the
     /// control plane can listen on it ([`process::network::CONTROL_PLANE`]).
     pub wired: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// How the nodes' proxies run.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// Their mode (None: each detects its own).
+    pub mode: Option<skiff_proxy::run::Mode>,
+    /// The IPVS scheduler.
+    pub scheduler: String,
+    /// At least this long between two syncs of a proxy.
+    pub min_sync_period: Duration,
 }
 
 /// Which runtime runs the pods.
@@ -211,8 +221,9 @@ pub fn run(
         };
         register(&client, &nodes, &registration).await?;
         tokio::spawn(renew_leases(client.clone(), nodes.clone()));
-        if let (Some(min_sync_period), Choice::Process { .. }) = (options.proxy, &options.runtime) {
-            start_proxies(informers_of_proxy.clone(), &nodes, min_sync_period);
+        if let Some(proxy) = &options.proxy {
+            let processes = matches!(options.runtime, Choice::Process { .. });
+            start_proxies(informers_of_proxy.clone(), &nodes, proxy, processes);
         }
         let agents = Arc::new(Agents {
             runtime,
@@ -242,12 +253,15 @@ pub fn run(
     }
 }
 
-/// Starts each node's proxy in its network namespace (nftables mode), on
-/// the process's shared Service and EndpointSlice informers.
+/// Starts each node's proxy, on the process's shared Service and
+/// EndpointSlice informers: with real pods in the node's network
+/// namespace, else (one node, a mode the user named) in the namespace
+/// this process runs in.
 fn start_proxies(
     (services, slices): (Informer<Service>, Informer<EndpointSlice>),
     nodes: &[SimNode],
-    min_sync_period: Duration,
+    proxy: &Proxy,
+    processes: bool,
 ) {
     for node in nodes {
         let config = skiff_proxy::run::Config {
@@ -255,8 +269,10 @@ fn start_proxies(
                 name: node.name.clone(),
                 addresses: node.host_ip.parse().into_iter().collect(),
             },
-            namespace: Some(process::network::node_namespace(node)),
-            min_sync_period,
+            mode: proxy.mode,
+            scheduler: proxy.scheduler.clone(),
+            namespace: processes.then(|| process::network::node_namespace(node)),
+            min_sync_period: proxy.min_sync_period,
             resync_period: Duration::from_secs(3600),
         };
         tokio::spawn(skiff_proxy::run::run(

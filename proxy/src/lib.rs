@@ -7,5 +7,7 @@ pub mod ipvs;
 pub mod model;
 pub mod netns;
 pub mod nftables;
+pub mod readback;
 pub mod run;
 pub mod tracker;
+pub mod userspace;

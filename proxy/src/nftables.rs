@@ -317,6 +317,42 @@ pub fn transactions(ops: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Checks `script` with the real `nft -c` in a network namespace of the
+/// test's own (`unshare --net`): the kernel must accept every line. Where
+/// neither can run (not root, say) the test is skipped, except in CI.
+#[cfg(test)]
+pub(crate) fn checked_by_nft(script: &str) {
+    use std::io::Write;
+    let skip = |why: &str| {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs unshare and nft as root: {why}"
+        );
+        eprintln!("SKIPPED: {why}");
+    };
+    let unshare = std::process::Command::new("unshare")
+        .args(["--net", "nft", "-c", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = unshare else {
+        return skip("no unshare");
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("No such file") || stderr.contains("Operation not permitted") {
+        return skip(&stderr);
+    }
+    assert!(output.status.success(), "{stderr}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,43 +493,12 @@ mod tests {
     /// namespace of the test's own: the kernel accepts every line.
     #[test]
     fn nft_accepts_the_rendered_table_and_its_changes() {
-        let unshare = std::process::Command::new("unshare")
-            .args(["--net", "nft", "-c", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn();
-        let Ok(mut child) = unshare else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI has unshare and nft"
-            );
-            eprintln!("SKIPPED: no unshare");
-            return;
-        };
         let first = render(&rules(&[3, 4], Some(10800)));
         let next = render(&rules(&[4, 5], Some(10800)));
         let mut script = base();
         script.extend(diff(&Table::default(), &first));
         script.extend(diff(&first, &next));
         script.extend(diff(&next, &render(&rules(&[], None))));
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(transactions(&script).concat().as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("No such file") || stderr.contains("Operation not permitted") {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI runs nft as root: {stderr}"
-            );
-            eprintln!("SKIPPED: {stderr}");
-            return;
-        }
-        assert!(output.status.success(), "{stderr}");
+        checked_by_nft(&transactions(&script).concat());
     }
 }

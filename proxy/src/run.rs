@@ -16,12 +16,56 @@ use tokio::time::Instant;
 use crate::model::{Node, PortName, PortRules, ServiceKey};
 use crate::nftables::{self, Table};
 use crate::tracker::State;
+use crate::userspace::Userspace;
+
+/// What a proxy programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// IPVS virtual servers over generic netlink.
+    Ipvs,
+    /// A kube-proxy-shaped nftables table.
+    Nftables,
+    /// Sockets of its own that carry each connection.
+    Userspace,
+}
+
+impl Mode {
+    /// Its name, as `--proxy-mode` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Ipvs => "ipvs",
+            Mode::Nftables => "nftables",
+            Mode::Userspace => "userspace",
+        }
+    }
+}
+
+/// `--proxy-mode auto`: IPVS where its netlink family answers in the
+/// named namespace, else nftables where `nft` works there, else
+/// userspace; with the reason, for the one log line that says so.
+pub async fn detect(namespace: Option<&str>) -> (Mode, &'static str) {
+    if crate::ipvs::available(namespace.map(str::to_owned)).await {
+        return (Mode::Ipvs, "the IPVS netlink family answers");
+    }
+    if nft(namespace, "list tables\n").await.is_ok() {
+        return (Mode::Nftables, "the kernel has no IPVS; nft works");
+    }
+    (
+        Mode::Userspace,
+        "the kernel has neither IPVS nor a working nft",
+    )
+}
 
 /// How one node's proxy runs.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The node it programs.
     pub node: Node,
+    /// What it programs (None: [`detect`] it at start).
+    pub mode: Option<Mode>,
+    /// The IPVS scheduler (`rr`, `wrr`, `lc`, `wlc`, `sh`, `dh`, `sed`,
+    /// `nq`, `mh`).
+    pub scheduler: String,
     /// The named network namespace it programs (`ip netns`), or None for
     /// the one it runs in.
     pub namespace: Option<String>,
@@ -99,9 +143,53 @@ impl Nft {
     }
 }
 
+/// One mode's writer.
+enum Writer {
+    Ipvs(crate::ipvs::Ipvs),
+    Nft(Nft),
+    Userspace(Userspace),
+}
+
+impl Writer {
+    async fn new(mode: Mode, config: &Config) -> Result<Writer, String> {
+        let namespace = config.namespace.clone();
+        Ok(match mode {
+            Mode::Ipvs => Writer::Ipvs(crate::ipvs::Ipvs::new(namespace, config.scheduler.clone())),
+            Mode::Nftables => Writer::Nft(Nft::new(namespace)),
+            Mode::Userspace => {
+                Writer::Userspace(Userspace::new(namespace, config.node.addresses.clone()).await?)
+            }
+        })
+    }
+
+    async fn sync(
+        &mut self,
+        rules: &BTreeMap<PortName, PortRules>,
+        touched: &BTreeSet<ServiceKey>,
+        full: bool,
+    ) -> Result<usize, String> {
+        match self {
+            Writer::Ipvs(ipvs) => ipvs.sync(rules, touched, full).await,
+            Writer::Nft(nft) => nft.sync(rules, touched, full).await,
+            Writer::Userspace(userspace) => userspace.sync(rules, full).await,
+        }
+    }
+
+    /// Whether removed real servers still drain (IPVS): a sync soon
+    /// deletes those whose connections ended.
+    fn draining(&self) -> bool {
+        matches!(self, Writer::Ipvs(ipvs) if ipvs.draining())
+    }
+}
+
+/// How often draining real servers are looked at again (kube-proxy: once
+/// a minute; sooner here, so a drained one goes within seconds).
+const DRAIN_CHECK: Duration = Duration::from_secs(2);
+
 /// Runs `script` through `nft -f -` in the named network namespace (None:
-/// this process's own): one transaction, all or nothing.
-pub async fn nft(namespace: Option<&str>, script: &str) -> Result<(), String> {
+/// this process's own): one transaction, all or nothing. Answers what nft
+/// printed (a `list` command's listing).
+pub async fn nft(namespace: Option<&str>, script: &str) -> Result<String, String> {
     let mut command = match namespace {
         Some(namespace) => {
             let mut c = tokio::process::Command::new("ip");
@@ -116,16 +204,17 @@ pub async fn nft(namespace: Option<&str>, script: &str) -> Result<(), String> {
         .map_err(|e| format!("nft: {e}"))
 }
 
-/// Runs `command` with `input` on its standard input; its standard error
-/// is the error when it fails. `tool` names it in messages.
+/// Runs `command` with `input` on its standard input and answers its
+/// standard output; its standard error is the error when it fails. `tool`
+/// names it in messages.
 pub async fn feed(
     mut command: tokio::process::Command,
     input: &str,
     tool: &str,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let mut child = command
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {tool}: {e}"))?;
@@ -140,7 +229,7 @@ pub async fn feed(
         .await
         .map_err(|e| format!("{tool}: {e}"))?;
     match output.status.success() {
-        true => Ok(()),
+        true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
         false => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),
     }
 }
@@ -150,12 +239,28 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
     let mut service_events = services.subscribe();
     let mut slice_events = slices.subscribe();
     let mut state = State::default();
-    let mut nft = Nft::new(config.namespace.clone());
+    let mode = match config.mode {
+        Some(mode) => mode,
+        None => {
+            let (mode, why) = detect(config.namespace.as_deref()).await;
+            tracing::info!(node = %config.node.name, mode = mode.name(), "proxy mode {}: {why}", mode.name());
+            mode
+        }
+    };
+    let mut writer = match Writer::new(mode, &config).await {
+        Ok(writer) => writer,
+        Err(e) => {
+            tracing::error!(node = %config.node.name, mode = mode.name(), error = %e, "the proxy cannot start");
+            return;
+        }
+    };
     let (mut services_synced, mut slices_synced) = (false, false);
     let mut full = true;
     let mut next_resync = Instant::now() + config.resync_period;
     let mut last_sync: Option<Instant> = None;
+    let mut drain_check: Option<Instant> = None;
     loop {
+        let drained = drain_check.unwrap_or(next_resync);
         tokio::select! {
             event = service_events.recv() => match event {
                 Some(event) => services_synced |= record(&mut state, event, State::record_service),
@@ -166,8 +271,10 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
                 None => return,
             },
             _ = tokio::time::sleep_until(next_resync) => full = true,
+            _ = tokio::time::sleep_until(drained), if drain_check.is_some() => {}
         }
-        if !(services_synced && slices_synced) || !(full || state.changed()) {
+        let drain_due = drain_check.is_some_and(|at| at <= Instant::now());
+        if !(services_synced && slices_synced) || !(full || drain_due || state.changed()) {
             continue;
         }
         if let Some(last) = last_sync {
@@ -188,10 +295,11 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
         if full {
             state.recompute_all(&config.node);
         }
-        match nft.sync(&state.rules, &touched, full).await {
+        match writer.sync(&state.rules, &touched, full).await {
             Ok(operations) => {
                 tracing::info!(
                     node = %config.node.name,
+                    mode = mode.name(),
                     services = touched.len(),
                     operations,
                     full,
@@ -200,6 +308,7 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
                 );
                 full = false;
                 next_resync = Instant::now() + config.resync_period;
+                drain_check = writer.draining().then(|| Instant::now() + DRAIN_CHECK);
             }
             Err(e) => {
                 tracing::warn!(node = %config.node.name, error = %e, "the proxy's sync failed; the next one rewrites the table");

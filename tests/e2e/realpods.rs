@@ -15,11 +15,18 @@ use crate::pods::items;
 /// A machine and a server with the process runtime inside it; None when
 /// the test cannot run here (and is skipped, with a reason).
 fn cluster(dir: &Path) -> Option<(Machine, Server)> {
+    cluster_with(dir, &[])
+}
+
+/// [`cluster`], with more flags for the server.
+fn cluster_with(dir: &Path, flags: &[&str]) -> Option<(Machine, Server)> {
     if !have("kubectl") {
         return None;
     }
     let machine = Machine::new()?;
-    let server = Server::start_in(Some(&machine), dir, &["--runtime", "process"]);
+    let mut all = vec!["--runtime", "process"];
+    all.extend(flags);
+    let server = Server::start_in(Some(&machine), dir, &all);
     Some((machine, server))
 }
 
@@ -910,6 +917,29 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 8080, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: elsewhere}
+spec:
+  type: ExternalName
+  externalName: example.com
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-headless}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: nobody}
 spec:
   selector: {app: nobody}
@@ -935,12 +965,19 @@ fn answers(machine: &Machine, namespace: &str, url: &str, tries: usize) -> Vec<S
     names
 }
 
-#[test]
-fn services_carry_traffic_through_each_nodes_nftables_proxy() {
+/// The Services of the user's documents over 3 real pods, with each
+/// node's proxy in `mode`; a non-loopback load-balancer pool, so that a
+/// pod reaches the LB IP through its node. Answers the cluster, to be
+/// dropped server first, directory last.
+fn services_carry_traffic(mode: &str) -> Option<(tempfile::TempDir, Machine, Server)> {
     let dir = tempfile::tempdir().unwrap();
-    let Some((machine, server)) = cluster(dir.path()) else {
-        return;
-    };
+    let flags = [
+        "--proxy-mode",
+        mode,
+        "--load-balancer-pool",
+        "172.18.200.0/24",
+    ];
+    let (machine, server) = cluster_with(dir.path(), &flags)?;
     apply(&server, dir.path(), "web", WEB);
     apply(&server, dir.path(), "services", SERVICES);
     server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
@@ -973,6 +1010,18 @@ fn services_carry_traffic_through_each_nodes_nftables_proxy() {
         );
         assert!(names.contains(&name), "{name} answered {address}:30080");
     }
+    // The load balancer's address answers from a pod.
+    let lb = eventually(30, "the LoadBalancer's address", || {
+        server.json(&["service", "web-lb"])["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    let lb = format!("http://{lb}:8080/");
+    let name = eventually(10, "the LB IP answering", || {
+        let name = fetch(&machine, Some(&client), &lb);
+        names.contains(&name).then_some(name)
+    });
+    assert!(names.contains(&name));
     // A Service without endpoints refuses at once.
     let refused = machine
         .command(
@@ -991,9 +1040,35 @@ fn services_carry_traffic_through_each_nodes_nftables_proxy() {
     eventually(30, "one pod behind the ClusterIP", || {
         (answers(&machine, &client, &web, 10).len() == 1).then_some(())
     });
-    // The rules sit in each node's namespace, in the proxy's own table.
+    Some((dir, machine, server))
+}
+
+#[test]
+fn services_carry_traffic_through_each_nodes_nftables_proxy() {
+    let Some((_dir, machine, server)) = services_carry_traffic("nftables") else {
+        return;
+    };
+    // The rules sit in each node's namespace, in the proxy's own table,
+    // as `skiff proxy rules` reads them back from the kernel.
     let rules = node_table(&machine, "skiff-skiff-node-2", "skiff-proxy");
     assert!(rules.contains("svc-default/web/tcp/"), "{rules}");
+    let listed = server.skiff_ok(&["proxy", "rules", "--node", "skiff-node-2"]);
+    assert!(listed.contains("svc-default/web/tcp/"), "{listed}");
+}
+
+#[test]
+fn services_carry_traffic_through_each_nodes_userspace_proxy() {
+    let Some((_dir, _machine, server)) = services_carry_traffic("userspace") else {
+        return;
+    };
+    // The redirects and the sockets the proxy listens on, from the kernel.
+    let listed = server.skiff_ok(&["proxy", "rules"]);
+    assert!(
+        listed.contains("# node skiff-node-2: userspace mode"),
+        "{listed}"
+    );
+    assert!(listed.contains("userspace-ports"), "{listed}");
+    assert!(listed.contains("172.18.0.4:30080"), "{listed}");
 }
 
 const ASKER: &str = r#"
