@@ -27,18 +27,7 @@ pub async fn read_back(namespace: Option<&str>) -> Result<(Mode, String), String
     if !table.contains(PORTS_MAP) {
         return Ok((Mode::Nftables, table));
     }
-    // `ss` asks the kernel over sock_diag, which answers for the
-    // namespace it runs in whatever /proc shows.
-    let mut ss = match namespace {
-        Some(name) => {
-            let mut command = tokio::process::Command::new("ip");
-            command.args(["netns", "exec", name, "ss"]);
-            command
-        }
-        None => tokio::process::Command::new("ss"),
-    };
-    ss.arg("-ltnu");
-    let sockets = crate::run::feed(ss, "", "ss (iproute2)")
+    let sockets = crate::run::run_in(namespace, "ss", &["-ltnu"], "", "ss (iproute2)")
         .await
         .map_err(|e| format!("cannot list the listening sockets: {e}"))?;
     Ok((Mode::Userspace, format!("{table}\n{sockets}")))

@@ -10,7 +10,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use skiff_runtime::informers::{Event, Informer};
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use crate::model::{Node, PortName, PortRules, ServiceKey};
@@ -190,44 +189,56 @@ const DRAIN_CHECK: Duration = Duration::from_secs(2);
 /// this process's own): one transaction, all or nothing. Answers what nft
 /// printed (a `list` command's listing).
 pub async fn nft(namespace: Option<&str>, script: &str) -> Result<String, String> {
-    let mut command = match namespace {
-        Some(namespace) => {
-            let mut c = tokio::process::Command::new("ip");
-            c.args(["netns", "exec", namespace, "nft"]);
-            c
-        }
-        None => tokio::process::Command::new("nft"),
-    };
-    command.args(["-f", "-"]);
-    feed(command, script, "nft (nftables)")
+    run_in(namespace, "nft", &["-f", "-"], script, "nft (nftables)")
         .await
         .map_err(|e| format!("nft: {e}"))
 }
 
-/// Runs `command` with `input` on its standard input and answers its
-/// standard output; its standard error is the error when it fails. `tool`
-/// names it in messages.
-pub async fn feed(
-    mut command: tokio::process::Command,
+/// Runs `program args` with `input` inside the named network namespace
+/// (None: this process's own). The child is forked by a thread that
+/// joined the namespace, and so starts there: no `ip netns exec`, whose
+/// mount namespace and sysfs remount cost more than a small nft
+/// transaction does.
+pub async fn run_in(
+    namespace: Option<&str>,
+    program: &str,
+    args: &[&str],
     input: &str,
     tool: &str,
 ) -> Result<String, String> {
+    let mut command = std::process::Command::new(program);
+    command.args(args);
+    let (input, tool_name) = (input.to_owned(), tool.to_owned());
+    crate::netns::within_named(namespace, move || Ok(feed(command, &input, &tool_name)))
+        .await
+        .map_err(|e| format!("cannot run {tool}: {e}"))?
+}
+
+/// Runs `command` with `input` on its standard input and answers its
+/// standard output; its standard error is the error when it fails. `tool`
+/// names it in messages. It blocks: call it from a thread that may wait.
+pub fn feed(mut command: std::process::Command, input: &str, tool: &str) -> Result<String, String> {
+    use std::io::Write;
     let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {tool}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .await
-            .map_err(|e| format!("{tool}: {e}"))?;
-    }
+    // Written from a thread of its own: a large listing fills the output
+    // pipe while the input is still being written.
+    let mut stdin = child.stdin.take();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || match stdin.as_mut() {
+        Some(stdin) => stdin.write_all(input.as_bytes()),
+        None => Ok(()),
+    });
     let output = child
         .wait_with_output()
-        .await
         .map_err(|e| format!("{tool}: {e}"))?;
+    // A write cut short (the tool ended early) shows in its status and
+    // standard error, which say more.
+    let _ = writer.join();
     match output.status.success() {
         true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
         false => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),

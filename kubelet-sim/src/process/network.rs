@@ -222,14 +222,14 @@ pub fn path(namespace: &str) -> std::path::PathBuf {
 /// Runs the steps in order; the first that fails stops the rest.
 pub async fn apply(steps: &[Step]) -> Result<(), String> {
     for step in steps {
-        let mut command = tokio::process::Command::new("ip");
+        let mut args: Vec<&str> = Vec::new();
         if let Some(namespace) = &step.namespace {
-            command.args(["-n", namespace]);
+            args.extend(["-n", namespace]);
         }
-        command.args(["-batch", "-"]);
+        args.extend(["-batch", "-"]);
         let mut script = step.lines.join("\n");
         script.push('\n');
-        skiff_proxy::run::feed(command, &script, "ip (iproute2)")
+        skiff_proxy::run::run_in(None, "ip", &args, &script, "ip (iproute2)")
             .await
             .map_err(|error| {
                 let place = step.namespace.as_deref().map(|n| format!(" -n {n}"));
