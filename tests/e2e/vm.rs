@@ -351,7 +351,15 @@ impl Vm {
             out.flush().expect("write the initramfs");
         }
 
-        let cpu = if self.accel == "kvm" { "host" } else { "max" };
+        // Under TCG a plain CPU boots faster than `max` (9.4 -> 6.8 s
+        // here: fewer features for the kernel to probe and patch in, and
+        // no AVX for TCG to emulate in user space); RDRAND seeds the
+        // kernel's random pool at once.
+        let cpu = if self.accel == "kvm" {
+            "host"
+        } else {
+            "qemu64,+rdrand"
+        };
         let started = Instant::now();
         let deadline = started + scenario.timeout;
         let mut qemu = Qemu(
