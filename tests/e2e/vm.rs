@@ -50,8 +50,9 @@ const PACKAGES: &[&str] = &[
 
 /// The host's programs the guest gets, at the same paths, with the
 /// libraries `ldd` finds for them. `unshare` and `nsenter` are
-/// util-linux's, which the process runtime calls (busybox's differ).
-const HOST_TOOLS: &[&str] = &["ip", "nft", "strace", "kubectl", "unshare", "nsenter"];
+/// util-linux's, which the process runtime calls (busybox's differ); the
+/// proxy calls `ip`, `nft` and `ss` (iproute2).
+const HOST_TOOLS: &[&str] = &["ip", "ss", "nft", "strace", "kubectl", "unshare", "nsenter"];
 
 /// Where the guest finds the host's programs, in this order.
 const PATH: &[&str] = &[
@@ -1164,6 +1165,7 @@ ipvsadm -a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1
 ipvsadm -Ln
 ip link add kube-ipvs0 type dummy
 ip -o link show kube-ipvs0
+ss -ltnu
 ",
     ));
     eprintln!(
