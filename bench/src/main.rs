@@ -12,6 +12,7 @@ mod realpods;
 mod server;
 mod stats;
 mod store;
+mod traffic;
 
 const HELP: &str = "\
 skiff-bench: run one benchmark scenario and print one JSON line of figures
@@ -60,6 +61,13 @@ SCENARIOS:
              50 single endpoint changes on top, EndpointSlice event to nft
              done, p50/p99; the bench process's memory before and after
 
+    proxy-traffic
+             requests through a Service (1 KiB HTTP responses, 8 keep-alive
+             connections, --seconds per mode) in two network namespaces of
+             its own (needs root): straight to the pod, then through the
+             nftables, userspace and (where the kernel has it) ipvs modes;
+             requests/s, p50/p99 and the p99 each mode adds
+
 OPTIONS:
     --seconds N    how long each write phase runs (default 5)
     --services N   how many Services the proxy scenario programs (default
@@ -102,6 +110,7 @@ fn main() -> std::process::ExitCode {
             };
             runtime.block_on(proxy::run(services, 50))
         }
+        "proxy-traffic" => runtime.block_on(traffic::run(seconds)),
         other => return fail(&format!("unknown scenario {other:?}; see --help")),
     };
     match result {

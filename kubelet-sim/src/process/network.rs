@@ -133,6 +133,10 @@ pub fn node(node: &SimNode, all: &[SimNode]) -> Vec<Step> {
         format!("link add {POD_BRIDGE} type bridge"),
         format!("addr add {}/24 dev {POD_BRIDGE}", gateway(node)),
         format!("link set {POD_BRIDGE} up"),
+        // As a node's default route: a ClusterIP asked from the node
+        // itself (a hostNetwork pod) must route before the output hook's
+        // DNAT turns it into a pod.
+        format!("route add default via {CONTROL_PLANE} dev eth0"),
     ];
     inside.extend(
         all.iter()
@@ -282,6 +286,7 @@ mod tests {
         assert_eq!(
             routes,
             [
+                "route add default via 172.18.0.1 dev eth0",
                 "route add 10.244.1.0/24 via 172.18.0.3 dev eth0",
                 "route add 10.244.3.0/24 via 172.18.0.5 dev eth0"
             ]
