@@ -3,6 +3,7 @@
 //! computed without I/O ([`model`]), and a mode turns the rules into the
 //! kernel's ([`nftables`], [`ipvs`]) applying only what changed; [`run`] keeps one node's rules so.
 
+pub mod health;
 pub mod ipvs;
 pub mod model;
 pub mod netns;

@@ -265,6 +265,7 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
             return;
         }
     };
+    let mut health = crate::health::Health::new(config.namespace.clone());
     let (mut services_synced, mut slices_synced) = (false, false);
     let mut full = true;
     let mut next_resync = Instant::now() + config.resync_period;
@@ -320,6 +321,9 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
                 full = false;
                 next_resync = Instant::now() + config.resync_period;
                 drain_check = writer.draining().then(|| Instant::now() + DRAIN_CHECK);
+                if let Err(e) = health.sync(&state.rules).await {
+                    tracing::warn!(node = %config.node.name, error = %e, "the service health server");
+                }
             }
             Err(e) => {
                 tracing::warn!(node = %config.node.name, error = %e, "the proxy's sync failed; the next one rewrites the table");

@@ -90,7 +90,8 @@ fn pod_namespace(pod: &Value) -> String {
     format!("skiff-pod-{}", pod["metadata"]["uid"].as_str().unwrap())
 }
 
-const WEB: &str = r#"
+/// Three nginx pods and an echo pod (also the VM scenario's, `vm.rs`).
+pub(crate) const WEB: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
@@ -891,7 +892,8 @@ fn cgroup_dir(text: &str, controller: &str) -> Option<std::path::PathBuf> {
     Some(std::path::PathBuf::from(format!("{mount}{path}")))
 }
 
-const SERVICES: &str = r#"
+/// The Services over them (also the VM scenario's, `vm.rs`).
+pub(crate) const SERVICES: &str = r#"
 apiVersion: v1
 kind: Service
 metadata: {name: web}
@@ -922,6 +924,15 @@ spec:
   type: LoadBalancer
   selector: {app: web}
   ports: [{port: 8080, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 8081, targetPort: 80}]
 ---
 apiVersion: v1
 kind: Service
@@ -1022,6 +1033,43 @@ fn services_carry_traffic(mode: &str) -> Option<(tempfile::TempDir, Machine, Ser
         names.contains(&name).then_some(name)
     });
     assert!(names.contains(&name));
+    // With `externalTrafficPolicy: Local`, each node's health-check port
+    // counts the endpoints it holds itself: the 3 pods, over the nodes.
+    let health = server.json(&["service", "web-local"])["spec"]["healthCheckNodePort"]
+        .as_u64()
+        .expect("a health-check node port");
+    let mut local = 0;
+    for node in items(&server.json(&["nodes"])) {
+        let address = node["status"]["addresses"][0]["address"].as_str().unwrap();
+        let url = format!("http://{address}:{health}/healthz");
+        let output = machine
+            .command(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    "skiff-skiff-node-1",
+                    "timeout",
+                    "5",
+                    "busybox",
+                    "wget",
+                    "-qO-",
+                    &url,
+                ],
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        match output.status.success() {
+            true => {
+                let body: Value = serde_json::from_slice(&output.stdout).unwrap();
+                assert_eq!(body["service"]["name"], "web-local", "{body}");
+                local += body["localEndpoints"].as_u64().unwrap();
+            }
+            false => assert!(stderr.contains("503"), "{url}: {stderr}"),
+        }
+    }
+    assert_eq!(local, 3, "every pod counted on its node");
     // A Service without endpoints refuses at once.
     let refused = machine
         .command(
