@@ -148,6 +148,8 @@ pub fn explain(step: &Step) -> String {
         ("replicaset-controller", "patch status", _) => "The ReplicaSet controller wrote how many of its pods exist, are ready and are available.".into(),
         ("generic-garbage-collector", _, _) => "The garbage collector acted on owner references: it deletes what an owner no longer vouches for, or releases it.".into(),
         ("namespace-controller", _, _) => "The namespace controller empties a namespace being deleted, then lets it go.".into(),
+        ("endpointslice-controller", _, "endpointslice") => "The EndpointSlice controller keeps the Service's slices listing its selected pods' IPs and ports, ready or not; every node's proxy and the cluster DNS watch them.".into(),
+        ("skiff-proxy", "event RulesSynced", _) => format!("A node's proxy (kube-proxy's part) saw the Service's endpoints change and turned them into that node's kernel rules, only the difference: IPVS real servers, nftables chains, or its own sockets; from then on a connection to the ClusterIP on that node reaches one of the pods. {}", step.message),
         (_, "create", _) if !who.ends_with("controller") && !matches!(who, "kubelet" | "default-scheduler") => {
             format!("{who} asked the apiserver to create the {kind}; it was validated, defaulted and stored at resourceVersion {}, and every watcher heard of it.", step.revision)
         }
@@ -224,6 +226,8 @@ pub async fn run(cluster: &Cluster, args: TraceArgs) -> Result<()> {
         "replicasets",
         "replicationcontrollers",
         "pods",
+        // A Service owns its slices; the proxies report on the Service.
+        "endpointslices",
     ] {
         let r = catalog.resolve(plural)?;
         if lists

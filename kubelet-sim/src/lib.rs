@@ -223,7 +223,13 @@ pub fn run(
         tokio::spawn(renew_leases(client.clone(), nodes.clone()));
         if let Some(proxy) = &options.proxy {
             let processes = matches!(options.runtime, Choice::Process { .. });
-            start_proxies(informers_of_proxy.clone(), &nodes, proxy, processes);
+            start_proxies(
+                &client,
+                informers_of_proxy.clone(),
+                &nodes,
+                proxy,
+                processes,
+            );
         }
         let agents = Arc::new(Agents {
             runtime,
@@ -258,6 +264,7 @@ pub fn run(
 /// namespace, else (one node, a mode the user named) in the namespace
 /// this process runs in.
 fn start_proxies(
+    client: &Client,
     (services, slices): (Informer<Service>, Informer<EndpointSlice>),
     nodes: &[SimNode],
     proxy: &Proxy,
@@ -274,6 +281,11 @@ fn start_proxies(
             namespace: processes.then(|| process::network::node_namespace(node)),
             min_sync_period: proxy.min_sync_period,
             resync_period: Duration::from_secs(3600),
+            events: Some(Recorder::new(
+                client.clone(),
+                skiff_proxy::run::COMPONENT,
+                Some(node.name.clone()),
+            )),
         };
         tokio::spawn(skiff_proxy::run::run(
             services.clone(),

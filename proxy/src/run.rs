@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use skiff_runtime::events::{reference, Recorder, Type};
 use skiff_runtime::informers::{Event, Informer};
 use tokio::time::Instant;
 
@@ -56,7 +57,7 @@ pub async fn detect(namespace: Option<&str>) -> (Mode, &'static str) {
 }
 
 /// How one node's proxy runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// The node it programs.
     pub node: Node,
@@ -73,6 +74,52 @@ pub struct Config {
     pub min_sync_period: Duration,
     /// A full resync this often.
     pub resync_period: Duration,
+    /// Where it reports, as Events on each Service, the syncs that
+    /// programmed a few Services (for `skiff trace svc/NAME`), if anywhere.
+    pub events: Option<Recorder>,
+}
+
+/// The component its Events name.
+pub const COMPONENT: &str = "skiff-proxy";
+
+/// A sync that touched at most this many Services reports each as an
+/// Event; a larger one (a full sync, a burst) only logs.
+pub const EVENTS_UP_TO: usize = 10;
+
+/// What the Event of `service`'s sync says: each of its ClusterIP ports
+/// and where it leads now (no rules: it was removed).
+pub fn synced_message(
+    service: &ServiceKey,
+    rules: &BTreeMap<PortName, PortRules>,
+    mode: Mode,
+    node: &str,
+    elapsed: Duration,
+) -> String {
+    let ports: Vec<String> = rules
+        .iter()
+        .filter(|(name, _)| name.service == *service)
+        .flat_map(|(_, port)| port.virtuals.iter())
+        .filter(|(_, v)| v.traffic == crate::model::Traffic::Internal)
+        .map(|(address, v)| {
+            format!(
+                "{}:{}/{} -> {} endpoint{}",
+                address.ip,
+                address.port,
+                address.protocol.name().to_uppercase(),
+                v.backends.len(),
+                if v.backends.len() == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    let what = match ports.is_empty() {
+        true => "no rules".to_owned(),
+        false => ports.join(", "),
+    };
+    format!(
+        "{node}'s proxy ({}) programmed {what} in {:.1} ms",
+        mode.name(),
+        elapsed.as_secs_f64() * 1e3
+    )
 }
 
 /// The nftables mode's writer: where it writes, and what it last wrote
@@ -318,9 +365,25 @@ pub async fn run(services: Informer<Service>, slices: Informer<EndpointSlice>, c
                     elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                     "proxy rules synced"
                 );
+                let report = !full && touched.len() <= EVENTS_UP_TO;
                 full = false;
                 next_resync = Instant::now() + config.resync_period;
                 drain_check = writer.draining().then(|| Instant::now() + DRAIN_CHECK);
+                if let Some(events) = config.events.as_ref().filter(|_| report) {
+                    for key in &touched {
+                        let Some(service) = services.get(&key.0, &key.1) else {
+                            continue;
+                        };
+                        let message = synced_message(
+                            key,
+                            &state.rules,
+                            mode,
+                            &config.node.name,
+                            started.elapsed(),
+                        );
+                        events.record(reference(&*service), Type::Normal, "RulesSynced", message);
+                    }
+                }
                 if let Err(e) = health.sync(&state.rules).await {
                     tracing::warn!(node = %config.node.name, error = %e, "the service health server");
                 }

@@ -1102,6 +1102,14 @@ fn services_carry_traffic_through_each_nodes_nftables_proxy() {
     assert!(rules.contains("svc-default/web/tcp/"), "{rules}");
     let listed = server.skiff_ok(&["proxy", "rules", "--node", "skiff-node-2"]);
     assert!(listed.contains("svc-default/web/tcp/"), "{listed}");
+    // The Service's timeline: its slices' writes, then each node's proxy
+    // programming the change.
+    let trace = eventually(10, "the proxies' syncs in the trace", || {
+        let trace = server.skiff_ok(&["trace", "svc/web", "--explain"]);
+        (trace.contains("skiff-proxy") && trace.contains("event RulesSynced")).then_some(trace)
+    });
+    assert!(trace.contains("endpointslice-controller"), "{trace}");
+    assert!(trace.contains("-> 1 endpoint"), "{trace}");
 }
 
 #[test]
