@@ -122,11 +122,14 @@ pub fn synced_message(
     )
 }
 
-/// The nftables mode's writer: where it writes, and what it last wrote
-/// for each Service port (None: nothing yet, or a failed write).
+/// The nftables mode's writer: where it writes, and the rules it last
+/// wrote for each Service port (None: nothing yet, or a failed write).
+/// It keeps the rules, not their rendering: a port's table is rendered
+/// again when it changes, which costs microseconds, where keeping every
+/// rendered chain of 10,000 Services would cost tens of megabytes.
 pub struct Nft {
     namespace: Option<String>,
-    applied: Option<BTreeMap<PortName, Table>>,
+    applied: Option<BTreeMap<PortName, PortRules>>,
 }
 
 impl Nft {
@@ -150,42 +153,87 @@ impl Nft {
     ) -> Result<usize, String> {
         // Taken while writing: a failed write leaves None, and the next
         // sync rewrites the table.
-        let (ops, applied) = match self.applied.take() {
-            Some(mut applied) if !full => {
+        let previous = self.applied.take().filter(|_| !full);
+        let mut out = Transactions::new(self.namespace.as_deref());
+        let applied = match previous {
+            Some(mut applied) => {
                 let names: BTreeSet<PortName> = applied
                     .keys()
                     .chain(rules.keys())
                     .filter(|name| touched.contains(&name.service))
                     .cloned()
                     .collect();
-                let mut ops = Vec::new();
                 for name in names {
-                    let new = rules.get(&name).map(nftables::render).unwrap_or_default();
-                    let old = applied.remove(&name).unwrap_or_default();
-                    ops.extend(nftables::diff(&old, &new));
-                    if new != Table::default() {
-                        applied.insert(name, new);
+                    let new = rules.get(&name);
+                    let old = applied.remove(&name);
+                    let render =
+                        |port: Option<&PortRules>| port.map(nftables::render).unwrap_or_default();
+                    out.push(nftables::diff(&render(old.as_ref()), &render(new)))
+                        .await?;
+                    if let Some(new) = new {
+                        applied.insert(name, new.clone());
                     }
                 }
-                (ops, applied)
+                applied
             }
-            _ => {
-                let applied: BTreeMap<PortName, Table> = rules
-                    .iter()
-                    .map(|(name, port)| (name.clone(), nftables::render(port)))
-                    .collect();
-                let mut ops = nftables::base();
-                for table in applied.values() {
-                    ops.extend(nftables::diff(&Table::default(), table));
+            None => {
+                out.push(nftables::base()).await?;
+                for port in rules.values() {
+                    out.push(nftables::diff(&Table::default(), &nftables::render(port)))
+                        .await?;
                 }
-                (ops, applied)
+                rules.clone()
             }
         };
-        for script in nftables::transactions(&ops) {
-            nft(self.namespace.as_deref(), &script).await?;
-        }
+        let operations = out.finish().await?;
         self.applied = Some(applied);
-        Ok(ops.len())
+        Ok(operations)
+    }
+}
+
+/// Operations on their way to `nft -f`, written as transactions of
+/// [`nftables::MAX_OPERATIONS`] as they come, so that a first sync of
+/// 10,000 Services never holds its 180,000 operations at once.
+struct Transactions<'a> {
+    namespace: Option<&'a str>,
+    pending: Vec<String>,
+    written: usize,
+}
+
+impl<'a> Transactions<'a> {
+    fn new(namespace: Option<&'a str>) -> Self {
+        Transactions {
+            namespace,
+            pending: Vec::new(),
+            written: 0,
+        }
+    }
+
+    async fn push(&mut self, ops: Vec<String>) -> Result<(), String> {
+        self.pending.extend(ops);
+        while self.pending.len() >= nftables::MAX_OPERATIONS {
+            let rest = self.pending.split_off(nftables::MAX_OPERATIONS);
+            let batch = std::mem::replace(&mut self.pending, rest);
+            self.write(&batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, batch: &[String]) -> Result<(), String> {
+        for script in nftables::transactions(batch) {
+            nft(self.namespace, &script).await?;
+        }
+        self.written += batch.len();
+        Ok(())
+    }
+
+    /// Writes what is left; answers how many operations were written.
+    async fn finish(mut self) -> Result<usize, String> {
+        let batch = std::mem::take(&mut self.pending);
+        if !batch.is_empty() {
+            self.write(&batch).await?;
+        }
+        Ok(self.written)
     }
 }
 
