@@ -236,7 +236,7 @@ fn logs_stream_what_a_container_prints_and_keep_the_previous_run() {
 #[test]
 fn probes_take_a_pod_out_of_its_endpoints_and_restart_it() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_machine, server)) = cluster(dir.path()) else {
+    let Some((machine, server)) = cluster(dir.path()) else {
         return;
     };
     // The readiness probe reads a file in the container's own layer,
@@ -285,19 +285,34 @@ spec:
             .filter(|e| e["conditions"]["ready"] == true)
             .count()
     };
-    pod_when(&server, "gated", "the gated pod ready", ready);
+    let gated = pod_when(&server, "gated", "the gated pod ready", ready);
     eventually(30, "the pod in its Service's slice", || {
         (ready_addresses() == 1).then_some(())
     });
+    // Each node's proxy follows: the pod's endpoint chain while it is
+    // ready, the Service refused while it is not.
+    let chain = format!(
+        "ep-default/gated/tcp/__{}/80",
+        gated["status"]["podIP"].as_str().unwrap()
+    );
+    let in_rules = |present: bool, what: &str| {
+        eventually(10, what, || {
+            let table = node_table(&machine, "skiff-skiff-node-3", "skiff-proxy");
+            (table.contains(&chain) == present).then_some(())
+        })
+    };
+    in_rules(true, "the ready pod in the node's rules");
     server.kubectl_ok(&["exec", "gated", "--", "rm", "/tmp/ready"]);
     pod_when(&server, "gated", "the gated pod not ready", |p| !ready(p));
     eventually(30, "the pod out of the slice", || {
         (ready_addresses() == 0).then_some(())
     });
+    in_rules(false, "the unready pod out of the node's rules");
     server.kubectl_ok(&["exec", "gated", "--", "touch", "/tmp/ready"]);
     eventually(30, "the pod back in the slice", || {
         (ready_addresses() == 1).then_some(())
     });
+    in_rules(true, "the pod back in the node's rules");
 
     let restarted = pod_when(&server, "doomed", "a liveness restart", |p| {
         p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
