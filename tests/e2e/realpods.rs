@@ -1098,7 +1098,11 @@ fn services_carry_traffic(mode: &str) -> Option<(tempfile::TempDir, Machine, Ser
         .unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("refused"), "{stderr}");
-    // Scaled to one, only that pod answers.
+    // Scaled to five, all five answer; scaled to one, only that pod.
+    server.kubectl_ok(&["scale", "deployment/web", "--replicas", "5"]);
+    eventually(60, "five pods behind the ClusterIP", || {
+        (answers(&machine, &client, &web, 30).len() == 5).then_some(())
+    });
     server.kubectl_ok(&["scale", "deployment/web", "--replicas", "1"]);
     eventually(30, "one pod behind the ClusterIP", || {
         (answers(&machine, &client, &web, 10).len() == 1).then_some(())
