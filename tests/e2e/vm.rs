@@ -74,7 +74,7 @@ const MODULE_DIRS: &[&str] = &[
 ];
 
 /// Single modules the guest gets, besides the trees.
-const MODULES: &[&str] = &["dummy", "veth", "virtio_console"];
+const MODULES: &[&str] = &["dummy", "veth", "virtio_console", "overlay"];
 
 /// What the init loads before the scenario (the rest of the image's
 /// modules load with `modprobe` from the script: `br_netfilter`, for one,
@@ -114,6 +114,8 @@ const PRELOAD: &[&str] = &[
     "dummy",
     "veth",
     "bridge",
+    // The process runtime's container root filesystems.
+    "overlay",
 ];
 
 /// The guest's init (PID 1).
@@ -1462,4 +1464,55 @@ fn write_hex(path: &Path, command: &str, what: &str, message: &[u8]) {
         text.push('\n');
     }
     fs::write(path, text).expect("write a recording");
+}
+
+/// The Services scenario's scripts, read when the test runs (so that a
+/// change to them needs no rebuild): `services.sh`, and the IPVS part it
+/// sources, `ipvs.sh`.
+fn scenario_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vm").join(name)
+}
+
+/// Runs the Services scenario (`tests/vm/services.sh`) in the VM with
+/// each node's proxy in `mode`: WEB and SERVICES of the host's real-pod
+/// tests over real pods, traffic through each kind of Service from a
+/// pod's namespace. Prints the checks and timings; fails on the first
+/// failed check, with the console.
+fn services_scenario(mode: &str) {
+    let Some(vm) = Vm::prepare() else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        fs::write(&path, text).expect("write a scenario file");
+        path
+    };
+    let scenario = Scenario::new(&format!("MODE={mode}\n. /scenario/services.sh\n"))
+        .file(scenario_script("services.sh"), "/scenario/services.sh")
+        .file(file("web.yaml", crate::realpods::WEB), "/scenario/web.yaml")
+        .file(
+            file("services.yaml", crate::realpods::SERVICES),
+            "/scenario/services.yaml",
+        )
+        .file(scenario_script("ipvs.sh"), "/scenario/ipvs.sh")
+        .timeout(Duration::from_secs(115));
+    let outcome = vm.run(&scenario);
+    for line in outcome.output.lines() {
+        if ["OK: ", "TIME: ", "FAIL: ", "STEP ", "SCENARIO "]
+            .iter()
+            .any(|p| line.starts_with(p))
+        {
+            eprintln!("vm {mode}: {line}");
+        }
+    }
+    eprintln!(
+        "vm {mode}: booted in {:?}, the scenario ended after {:?}",
+        outcome.boot, outcome.elapsed
+    );
+    assert_eq!(outcome.code, 0, "the {mode} scenario failed");
+    assert!(outcome.output.contains("SCENARIO DONE"), "{}", outcome.output);
+}
+
+#[test]
+fn services_carry_traffic_through_ipvs_in_the_vm() {
+    services_scenario("ipvs");
 }
