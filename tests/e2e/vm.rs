@@ -1494,6 +1494,7 @@ fn services_scenario(mode: &str) {
             "/scenario/services.yaml",
         )
         .file(scenario_script("ipvs.sh"), "/scenario/ipvs.sh")
+        .file(scenario_script("gated.yaml"), "/scenario/gated.yaml")
         .timeout(Duration::from_secs(115));
     let outcome = vm.run(&scenario);
     for line in outcome.output.lines() {

@@ -2,7 +2,10 @@
 //! (ipvsadm.c's `list_all`, `print_title` and `print_service_entry`):
 //! services sorted by firewall mark, family, protocol, address and port,
 //! each followed by its real servers sorted by address and port, in the
-//! same columns, trailing spaces included.
+//! same columns, trailing spaces included. The order is libipvs's
+//! (`ipvs_cmp_services`, `ipvs_cmp_dests`), which subtracts addresses as
+//! unsigned 32-bit numbers and reads the difference as a signed `int`:
+//! 172.18.0.3 comes before 10.96.0.1, as the real ipvsadm prints them.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -75,6 +78,82 @@ fn dest_line(service: &Service, dest: &Dest) -> String {
     )
 }
 
+/// `a - b` of two unsigned 32-bit numbers read as a C `int`.
+fn c_difference(a: u32, b: u32) -> i64 {
+    i64::from(a.wrapping_sub(b) as i32)
+}
+
+/// An address's 32-bit words, in host order (`ntohl`).
+fn words(address: &IpAddr) -> Vec<u32> {
+    match address {
+        IpAddr::V4(ip) => vec![u32::from(*ip)],
+        IpAddr::V6(ip) => ip
+            .octets()
+            .chunks(4)
+            .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+            .collect(),
+    }
+}
+
+/// libipvs's address comparison: word by word, each difference as an
+/// `int`.
+fn compare_addresses(a: &IpAddr, b: &IpAddr) -> i64 {
+    words(a)
+        .into_iter()
+        .zip(words(b))
+        .map(|(a, b)| c_difference(a, b))
+        .find(|d| *d != 0)
+        .unwrap_or(0)
+}
+
+/// `ipvs_cmp_services`: its sign.
+fn compare_services(a: &Service, b: &Service) -> i64 {
+    [
+        c_difference(a.fwmark, b.fwmark),
+        i64::from(a.family) - i64::from(b.family),
+        i64::from(a.protocol) - i64::from(b.protocol),
+        compare_addresses(&a.address, &b.address),
+        i64::from(a.port) - i64::from(b.port),
+    ]
+    .into_iter()
+    .find(|d| *d != 0)
+    .unwrap_or(0)
+}
+
+/// `ipvs_cmp_dests`: its sign.
+fn compare_dests(a: &&Dest, b: &&Dest) -> i64 {
+    match compare_addresses(&a.address, &b.address) {
+        0 => i64::from(a.port) - i64::from(b.port),
+        d => d,
+    }
+}
+
+/// A stable merge sort by a comparator that need not be a total order
+/// (glibc's `qsort` is one such sort; the standard library's may panic
+/// on an order that is not total).
+fn merge_sort<T: Copy>(items: Vec<T>, compare: &impl Fn(&T, &T) -> i64) -> Vec<T> {
+    if items.len() <= 1 {
+        return items;
+    }
+    let mut left = items;
+    let right = left.split_off(left.len() / 2);
+    let (left, right) = (merge_sort(left, compare), merge_sort(right, compare));
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let (mut l, mut r) = (0, 0);
+    while l < left.len() && r < right.len() {
+        if compare(&left[l], &right[r]) <= 0 {
+            out.push(left[l]);
+            l += 1;
+        } else {
+            out.push(right[r]);
+            r += 1;
+        }
+    }
+    out.extend_from_slice(&left[l..]);
+    out.extend_from_slice(&right[r..]);
+    out
+}
+
 /// The listing of `services` (each with its real servers).
 pub fn format(info: &Info, services: &[(Service, Vec<Dest>)]) -> String {
     let mut out = format!(
@@ -84,14 +163,13 @@ pub fn format(info: &Info, services: &[(Service, Vec<Dest>)]) -> String {
     );
     out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
     out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
-    let mut sorted: Vec<&(Service, Vec<Dest>)> = services.iter().collect();
-    sorted.sort_by_key(|(s, _)| (s.fwmark, s.family, s.protocol, s.address, s.port));
+    let sorted = merge_sort(services.iter().collect(), &|a, b| {
+        compare_services(&a.0, &b.0)
+    });
     for (service, dests) in sorted {
         out.push_str(&service_line(service));
         out.push('\n');
-        let mut dests: Vec<&Dest> = dests.iter().collect();
-        dests.sort_by_key(|d| (d.address, d.port));
-        for dest in dests {
+        for dest in merge_sort(dests.iter().collect(), &compare_dests) {
             out.push_str(&dest_line(service, dest));
             out.push('\n');
         }
@@ -128,6 +206,38 @@ mod tests {
                 port: 8080,
             })
         }
+    }
+
+    /// As the real ipvsadm printed them in the VM: the address difference
+    /// read as an int puts 172.18.0.3 before 10.96.0.1.
+    #[test]
+    fn services_are_in_libipvs_order() {
+        let mut node = service(1, Protocol::Tcp, None);
+        node.address = IpAddr::V4(Ipv4Addr::new(172, 18, 0, 3));
+        let (a, b) = (
+            service(10, Protocol::Tcp, None),
+            service(1, Protocol::Tcp, None),
+        );
+        let udp = service(1, Protocol::Udp, None);
+        let info = Info {
+            version: 0x010201,
+            connection_table_size: 4096,
+        };
+        let all: Vec<(Service, Vec<Dest>)> = [&udp, &a, &node, &b]
+            .into_iter()
+            .map(|s| (s.clone(), Vec::new()))
+            .collect();
+        let text = format(&info, &all);
+        let order: Vec<&str> = text.lines().skip(3).collect();
+        assert_eq!(
+            order,
+            [
+                "TCP  172.18.0.3:80 rr",
+                "TCP  10.96.0.1:80 rr",
+                "TCP  10.96.0.10:80 rr",
+                "UDP  10.96.0.1:53 rr",
+            ]
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod table;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use crate::model::{Address, PortName, PortRules, ServiceKey};
+use crate::model::{Address, Backend, PortName, PortRules, ServiceKey};
 use crate::nftables;
 use client::Client;
 use plan::{Current, Plan, Wanted};
@@ -120,8 +120,13 @@ impl Ipvs {
                 .chain(self.draining.iter().copied())
                 .collect()
         });
+        // Whether draining real servers' inactive connections have ended.
+        let live = match self.draining.is_empty() {
+            true => None,
+            false => Some(live_connections(namespace).await?),
+        };
         let (client, planned) =
-            blocking(client, move |client| program(client, desired, scope)).await?;
+            blocking(client, move |client| program(client, desired, scope, live)).await?;
         let planned = planned?;
         self.client = Some(client);
         operations += planned.operations.len();
@@ -159,11 +164,14 @@ async fn blocking<T: Send + 'static>(
 
 /// Reads the kernel's virtual servers (the real servers of those in
 /// `scope`, None: all), plans and applies the difference from `desired`.
-/// A virtual server nobody wants is always seen, and deleted.
+/// A virtual server nobody wants is always seen, and deleted. With the
+/// connections that may still carry data (`live`), a real server's
+/// inactive ones that ended (TIME_WAIT, CLOSE) do not keep it.
 fn program(
     client: &mut Client,
     desired: BTreeMap<Address, Wanted>,
     scope: Option<BTreeSet<Address>>,
+    live: Option<BTreeSet<(Address, Backend)>>,
 ) -> Result<Plan, String> {
     let in_scope = |address: &Address| scope.as_ref().is_none_or(|s| s.contains(address));
     let mut current = BTreeMap::new();
@@ -175,10 +183,27 @@ fn program(
         if wanted && !in_scope(&address) {
             continue;
         }
-        let dests = match wanted {
+        let mut dests = match wanted {
             true => client.dests(&service)?,
             false => Vec::new(),
         };
+        if let Some(live) = &live {
+            for dest in &mut dests {
+                let still = match dest.address {
+                    std::net::IpAddr::V4(ip) => live.contains(&(
+                        address,
+                        Backend {
+                            ip,
+                            port: dest.port,
+                        },
+                    )),
+                    std::net::IpAddr::V6(_) => true,
+                };
+                if !still {
+                    dest.inactive = 0;
+                }
+            }
+        }
         current.insert(address, Current { service, dests });
     }
     let desired: BTreeMap<Address, Wanted> =
@@ -188,6 +213,18 @@ fn program(
         client.call(&operation.request())?;
     }
     Ok(planned)
+}
+
+/// The IPVS connections of the named namespace (None: this process's
+/// own) that may still carry data ([`plan::live_connections`]).
+async fn live_connections(namespace: Option<&str>) -> Result<BTreeSet<(Address, Backend)>, String> {
+    crate::netns::within_named(namespace, || {
+        // thread-self: this thread's namespace (self/net is the process's).
+        std::fs::read_to_string("/proc/thread-self/net/ip_vs_conn")
+    })
+    .await
+    .map(|table| plan::live_connections(&table))
+    .map_err(|e| format!("IPVS connections: {e}"))
 }
 
 /// Sets [`SYSCTLS`] inside the named namespace (None: this process's

@@ -202,6 +202,42 @@ fn backend_of(dest: &Dest) -> Option<Backend> {
     }
 }
 
+/// The connections of `/proc/net/ip_vs_conn` (its text) that may still
+/// carry data, by virtual server and real server: those in any state but
+/// TIME_WAIT and CLOSE. IPVS counts those two in InActConn for minutes
+/// (TIME_WAIT: 2), so a drained real server whose connections all ended
+/// would wait that long; kube-proxy waits it out, we do not.
+pub fn live_connections(table: &str) -> BTreeSet<(Address, Backend)> {
+    let hex_ip = |text: &str| u32::from_str_radix(text, 16).ok().map(Ipv4Addr::from);
+    let hex_port = |text: &str| u16::from_str_radix(text, 16).ok();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let protocol = match *f.first()? {
+                "TCP" => Protocol::Tcp,
+                "UDP" => Protocol::Udp,
+                "SCTP" => Protocol::Sctp,
+                _ => return None,
+            };
+            if matches!(*f.get(7)?, "TIME_WAIT" | "CLOSE") {
+                return None;
+            }
+            let virtual_ = Address {
+                ip: hex_ip(f.get(3)?)?,
+                port: hex_port(f.get(4)?)?,
+                protocol,
+            };
+            let real = Backend {
+                ip: hex_ip(f.get(5)?)?,
+                port: hex_port(f.get(6)?)?,
+            };
+            Some((virtual_, real))
+        })
+        .collect()
+}
+
 /// The operations that bring `current` (the kernel's virtual servers, by
 /// address) to `desired`.
 pub fn plan(desired: &BTreeMap<Address, Wanted>, current: &BTreeMap<Address, Current>) -> Plan {
@@ -361,6 +397,19 @@ mod tests {
                 Operation::DeleteDest(_, d) => format!("del-dest {}", d.address),
             })
             .collect()
+    }
+
+    #[test]
+    fn connections_that_ended_are_not_live() {
+        let table =
+            "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
+TCP 0AF40302 C35A 0A60000A 0050 0AF40105 1F90 ESTABLISHED 899
+TCP 0AF40302 C35B 0A60000A 0050 0AF40106 1F90 TIME_WAIT   119
+TCP 0AF40302 C35C 0A60000A 0050 0AF40107 1F90 CLOSE_WAIT  59
+";
+        let live = live_connections(table);
+        let key = |last| (address(10, Protocol::Tcp), backend(last));
+        assert_eq!(live, [key(5), key(7)].into());
     }
 
     #[test]
