@@ -1470,7 +1470,9 @@ fn write_hex(path: &Path, command: &str, what: &str, message: &[u8]) {
 /// change to them needs no rebuild): `services.sh`, and the IPVS part it
 /// sources, `ipvs.sh`.
 fn scenario_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vm").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vm")
+        .join(name)
 }
 
 /// Runs the Services scenario (`tests/vm/services.sh`) in the VM with
@@ -1486,7 +1488,17 @@ fn services_scenario(mode: &str) {
         fs::write(&path, text).expect("write a scenario file");
         path
     };
-    let scenario = Scenario::new(&format!("MODE={mode}\n. /scenario/services.sh\n"))
+    // A loaded machine may ask for longer (`SKIFF_VM_SCENARIO_SECONDS`);
+    // the script's watchdog reports where it stands 20 s before.
+    let seconds: u64 = std::env::var("SKIFF_VM_SCENARIO_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(115);
+    let script = format!(
+        "MODE={mode}\nWATCHDOG={}\n. /scenario/services.sh\n",
+        seconds.saturating_sub(20)
+    );
+    let scenario = Scenario::new(&script)
         .file(scenario_script("services.sh"), "/scenario/services.sh")
         .file(file("web.yaml", crate::realpods::WEB), "/scenario/web.yaml")
         .file(
@@ -1495,7 +1507,7 @@ fn services_scenario(mode: &str) {
         )
         .file(scenario_script("ipvs.sh"), "/scenario/ipvs.sh")
         .file(scenario_script("gated.yaml"), "/scenario/gated.yaml")
-        .timeout(Duration::from_secs(115));
+        .timeout(Duration::from_secs(seconds));
     let outcome = vm.run(&scenario);
     for line in outcome.output.lines() {
         if ["OK: ", "TIME: ", "FAIL: ", "STEP ", "SCENARIO "]
@@ -1510,7 +1522,11 @@ fn services_scenario(mode: &str) {
         outcome.boot, outcome.elapsed
     );
     assert_eq!(outcome.code, 0, "the {mode} scenario failed");
-    assert!(outcome.output.contains("SCENARIO DONE"), "{}", outcome.output);
+    assert!(
+        outcome.output.contains("SCENARIO DONE"),
+        "{}",
+        outcome.output
+    );
 }
 
 #[test]

@@ -21,6 +21,7 @@ say_time() { echo "TIME: $1 $2 ms"; }
 step() { echo "STEP $(($(ms) - started)) ms: $*"; }
 fail() {
     echo "FAIL: $*"
+    [ -e /tmp/slices ] && tail -n 5 /tmp/slices /tmp/kernel
     echo "--- server's stderr (last 40 lines) ---"
     tail -n 20 /tmp/server.err; grep -v "rules synced" /tmp/server.out | tail -n 30
     echo "--- ipvsadm -Ln in skiff-skiff-node-1 ($(command -v ip)) ---"
