@@ -277,10 +277,11 @@ impl Request<'_> {
 
     fn attributes(&self) -> Vec<Attr> {
         match self {
-            Request::NewService(s)
-            | Request::SetService(s)
-            | Request::DelService(s)
-            | Request::GetDests(s) => vec![service_attr(s)],
+            Request::NewService(s) | Request::SetService(s) | Request::DelService(s) => {
+                vec![service_attr(s)]
+            }
+            // libipvs's ipvs_get_dests names the service only.
+            Request::GetDests(s) => vec![Attr::Nested(CMD_ATTR_SERVICE, service_identity(s))],
             Request::NewDest(s, d) | Request::SetDest(s, d) | Request::DelDest(s, d) => {
                 vec![service_attr(s), dest_attr(d)]
             }
@@ -350,7 +351,8 @@ impl Nla for Attr {
     }
 }
 
-fn service_attr(service: &Service) -> Attr {
+/// What names a service: AF, then FWMARK or PROTOCOL, ADDR and PORT.
+fn service_identity(service: &Service) -> Vec<Attr> {
     let mut attrs = vec![Attr::u16(SVC_ATTR_AF, service.family)];
     if service.fwmark != 0 {
         attrs.push(Attr::u32(SVC_ATTR_FWMARK, service.fwmark));
@@ -359,6 +361,11 @@ fn service_attr(service: &Service) -> Attr {
         attrs.push(Attr::address(SVC_ATTR_ADDR, service.address));
         attrs.push(Attr::be16(SVC_ATTR_PORT, service.port));
     }
+    attrs
+}
+
+fn service_attr(service: &Service) -> Attr {
+    let mut attrs = service_identity(service);
     let mut flags = service.flags.to_ne_bytes().to_vec();
     flags.extend_from_slice(&u32::MAX.to_ne_bytes());
     attrs.extend([
