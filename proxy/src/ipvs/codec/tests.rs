@@ -115,18 +115,14 @@ fn service(protocol: u16, port: u16, scheduler: &str, flags: u32, timeout: u32) 
 }
 
 fn real(forward: u32, weight: u32) -> Dest {
-    Dest {
-        family: AF_INET,
-        address: IpAddr::V4(Ipv4Addr::new(10, 244, 1, 5)),
+    let backend = crate::model::Backend {
+        ip: Ipv4Addr::new(10, 244, 1, 5),
         port: 8080,
+    };
+    Dest {
         forward,
         weight,
-        upper_threshold: 0,
-        lower_threshold: 0,
-        active: 0,
-        inactive: 0,
-        persistent: 0,
-        stats: Stats::default(),
+        ..crate::ipvs::plan::real_server(&backend)
     }
 }
 
