@@ -61,9 +61,16 @@ scale_to() {
 scale_to 5
 scale_to 1
 
-# DNS, readiness and draining through IPVS (GATED=1, run by the ignored
-# test vm::ipvs_dns_readiness_and_draining_in_the_vm): not yet seen
-# passing (kube-dns did not answer inside a pod within 30 s).
+# Cluster DNS through IPVS, asked of 10.96.0.10 by name: in the VM a
+# container does not see its pod's /etc/resolv.conf (busybox then asks
+# 127.0.0.1), which is the VM's mounts, not the proxy.
+in_node1 "ipvsadm -Ln -u 10.96.0.10:53" | sed 's/^/ipvs: /'
+within 30 "kube-dns answering inside a pod" sh -c "kubectl exec echo -- busybox nslookup web.default.svc.cluster.local 10.96.0.10 >/tmp/nslookup 2>&1 && grep -q $web /tmp/nslookup"
+ok "nslookup web.default.svc.cluster.local answers $web through 10.96.0.10"
+
+# Readiness and draining through IPVS (GATED=1, run by the ignored test
+# vm::ipvs_readiness_and_draining_in_the_vm): not yet seen passing (the
+# gated pod's real server did not appear within 30 s).
 [ "${GATED:-0}" = 1 ] || return 0
 # gated_dests: gated's real servers on node 1, as ipvsadm lists them.
 gated=$(cluster_ip gated)
@@ -96,9 +103,3 @@ ok "the drained connection completed: $(grep gated /tmp/response | head -n 1)"
 kill $conn 2>/dev/null
 within 15 "the drained real server deleted after its connection closed" sh -c "! ip netns exec $node1 ipvsadm -Ln -t $gated:80 | grep -q Masq"
 ok "the drained real server was deleted once its connection closed"
-
-# Cluster DNS through IPVS: the pod's resolv.conf names 10.96.0.10.
-within 30 "kube-dns answering inside a pod" sh -c "kubectl exec echo -- busybox nslookup web.default.svc.cluster.local >/tmp/nslookup 2>&1 && grep -q $web /tmp/nslookup"
-grep -q 10.96.0.10 /tmp/nslookup || fail "nslookup asked $(cat /tmp/nslookup)"
-ok "nslookup web.default.svc.cluster.local answers $web through 10.96.0.10"
-
