@@ -59,6 +59,24 @@ fn ready(pod: &Value) -> bool {
 /// tried for a few seconds: a pod without a readiness probe is ready as
 /// its process starts, before it listens, as upstream's.
 fn fetch(machine: &Machine, namespace: Option<&str>, url: &str) -> String {
+    let place = namespace.unwrap_or("the machine's own namespace");
+    let mut last = String::new();
+    let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(10, &format!("wget {url} in {place}"), || {
+            let output = wget_once(machine, namespace, url);
+            last = String::from_utf8_lossy(&output.stderr).into_owned();
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8(output.stdout).unwrap())
+        })
+    }));
+    tried.unwrap_or_else(|_| panic!("wget {url} in {place}: {last}"))
+}
+
+/// One `wget -qO- URL` from inside the namespace `namespace` of the
+/// machine (None: the machine's own), bounded to 5 s.
+fn wget_once(machine: &Machine, namespace: Option<&str>, url: &str) -> std::process::Output {
     // Debian's busybox wget crashes on -T: timeout bounds it.
     let wget = ["timeout", "5", "busybox", "wget", "-qO-", url];
     let (program, args): (&str, Vec<&str>) = match namespace {
@@ -71,19 +89,7 @@ fn fetch(machine: &Machine, namespace: Option<&str>, url: &str) -> String {
         ),
         None => ("timeout", wget[1..].to_vec()),
     };
-    let place = namespace.unwrap_or("the machine's own namespace");
-    let mut last = String::new();
-    let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(10, &format!("wget {url} in {place}"), || {
-            let output = machine.command(program, &args).output().unwrap();
-            last = String::from_utf8_lossy(&output.stderr).into_owned();
-            output
-                .status
-                .success()
-                .then(|| String::from_utf8(output.stdout).unwrap())
-        })
-    }));
-    tried.unwrap_or_else(|_| panic!("wget {url} in {place}: {last}"))
+    machine.command(program, &args).output().unwrap()
 }
 
 fn pod_namespace(pod: &Value) -> String {
@@ -1057,23 +1063,7 @@ fn services_carry_traffic(mode: &str) -> Option<(tempfile::TempDir, Machine, Ser
     for node in items(&server.json(&["nodes"])) {
         let address = node["status"]["addresses"][0]["address"].as_str().unwrap();
         let url = format!("http://{address}:{health}/healthz");
-        let output = machine
-            .command(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    "skiff-skiff-node-1",
-                    "timeout",
-                    "5",
-                    "busybox",
-                    "wget",
-                    "-qO-",
-                    &url,
-                ],
-            )
-            .output()
-            .unwrap();
+        let output = wget_once(&machine, Some("skiff-skiff-node-1"), &url);
         let stderr = String::from_utf8_lossy(&output.stderr);
         match output.status.success() {
             true => {
@@ -1086,16 +1076,8 @@ fn services_carry_traffic(mode: &str) -> Option<(tempfile::TempDir, Machine, Ser
     }
     assert_eq!(local, 3, "every pod counted on its node");
     // A Service without endpoints refuses at once.
-    let refused = machine
-        .command(
-            "ip",
-            &[
-                "netns", "exec", &client, "timeout", "5", "busybox", "wget", "-qO-",
-            ],
-        )
-        .arg(format!("http://{}/", cluster_ip("nobody")))
-        .output()
-        .unwrap();
+    let nobody = format!("http://{}/", cluster_ip("nobody"));
+    let refused = wget_once(&machine, Some(&client), &nobody);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("refused"), "{stderr}");
     // Scaled to five, all five answer; scaled to one, only that pod.
