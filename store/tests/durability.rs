@@ -170,18 +170,24 @@ async fn a_killed_writer_loses_no_acknowledged_write() {
     );
 }
 
+/// The bytes under `path`. The store runs while this walks it: a file sled
+/// removes between the listing and its metadata counts as gone; any other
+/// error fails the test.
 fn directory_size(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                directory_size(&entry.path())
-            } else {
-                meta.len()
-            }
-        })
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let entries = match std::fs::read_dir(path) {
+        Err(e) if gone(&e) => return 0,
+        listing => listing.unwrap(),
+    };
+    entries
+        .map(
+            |entry| match entry.and_then(|entry| Ok((entry.metadata()?, entry.path()))) {
+                Err(e) if gone(&e) => 0,
+                Err(e) => panic!("{}: {e}", path.display()),
+                Ok((meta, sub)) if meta.is_dir() => directory_size(&sub),
+                Ok((meta, _)) => meta.len(),
+            },
+        )
         .sum()
 }
 
