@@ -5,7 +5,7 @@
 //!   virtual server to its Service port's chain (`svc-…` for ClusterIPs,
 //!   `ext-…` for node ports, external and load-balancer IPs);
 //! - a Service chain checks the affinity sets, then picks an endpoint with
-//!   `numgen random mod N`; an endpoint chain (`ep-…`) marks hairpin
+//!   a cascade of `numgen random mod N`; an endpoint chain (`ep-…`) marks hairpin
 //!   traffic for masquerade, records affinity and DNATs;
 //! - the set `no-endpoint-services` rejects what has nowhere to go, before
 //!   NAT (prerouting and output at priority -110);
@@ -178,21 +178,25 @@ fn balance(service: &str, virtual_: &Virtual) -> Vec<String> {
             )
         }));
     }
-    rules.push(match virtual_.backends.as_slice() {
-        [only] => format!("goto {}", endpoint_chain(service, only)),
-        all => {
-            let arms: Vec<String> = all
-                .iter()
-                .enumerate()
-                .map(|(i, b)| format!("{i} : goto {}", endpoint_chain(service, b)))
-                .collect();
-            format!(
-                "numgen random mod {} vmap {{ {} }}",
-                all.len(),
-                arms.join(", ")
-            )
-        }
-    });
+    // A cascade, as kube-proxy's iptables mode does with `statistic`: the
+    // i-th of n endpoints is taken with probability 1/(n-i) by a fresh
+    // `numgen`, the last one otherwise, so each is taken with 1/n. A
+    // `vmap` would make an anonymous set per Service, and the kernel finds
+    // those by walking the transaction: quadratic in a first sync (107 s
+    // for 10,000 Services, where this takes 5 s).
+    let (last, rest) = virtual_
+        .backends
+        .split_last()
+        .expect("a Service chain is rendered only with endpoints");
+    let count = virtual_.backends.len();
+    rules.extend(rest.iter().enumerate().map(|(i, b)| {
+        format!(
+            "numgen random mod {} 0 goto {}",
+            count - i,
+            endpoint_chain(service, b)
+        )
+    }));
+    rules.push(format!("goto {}", endpoint_chain(service, last)));
     rules
 }
 
@@ -411,7 +415,8 @@ mod tests {
             &[
                 "ip saddr @aff-default/web/tcp/http__10.244.1.3/8080__10800s goto ep-default/web/tcp/http__10.244.1.3/8080",
                 "ip saddr @aff-default/web/tcp/http__10.244.1.4/8080__10800s goto ep-default/web/tcp/http__10.244.1.4/8080",
-                "numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http__10.244.1.3/8080, 1 : goto ep-default/web/tcp/http__10.244.1.4/8080 }",
+                "numgen random mod 2 0 goto ep-default/web/tcp/http__10.244.1.3/8080",
+                "goto ep-default/web/tcp/http__10.244.1.4/8080",
             ]
         );
         let ext = &table.chains["ext-default/web/tcp/http"];
@@ -450,9 +455,13 @@ mod tests {
                 "add rule ip skiff-proxy ep-default/web/tcp/http__10.244.1.5/8080 meta l4proto tcp dnat to 10.244.1.5:8080",
                 "flush chain ip skiff-proxy ext-default/web/tcp/http",
                 "add rule ip skiff-proxy ext-default/web/tcp/http jump mark-for-masquerade",
-                "add rule ip skiff-proxy ext-default/web/tcp/http numgen random mod 3 vmap { 0 : goto ep-default/web/tcp/http__10.244.1.3/8080, 1 : goto ep-default/web/tcp/http__10.244.1.4/8080, 2 : goto ep-default/web/tcp/http__10.244.1.5/8080 }",
+                "add rule ip skiff-proxy ext-default/web/tcp/http numgen random mod 3 0 goto ep-default/web/tcp/http__10.244.1.3/8080",
+                "add rule ip skiff-proxy ext-default/web/tcp/http numgen random mod 2 0 goto ep-default/web/tcp/http__10.244.1.4/8080",
+                "add rule ip skiff-proxy ext-default/web/tcp/http goto ep-default/web/tcp/http__10.244.1.5/8080",
                 "flush chain ip skiff-proxy svc-default/web/tcp/http",
-                "add rule ip skiff-proxy svc-default/web/tcp/http numgen random mod 3 vmap { 0 : goto ep-default/web/tcp/http__10.244.1.3/8080, 1 : goto ep-default/web/tcp/http__10.244.1.4/8080, 2 : goto ep-default/web/tcp/http__10.244.1.5/8080 }",
+                "add rule ip skiff-proxy svc-default/web/tcp/http numgen random mod 3 0 goto ep-default/web/tcp/http__10.244.1.3/8080",
+                "add rule ip skiff-proxy svc-default/web/tcp/http numgen random mod 2 0 goto ep-default/web/tcp/http__10.244.1.4/8080",
+                "add rule ip skiff-proxy svc-default/web/tcp/http goto ep-default/web/tcp/http__10.244.1.5/8080",
             ]
         );
         assert!(diff(&after, &after).is_empty());
