@@ -8,6 +8,7 @@ pub mod ipvs;
 pub mod model;
 pub mod netns;
 pub mod nftables;
+pub mod nla;
 pub mod readback;
 pub mod run;
 pub mod tracker;

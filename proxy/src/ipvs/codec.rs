@@ -23,11 +23,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
-    DecodeError, Emitable, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, Nla, NlaBuffer, NlasIterator, ParseableParametrized, NLA_F_NESTED, NLM_F_ACK,
-    NLM_F_DUMP, NLM_F_REQUEST,
+    DecodeError, Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, ParseableParametrized,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
+
+use crate::nla::attributes;
+/// The attributes, and the framing helpers the nftables codec shares.
+pub use crate::nla::{messages, serialize, Attr};
 
 /// The generic netlink family's name.
 pub const FAMILY_NAME: &str = "IPVS";
@@ -290,67 +293,6 @@ impl Request<'_> {
     }
 }
 
-/// One attribute: a value, or attributes nested in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attr {
-    /// `kind` and its value's bytes.
-    Value(u16, Vec<u8>),
-    /// `kind` (emitted with `NLA_F_NESTED`) and what it holds.
-    Nested(u16, Vec<Attr>),
-}
-
-impl Attr {
-    fn u16(kind: u16, value: u16) -> Attr {
-        Attr::Value(kind, value.to_ne_bytes().to_vec())
-    }
-
-    fn be16(kind: u16, value: u16) -> Attr {
-        Attr::Value(kind, value.to_be_bytes().to_vec())
-    }
-
-    fn u32(kind: u16, value: u32) -> Attr {
-        Attr::Value(kind, value.to_ne_bytes().to_vec())
-    }
-
-    fn string(kind: u16, value: &str) -> Attr {
-        let mut bytes = value.as_bytes().to_vec();
-        bytes.push(0);
-        Attr::Value(kind, bytes)
-    }
-
-    fn address(kind: u16, address: IpAddr) -> Attr {
-        let mut bytes = [0u8; 16];
-        match address {
-            IpAddr::V4(v4) => bytes[..4].copy_from_slice(&v4.octets()),
-            IpAddr::V6(v6) => bytes.copy_from_slice(&v6.octets()),
-        }
-        Attr::Value(kind, bytes.to_vec())
-    }
-}
-
-impl Nla for Attr {
-    fn value_len(&self) -> usize {
-        match self {
-            Attr::Value(_, bytes) => bytes.len(),
-            Attr::Nested(_, attrs) => attrs.as_slice().buffer_len(),
-        }
-    }
-
-    fn kind(&self) -> u16 {
-        match self {
-            Attr::Value(kind, _) => *kind,
-            Attr::Nested(kind, _) => kind | NLA_F_NESTED,
-        }
-    }
-
-    fn emit_value(&self, buffer: &mut [u8]) {
-        match self {
-            Attr::Value(_, bytes) => buffer.copy_from_slice(bytes),
-            Attr::Nested(_, attrs) => attrs.as_slice().emit(buffer),
-        }
-    }
-}
-
 /// What names a service: AF, then FWMARK or PROTOCOL, ADDR and PORT.
 fn service_identity(service: &Service) -> Vec<Attr> {
     let mut attrs = vec![Attr::u16(SVC_ATTR_AF, service.family)];
@@ -471,39 +413,6 @@ pub fn encode(request: &Request, family: u16, sequence: u32) -> Vec<u8> {
     serialize(&message(request, family, sequence))
 }
 
-/// A finalized message's bytes.
-pub fn serialize<T: netlink_packet_core::NetlinkSerializable>(
-    message: &NetlinkMessage<T>,
-) -> Vec<u8> {
-    let mut bytes = vec![0; message.buffer_len()];
-    message.serialize(&mut bytes);
-    bytes
-}
-
-/// The netlink messages one datagram holds, in order.
-pub fn messages<T: NetlinkDeserializable>(
-    datagram: &[u8],
-) -> Result<Vec<NetlinkMessage<T>>, String> {
-    let mut messages = Vec::new();
-    let mut rest = datagram;
-    while !rest.is_empty() {
-        let length = NetlinkBuffer::new_checked(rest)
-            .map_err(|e| format!("a malformed netlink message: {e}"))?
-            .length() as usize;
-        if length == 0 || length > rest.len() {
-            return Err(format!(
-                "a netlink message of {length} bytes in {} left",
-                rest.len()
-            ));
-        }
-        let message = NetlinkMessage::<T>::deserialize(&rest[..length])
-            .map_err(|e| format!("a malformed netlink message: {e}"))?;
-        messages.push(message);
-        rest = &rest[((length + 3) & !3).min(rest.len())..];
-    }
-    Ok(messages)
-}
-
 /// What an IPVS message from the kernel carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -554,18 +463,6 @@ impl Reply {
         };
         result.map_err(|e| format!("a malformed IPVS message: {e}"))
     }
-}
-
-/// The (kind, value) of each attribute in `bytes`.
-fn attributes(bytes: &[u8]) -> Result<Vec<(u16, &[u8])>, DecodeError> {
-    NlasIterator::new(bytes)
-        .map(|nla| {
-            let nla: NlaBuffer<&[u8]> = nla?;
-            let kind = nla.kind();
-            let length = nla.value_length();
-            Ok((kind, &nla.into_inner()[4..4 + length]))
-        })
-        .collect()
 }
 
 /// Attributes by kind, read as the kernel's policy types them.
