@@ -12,14 +12,24 @@
 //! - traffic marked 0x4000 is masqueraded on its way out.
 //!
 //! A sync renders the whole [`Table`] and [`diff`] turns the last one and
-//! the new one into the operations that change only what changed: one
-//! endpoint's change rewrites its Service's chains and map elements, not
-//! the table. Operations go to `nft -f -` as transactions of at most
-//! [`MAX_OPERATIONS`].
+//! the new one into the operations ([`Op`]) that change only what
+//! changed: one endpoint's change rewrites its Service's chains and map
+//! elements, not the table. The operations are data, not text: they go
+//! to the kernel as nf_tables netlink batches of at most
+//! [`MAX_OPERATIONS`] ([`netlink`], [`socket`]), since `nft -f` first
+//! loads the kernel's whole ruleset into its cache (most of a second with
+//! 10,000 Services) before it applies even one line. Each prints as the
+//! nft line that does the same ([`Display`](std::fmt::Display)), for the
+//! logs, the errors and the tests that check them with the real nft.
+
+pub mod netlink;
+pub mod socket;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
 
-use crate::model::{Address, Backend, PortName, PortRules, Traffic, Virtual};
+use crate::model::{Address, Backend, PortName, PortRules, Protocol, Traffic, Virtual};
 
 /// The table the proxy owns in each node's namespace; it touches no
 /// other.
@@ -32,18 +42,185 @@ pub const MASQUERADE_MARK: &str = "0x4000";
 /// thousands of Services is split).
 pub const MAX_OPERATIONS: usize = 1000;
 
+/// The map from virtual servers to their Service port's chain.
+pub const SERVICE_IPS: &str = "service-ips";
+
+/// The set of virtual servers without endpoints.
+pub const NO_ENDPOINTS: &str = "no-endpoint-services";
+
+/// The chain that marks a packet for masquerade.
+pub const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
+
 /// The table's contents that follow from the Services (the base chains
 /// and maps of [`base`] hold them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
     /// Chains by name, with their rules.
-    pub chains: BTreeMap<String, Vec<String>>,
+    pub chains: BTreeMap<String, Vec<Rule>>,
     /// Affinity sets by name, with their timeout in seconds.
     pub sets: BTreeMap<String, u32>,
     /// `service-ips`: each virtual server's verdict.
-    pub service_ips: BTreeMap<Address, String>,
+    pub service_ips: BTreeMap<Address, Verdict>,
     /// `no-endpoint-services`: the virtual servers that reject.
     pub no_endpoints: BTreeSet<Address>,
+}
+
+/// Where a rule or a map element sends a packet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// To a chain, coming back at its end (`jump CHAIN`).
+    Jump(String),
+    /// To a chain for good (`goto CHAIN`).
+    Goto(String),
+}
+
+impl Verdict {
+    /// The chain it names.
+    pub fn chain(&self) -> &str {
+        match self {
+            Verdict::Jump(chain) | Verdict::Goto(chain) => chain,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Jump(chain) => write!(f, "jump {chain}"),
+            Verdict::Goto(chain) => write!(f, "goto {chain}"),
+        }
+    }
+}
+
+/// The rules a Service port's chains hold: these few shapes, which the
+/// netlink codec encodes one by one ([`netlink`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// `jump CHAIN` or `goto CHAIN`, unconditionally.
+    Verdict(Verdict),
+    /// `ip saddr @SET goto CHAIN`: a client the affinity set remembers
+    /// goes back to its endpoint.
+    Remembered {
+        /// The affinity set.
+        set: String,
+        /// The endpoint's chain.
+        chain: String,
+    },
+    /// `numgen random mod N 0 goto CHAIN`: one in `modulus` goes there.
+    Random {
+        /// N.
+        modulus: u32,
+        /// The endpoint's chain.
+        chain: String,
+    },
+    /// `ip saddr A jump CHAIN`: traffic from the address (an endpoint
+    /// reaching itself through its Service: hairpin) goes through there.
+    From {
+        /// The source address.
+        source: Ipv4Addr,
+        /// Where it jumps.
+        chain: String,
+    },
+    /// `update @SET { ip saddr }`: the affinity set remembers the client.
+    Remember {
+        /// The affinity set.
+        set: String,
+    },
+    /// `meta l4proto P dnat to A:P`.
+    Dnat {
+        /// The protocol matched (the DNAT names a port, so nft wants one).
+        protocol: Protocol,
+        /// The endpoint.
+        to: Backend,
+    },
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Verdict(verdict) => write!(f, "{verdict}"),
+            Rule::Remembered { set, chain } => write!(f, "ip saddr @{set} goto {chain}"),
+            Rule::Random { modulus, chain } => {
+                write!(f, "numgen random mod {modulus} 0 goto {chain}")
+            }
+            Rule::From { source, chain } => write!(f, "ip saddr {source} jump {chain}"),
+            Rule::Remember { set } => write!(f, "update @{set} {{ ip saddr }}"),
+            Rule::Dnat { protocol, to } => write!(
+                f,
+                "meta l4proto {} dnat to {}:{}",
+                protocol.name(),
+                to.ip,
+                to.port
+            ),
+        }
+    }
+}
+
+/// One change to the table, as [`diff`] plans it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// An affinity set: client addresses that expire after `timeout`
+    /// seconds, added to by the packet path (`flags dynamic,timeout`).
+    AddSet {
+        /// Its name.
+        name: String,
+        /// Its timeout, in seconds.
+        timeout: u32,
+    },
+    /// A regular chain (no hook).
+    AddChain(String),
+    /// Every rule of a chain removed.
+    FlushChain(String),
+    /// A chain removed (it must be empty and unreferenced).
+    DeleteChain(String),
+    /// A rule appended to a chain.
+    AddRule {
+        /// The chain.
+        chain: String,
+        /// The rule.
+        rule: Rule,
+    },
+    /// An affinity set removed (no rule may use it).
+    DeleteSet(String),
+    /// A virtual server's element in `service-ips`.
+    AddServiceIp(Address, Verdict),
+    /// A virtual server's element gone from `service-ips`.
+    DeleteServiceIp(Address),
+    /// A virtual server's element in `no-endpoint-services`.
+    AddNoEndpoints(Address),
+    /// A virtual server's element gone from `no-endpoint-services`.
+    DeleteNoEndpoints(Address),
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = format!("ip {TABLE}");
+        match self {
+            Op::AddSet { name, timeout } => write!(
+                f,
+                "add set {t} {name} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
+            ),
+            Op::AddChain(chain) => write!(f, "add chain {t} {chain}"),
+            Op::FlushChain(chain) => write!(f, "flush chain {t} {chain}"),
+            Op::DeleteChain(chain) => write!(f, "delete chain {t} {chain}"),
+            Op::AddRule { chain, rule } => write!(f, "add rule {t} {chain} {rule}"),
+            Op::DeleteSet(set) => write!(f, "delete set {t} {set}"),
+            Op::AddServiceIp(address, verdict) => write!(
+                f,
+                "add element {t} {SERVICE_IPS} {{ {} : {verdict} }}",
+                key(address)
+            ),
+            Op::DeleteServiceIp(address) => {
+                write!(f, "delete element {t} {SERVICE_IPS} {{ {} }}", key(address))
+            }
+            Op::AddNoEndpoints(address) => {
+                write!(f, "add element {t} {NO_ENDPOINTS} {{ {} }}", key(address))
+            }
+            Op::DeleteNoEndpoints(address) => {
+                write!(f, "delete element {t} {NO_ENDPOINTS} {{ {} }}", key(address))
+            }
+        }
+    }
 }
 
 /// A set or map key's type: `daddr . l4proto . dport`.
@@ -99,14 +276,21 @@ pub fn masquerading_rules() -> Vec<String> {
 
 /// What a sync writes first when it starts afresh: the table emptied of
 /// anything an earlier run left, its maps, base chains and hooks.
+///
+/// This stays nft text, run once through `nft -f` on a fresh start: it
+/// is a few dozen lines written once (or at a full resync), not the
+/// hot path, and its rules (reject, `ct state`, `th dport`, masquerade
+/// fully-random, the hooks and their priorities) are the part of the
+/// table whose encoding nft knows best; only the operations of [`diff`]
+/// go over netlink.
 pub fn base() -> Vec<String> {
     let key = KEY_TYPE;
     let t = format!("ip {TABLE}");
     let mut ops = fresh_table();
-    ops.push(format!("add map {t} service-ips {{ {key} : verdict ; }}"));
-    ops.push(format!("add set {t} no-endpoint-services {{ {key} ; }}"));
+    ops.push(format!("add map {t} {SERVICE_IPS} {{ {key} : verdict ; }}"));
+    ops.push(format!("add set {t} {NO_ENDPOINTS} {{ {key} ; }}"));
     ops.extend(hook_chains());
-    for chain in ["services", "masquerading", "mark-for-masquerade"] {
+    for chain in ["services", "masquerading", MARK_FOR_MASQUERADE] {
         ops.push(format!("add chain {t} {chain}"));
     }
     for (chain, rule) in [
@@ -124,7 +308,7 @@ pub fn base() -> Vec<String> {
     }
     ops.extend(masquerading_rules());
     ops.push(format!(
-        "add rule {t} mark-for-masquerade meta mark set meta mark | {MASQUERADE_MARK}"
+        "add rule {t} {MARK_FOR_MASQUERADE} meta mark set meta mark | {MASQUERADE_MARK}"
     ));
     ops
 }
@@ -164,18 +348,15 @@ pub fn key(address: &Address) -> String {
 }
 
 /// The rules that pick an endpoint: affinity first, then at random.
-fn balance(service: &str, virtual_: &Virtual) -> Vec<String> {
+fn balance(service: &str, virtual_: &Virtual) -> Vec<Rule> {
     let mut rules = Vec::new();
     if virtual_.masquerade {
-        rules.push("jump mark-for-masquerade".to_owned());
+        rules.push(Rule::Verdict(Verdict::Jump(MARK_FOR_MASQUERADE.to_owned())));
     }
     if let Some(timeout) = virtual_.affinity {
-        rules.extend(virtual_.backends.iter().map(|b| {
-            format!(
-                "ip saddr @{} goto {}",
-                affinity_set(service, b, timeout),
-                endpoint_chain(service, b)
-            )
+        rules.extend(virtual_.backends.iter().map(|b| Rule::Remembered {
+            set: affinity_set(service, b, timeout),
+            chain: endpoint_chain(service, b),
         }));
     }
     // A cascade, as kube-proxy's iptables mode does with `statistic`: the
@@ -184,19 +365,17 @@ fn balance(service: &str, virtual_: &Virtual) -> Vec<String> {
     // `vmap` would make an anonymous set per Service, and the kernel finds
     // those by walking the transaction: quadratic in a first sync (107 s
     // for 10,000 Services, where this takes 5 s).
-    let (last, rest) = virtual_
-        .backends
-        .split_last()
-        .expect("a Service chain is rendered only with endpoints");
     let count = virtual_.backends.len();
-    rules.extend(rest.iter().enumerate().map(|(i, b)| {
-        format!(
-            "numgen random mod {} 0 goto {}",
-            count - i,
-            endpoint_chain(service, b)
-        )
-    }));
-    rules.push(format!("goto {}", endpoint_chain(service, last)));
+    for (i, backend) in virtual_.backends.iter().enumerate() {
+        let chain = endpoint_chain(service, backend);
+        rules.push(match count - i {
+            1 => Rule::Verdict(Verdict::Goto(chain)),
+            left => Rule::Random {
+                modulus: u32::try_from(left).unwrap_or(u32::MAX),
+                chain,
+            },
+        });
+    }
     rules
 }
 
@@ -215,24 +394,27 @@ pub fn render(port: &PortRules) -> Table {
             Traffic::Internal => format!("svc-{service}"),
             Traffic::External => format!("ext-{service}"),
         };
-        table.service_ips.insert(*address, format!("goto {chain}"));
+        table
+            .service_ips
+            .insert(*address, Verdict::Goto(chain.clone()));
         if table.chains.contains_key(&chain) {
             continue;
         }
         table.chains.insert(chain, balance(&service, virtual_));
         for backend in &virtual_.backends {
-            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", backend.ip)];
+            let mut rules = vec![Rule::From {
+                source: backend.ip,
+                chain: MARK_FOR_MASQUERADE.to_owned(),
+            }];
             if let Some(timeout) = virtual_.affinity {
                 let set = affinity_set(&service, backend, timeout);
-                rules.push(format!("update @{set} {{ ip saddr }}"));
+                rules.push(Rule::Remember { set: set.clone() });
                 table.sets.insert(set, timeout);
             }
-            rules.push(format!(
-                "meta l4proto {} dnat to {}:{}",
-                address.protocol.name(),
-                backend.ip,
-                backend.port
-            ));
+            rules.push(Rule::Dnat {
+                protocol: address.protocol,
+                to: *backend,
+            });
             table
                 .chains
                 .insert(endpoint_chain(&service, backend), rules);
@@ -241,70 +423,61 @@ pub fn render(port: &PortRules) -> Table {
     table
 }
 
-/// The operations that turn `old` into `new`, in an order nft accepts:
-/// sets and chains exist before they are referenced, and are removed
-/// only once nothing refers to them.
-pub fn diff(old: &Table, new: &Table) -> Vec<String> {
-    let t = format!("ip {TABLE}");
+/// The operations that turn `old` into `new`, in an order the kernel
+/// accepts: sets and chains exist before they are referenced, and are
+/// removed only once nothing refers to them.
+pub fn diff(old: &Table, new: &Table) -> Vec<Op> {
     let mut ops = Vec::new();
     for (set, timeout) in &new.sets {
         if !old.sets.contains_key(set) {
-            ops.push(format!(
-                "add set {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
-            ));
+            ops.push(Op::AddSet {
+                name: set.clone(),
+                timeout: *timeout,
+            });
         }
     }
     for chain in new.chains.keys() {
         if !old.chains.contains_key(chain) {
-            ops.push(format!("add chain {t} {chain}"));
+            ops.push(Op::AddChain(chain.clone()));
         }
     }
     for (chain, rules) in &new.chains {
         match old.chains.get(chain) {
             Some(before) if before == rules => continue,
-            Some(_) => ops.push(format!("flush chain {t} {chain}")),
+            Some(_) => ops.push(Op::FlushChain(chain.clone())),
             None => {}
         }
-        ops.extend(rules.iter().map(|r| format!("add rule {t} {chain} {r}")));
+        ops.extend(rules.iter().map(|rule| Op::AddRule {
+            chain: chain.clone(),
+            rule: rule.clone(),
+        }));
     }
     for (address, verdict) in &old.service_ips {
         if new.service_ips.get(address) != Some(verdict) {
-            ops.push(format!(
-                "delete element {t} service-ips {{ {} }}",
-                key(address)
-            ));
+            ops.push(Op::DeleteServiceIp(*address));
         }
     }
     for (address, verdict) in &new.service_ips {
         if old.service_ips.get(address) != Some(verdict) {
-            ops.push(format!(
-                "add element {t} service-ips {{ {} : {verdict} }}",
-                key(address)
-            ));
+            ops.push(Op::AddServiceIp(*address, verdict.clone()));
         }
     }
     for address in old.no_endpoints.difference(&new.no_endpoints) {
-        ops.push(format!(
-            "delete element {t} no-endpoint-services {{ {} }}",
-            key(address)
-        ));
+        ops.push(Op::DeleteNoEndpoints(*address));
     }
     for address in new.no_endpoints.difference(&old.no_endpoints) {
-        ops.push(format!(
-            "add element {t} no-endpoint-services {{ {} }}",
-            key(address)
-        ));
+        ops.push(Op::AddNoEndpoints(*address));
     }
     let gone: Vec<&String> = old
         .chains
         .keys()
         .filter(|c| !new.chains.contains_key(*c))
         .collect();
-    ops.extend(gone.iter().map(|c| format!("flush chain {t} {c}")));
-    ops.extend(gone.iter().map(|c| format!("delete chain {t} {c}")));
+    ops.extend(gone.iter().map(|c| Op::FlushChain((*c).clone())));
+    ops.extend(gone.iter().map(|c| Op::DeleteChain((*c).clone())));
     for set in old.sets.keys() {
         if !new.sets.contains_key(set) {
-            ops.push(format!("delete set {t} {set}"));
+            ops.push(Op::DeleteSet(set.clone()));
         }
     }
     ops
@@ -358,19 +531,24 @@ pub(crate) fn checked_by_nft(script: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::model::{PortName, Protocol};
+    use crate::model::PortName;
     use std::net::Ipv4Addr;
 
-    fn backend(last: u8) -> Backend {
+    /// The operations as nft lines.
+    pub(crate) fn text(ops: &[Op]) -> Vec<String> {
+        ops.iter().map(ToString::to_string).collect()
+    }
+
+    pub(crate) fn backend(last: u8) -> Backend {
         Backend {
             ip: Ipv4Addr::new(10, 244, 1, last),
             port: 8080,
         }
     }
 
-    fn name() -> PortName {
+    pub(crate) fn name() -> PortName {
         PortName {
             service: ("default".into(), "web".into()),
             port: "http".into(),
@@ -378,7 +556,9 @@ mod tests {
         }
     }
 
-    fn rules(backends: &[u8], affinity: Option<u32>) -> PortRules {
+    /// The Service default/web's port http: a ClusterIP and a node port,
+    /// with these endpoints (10.244.1.N) and affinity.
+    pub(crate) fn rules(backends: &[u8], affinity: Option<u32>) -> PortRules {
         let cluster = Address {
             ip: Ipv4Addr::new(10, 96, 0, 20),
             port: 80,
@@ -409,20 +589,27 @@ mod tests {
     #[test]
     fn a_service_renders_as_kube_proxys_chains() {
         let table = render(&rules(&[3, 4], Some(10800)));
-        let svc = &table.chains["svc-default/web/tcp/http"];
+        let text = |chain: &str| -> Vec<String> {
+            table.chains[chain]
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
         assert_eq!(
-            svc,
-            &[
+            text("svc-default/web/tcp/http"),
+            [
                 "ip saddr @aff-default/web/tcp/http__10.244.1.3/8080__10800s goto ep-default/web/tcp/http__10.244.1.3/8080",
                 "ip saddr @aff-default/web/tcp/http__10.244.1.4/8080__10800s goto ep-default/web/tcp/http__10.244.1.4/8080",
                 "numgen random mod 2 0 goto ep-default/web/tcp/http__10.244.1.3/8080",
                 "goto ep-default/web/tcp/http__10.244.1.4/8080",
             ]
         );
-        let ext = &table.chains["ext-default/web/tcp/http"];
-        assert_eq!(ext[0], "jump mark-for-masquerade");
         assert_eq!(
-            table.chains["ep-default/web/tcp/http__10.244.1.3/8080"],
+            text("ext-default/web/tcp/http")[0],
+            "jump mark-for-masquerade"
+        );
+        assert_eq!(
+            text("ep-default/web/tcp/http__10.244.1.3/8080"),
             [
                 "ip saddr 10.244.1.3 jump mark-for-masquerade",
                 "update @aff-default/web/tcp/http__10.244.1.3/8080__10800s { ip saddr }",
@@ -431,7 +618,11 @@ mod tests {
         );
         assert_eq!(table.sets.len(), 2);
         assert_eq!(
-            table.service_ips.values().collect::<Vec<_>>(),
+            table
+                .service_ips
+                .values()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
             [
                 "goto svc-default/web/tcp/http",
                 "goto ext-default/web/tcp/http"
@@ -446,7 +637,7 @@ mod tests {
     fn one_endpoint_more_touches_only_its_services_chains_and_no_map() {
         let before = render(&rules(&[3, 4], None));
         let after = render(&rules(&[3, 4, 5], None));
-        let ops = diff(&before, &after);
+        let ops = text(&diff(&before, &after));
         assert_eq!(
             ops,
             [
@@ -471,7 +662,7 @@ mod tests {
     fn the_last_endpoint_gone_leaves_a_rejecting_element_and_no_chain() {
         let before = render(&rules(&[3], Some(60)));
         let after = render(&rules(&[], Some(60)));
-        let ops = diff(&before, &after);
+        let ops = text(&diff(&before, &after));
         let position = |text: &str| ops.iter().position(|o| o.starts_with(text)).unwrap();
         assert!(position("delete element ip skiff-proxy service-ips") < position("delete chain"));
         assert!(position("flush chain") < position("delete chain"));
@@ -482,7 +673,7 @@ mod tests {
                 .count(),
             2
         );
-        assert!(diff(&Table::default(), &before)
+        assert!(text(&diff(&Table::default(), &before))
             .iter()
             .all(|o| o.starts_with("add ")));
     }
@@ -505,9 +696,9 @@ mod tests {
         let first = render(&rules(&[3, 4], Some(10800)));
         let next = render(&rules(&[4, 5], Some(10800)));
         let mut script = base();
-        script.extend(diff(&Table::default(), &first));
-        script.extend(diff(&first, &next));
-        script.extend(diff(&next, &render(&rules(&[], None))));
+        script.extend(text(&diff(&Table::default(), &first)));
+        script.extend(text(&diff(&first, &next)));
+        script.extend(text(&diff(&next, &render(&rules(&[], None)))));
         checked_by_nft(&transactions(&script).concat());
     }
 }

@@ -14,7 +14,8 @@ use skiff_runtime::informers::{Event, Informer};
 use tokio::time::Instant;
 
 use crate::model::{Node, PortName, PortRules, ServiceKey};
-use crate::nftables::{self, Table};
+use crate::nftables::socket::Connection;
+use crate::nftables::{self, Op, Table};
 use crate::tracker::State;
 use crate::userspace::Userspace;
 
@@ -122,13 +123,15 @@ pub fn synced_message(
     )
 }
 
-/// The nftables mode's writer: where it writes, and the rules it last
-/// wrote for each Service port (None: nothing yet, or a failed write).
-/// It keeps the rules, not their rendering: a port's table is rendered
-/// again when it changes, which costs microseconds, where keeping every
-/// rendered chain of 10,000 Services would cost tens of megabytes.
+/// The nftables mode's writer: where it writes, its netlink socket there,
+/// and the rules it last wrote for each Service port (None: nothing yet,
+/// or a failed write). It keeps the rules, not their rendering: a port's
+/// table is rendered again when it changes, which costs microseconds,
+/// where keeping every rendered chain of 10,000 Services would cost tens
+/// of megabytes.
 pub struct Nft {
     namespace: Option<String>,
+    connection: Option<Connection>,
     applied: Option<BTreeMap<PortName, PortRules>>,
 }
 
@@ -137,6 +140,7 @@ impl Nft {
     pub fn new(namespace: Option<String>) -> Nft {
         Nft {
             namespace,
+            connection: None,
             applied: None,
         }
     }
@@ -144,7 +148,8 @@ impl Nft {
     /// Brings the kernel to `rules`: for the ports of the `touched`
     /// Services, the difference from what was written; for every port,
     /// and the table afresh, when `full` or when nothing was written yet.
-    /// Answers how many operations it took.
+    /// The table's base goes through `nft -f` ([`nftables::base`]), every
+    /// other operation over netlink. Answers how many operations it took.
     pub async fn sync(
         &mut self,
         rules: &BTreeMap<PortName, PortRules>,
@@ -152,9 +157,13 @@ impl Nft {
         full: bool,
     ) -> Result<usize, String> {
         // Taken while writing: a failed write leaves None, and the next
-        // sync rewrites the table.
+        // sync rewrites the table (with a new socket).
         let previous = self.applied.take().filter(|_| !full);
-        let mut out = Transactions::new(self.namespace.as_deref());
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => Connection::open(self.namespace.as_deref()).await?,
+        };
+        let mut out = Transactions::new(connection);
         let applied = match previous {
             Some(mut applied) => {
                 let names: BTreeSet<PortName> = applied
@@ -177,7 +186,13 @@ impl Nft {
                 applied
             }
             None => {
-                out.push(nftables::base()).await?;
+                let base = nftables::base();
+                nft(
+                    self.namespace.as_deref(),
+                    &nftables::transactions(&base).concat(),
+                )
+                .await?;
+                out.written += base.len();
                 for port in rules.values() {
                     out.push(nftables::diff(&Table::default(), &nftables::render(port)))
                         .await?;
@@ -185,55 +200,72 @@ impl Nft {
                 rules.clone()
             }
         };
-        let operations = out.finish().await?;
+        let (connection, operations) = out.finish().await?;
+        self.connection = Some(connection);
         self.applied = Some(applied);
         Ok(operations)
     }
 }
 
-/// Operations on their way to `nft -f`, written as transactions of
+/// Operations on their way to the kernel, written as netlink batches of
 /// [`nftables::MAX_OPERATIONS`] as they come, so that a first sync of
 /// 10,000 Services never holds its 180,000 operations at once.
-struct Transactions<'a> {
-    namespace: Option<&'a str>,
-    pending: Vec<String>,
+struct Transactions {
+    /// None only while a batch is being written.
+    connection: Option<Connection>,
+    pending: Vec<Op>,
     written: usize,
 }
 
-impl<'a> Transactions<'a> {
-    fn new(namespace: Option<&'a str>) -> Self {
+impl Transactions {
+    fn new(connection: Connection) -> Self {
         Transactions {
-            namespace,
+            connection: Some(connection),
             pending: Vec::new(),
             written: 0,
         }
     }
 
-    async fn push(&mut self, ops: Vec<String>) -> Result<(), String> {
+    async fn push(&mut self, ops: Vec<Op>) -> Result<(), String> {
         self.pending.extend(ops);
         while self.pending.len() >= nftables::MAX_OPERATIONS {
             let rest = self.pending.split_off(nftables::MAX_OPERATIONS);
             let batch = std::mem::replace(&mut self.pending, rest);
-            self.write(&batch).await?;
+            self.write(batch).await?;
         }
         Ok(())
     }
 
-    async fn write(&mut self, batch: &[String]) -> Result<(), String> {
-        for script in nftables::transactions(batch) {
-            nft(self.namespace, &script).await?;
-        }
-        self.written += batch.len();
+    /// Writes `batch` from a blocking thread: the kernel commits it
+    /// within the send. The socket stays where it was made, whichever
+    /// thread uses it.
+    async fn write(&mut self, batch: Vec<Op>) -> Result<(), String> {
+        let mut connection = self
+            .connection
+            .take()
+            .ok_or("nftables: the netlink socket was lost to a failed write")?;
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = connection.apply(&batch);
+            (connection, result.map(|()| batch.len()))
+        })
+        .await
+        .map_err(|e| format!("nftables: the netlink task failed: {e}"))?;
+        self.connection = Some(connection);
+        self.written += result?;
         Ok(())
     }
 
-    /// Writes what is left; answers how many operations were written.
-    async fn finish(mut self) -> Result<usize, String> {
+    /// Writes what is left; answers the socket and how many operations
+    /// were written.
+    async fn finish(mut self) -> Result<(Connection, usize), String> {
         let batch = std::mem::take(&mut self.pending);
         if !batch.is_empty() {
-            self.write(&batch).await?;
+            self.write(batch).await?;
         }
-        Ok(self.written)
+        let connection = self
+            .connection
+            .ok_or("nftables: the netlink socket was lost to a failed write")?;
+        Ok((connection, self.written))
     }
 }
 
