@@ -8,6 +8,7 @@ mod endpoints;
 mod etcd;
 mod flow;
 mod proxy;
+mod proxy_ipvs;
 mod realpods;
 mod server;
 mod stats;
@@ -61,6 +62,15 @@ SCENARIOS:
              50 single endpoint changes on top, EndpointSlice event to nft
              done, p50/p99; the bench process's memory before and after
 
+    proxy-ipvs
+             the node proxy's IPVS mode in a network namespace of its own
+             (needs root and a kernel with IPVS, else it says it skipped:
+             vm::proxy_ipvs_bench_in_the_vm runs it in the VM): a full sync
+             of 10,000 Services x 5 (or --services) endpoints, and beside it
+             `ipvsadm -R` restoring the same rules into a fresh namespace;
+             50 single endpoint changes on top, EndpointSlice event to the
+             kernel, p50/p99; the bench process's memory before and after
+
     proxy-traffic
              requests through a Service (1 KiB HTTP responses, 8 keep-alive
              connections, --seconds per mode) in two network namespaces of
@@ -70,8 +80,8 @@ SCENARIOS:
 
 OPTIONS:
     --seconds N    how long each write phase runs (default 5)
-    --services N   how many Services the proxy scenario programs (default
-                   10,000)
+    --services N   how many Services the proxy and proxy-ipvs scenarios
+                   program (default 10,000)
     -h, --help     print this help
 ";
 
@@ -100,7 +110,7 @@ fn main() -> std::process::ExitCode {
         "allocate" => runtime.block_on(allocate::run(10_000)),
         "realpods" => runtime.block_on(realpods::run()),
         "dns" => runtime.block_on(dns::run(std::time::Duration::from_secs(seconds))),
-        "proxy" => {
+        "proxy" | "proxy-ipvs" => {
             let services = match args.iter().position(|a| a == "--services") {
                 None => 10_000,
                 Some(i) => match args.get(i + 1).and_then(|s| s.parse().ok()) {
@@ -108,7 +118,10 @@ fn main() -> std::process::ExitCode {
                     _ => return fail("--services takes a whole number above 0"),
                 },
             };
-            runtime.block_on(proxy::run(services, 50))
+            match args[0].as_str() {
+                "proxy" => runtime.block_on(proxy::run(services, 50)),
+                _ => runtime.block_on(proxy_ipvs::run(services, 50)),
+            }
         }
         "proxy-traffic" => runtime.block_on(traffic::run(seconds)),
         other => return fail(&format!("unknown scenario {other:?}; see --help")),

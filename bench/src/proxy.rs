@@ -18,7 +18,7 @@ use skiff_proxy::tracker::State;
 
 use crate::stats::{round3, summary};
 
-fn service(i: usize) -> Service {
+pub(crate) fn service(i: usize) -> Service {
     let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 16, 0)) + i as u32);
     serde_json::from_value(json!({
         "metadata": {"namespace": "default", "name": format!("svc-{i}")},
@@ -27,7 +27,7 @@ fn service(i: usize) -> Service {
     .expect("a Service")
 }
 
-fn slice(i: usize, generation: usize) -> EndpointSlice {
+pub(crate) fn slice(i: usize, generation: usize) -> EndpointSlice {
     let endpoints: Vec<Value> = (0..5)
         .map(|k| {
             let n = (i * 5 + k + generation * 7) as u32 % 65_000;
@@ -45,7 +45,7 @@ fn slice(i: usize, generation: usize) -> EndpointSlice {
     .expect("an EndpointSlice")
 }
 
-fn rss_mb() -> f64 {
+pub(crate) fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb: f64 = status
         .lines()
