@@ -51,6 +51,14 @@ pub struct NodeArgs {
     /// published in each Node.
     #[arg(long, default_value = "127.0.0.1:0")]
     kubelet_listen: std::net::SocketAddr,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+/// The node proxy's options, of `skiff server` and `skiff agent` (every
+/// node's) and of `skiff proxy run` (one node's).
+#[derive(clap::Args, Clone)]
+pub struct ProxyArgs {
     /// The node proxy that makes Services carry traffic, in each node's
     /// namespace: `ipvs` (IPVS virtual servers, as kube-proxy's ipvs
     /// mode), `nftables` (a kube-proxy-shaped table), `userspace` (the
@@ -71,6 +79,34 @@ pub struct NodeArgs {
     proxy_min_sync_period: f64,
 }
 
+impl ProxyArgs {
+    /// The proxy these options ask for. `auto` detects each node's mode
+    /// where `detects` (real pods, or a proxy run by hand), and is none
+    /// otherwise; `none` is none.
+    pub fn proxy(&self, detects: bool) -> Option<skiff_kubelet_sim::Proxy> {
+        use skiff_proxy::run::Mode;
+        let mode = match self.proxy_mode.as_str() {
+            "auto" if detects => None,
+            "ipvs" => Some(Mode::Ipvs),
+            "nftables" => Some(Mode::Nftables),
+            "userspace" => Some(Mode::Userspace),
+            _ => return None,
+        };
+        Some(skiff_kubelet_sim::Proxy {
+            mode,
+            scheduler: self.ipvs_scheduler.clone(),
+            min_sync_period: std::time::Duration::from_secs_f64(
+                self.proxy_min_sync_period.max(0.0),
+            ),
+        })
+    }
+
+    /// Whether a mode is named (not `auto` or `none`).
+    fn named(&self) -> bool {
+        !matches!(self.proxy_mode.as_str(), "auto" | "none")
+    }
+}
+
 impl NodeArgs {
     /// Whether the pods are real processes.
     pub fn processes(&self) -> bool {
@@ -81,10 +117,10 @@ impl NodeArgs {
     pub fn check(&self) -> Result<()> {
         if self.processes() {
             skiff_kubelet_sim::process::check().map_err(anyhow::Error::msg)?;
-        } else if !matches!(self.proxy_mode.as_str(), "auto" | "none") && self.nodes != 1 {
+        } else if self.proxy.named() && self.nodes != 1 {
             anyhow::bail!(
                 "--proxy-mode {} with the simulated runtime programs the namespace Skiff runs in, for one node: pass --nodes 1, or --runtime process",
-                self.proxy_mode
+                self.proxy.proxy_mode
             );
         }
         Ok(())
@@ -102,25 +138,6 @@ impl NodeArgs {
         self.runtime_dir
             .get_or_insert_with(|| data_dir.join("kubelet"));
         self
-    }
-
-    /// The nodes' proxy, if they run one.
-    fn proxy(&self) -> Option<skiff_kubelet_sim::Proxy> {
-        use skiff_proxy::run::Mode;
-        let mode = match self.proxy_mode.as_str() {
-            "auto" if self.processes() => None,
-            "ipvs" => Some(Mode::Ipvs),
-            "nftables" => Some(Mode::Nftables),
-            "userspace" => Some(Mode::Userspace),
-            _ => return None,
-        };
-        Some(skiff_kubelet_sim::Proxy {
-            mode,
-            scheduler: self.ipvs_scheduler.clone(),
-            min_sync_period: std::time::Duration::from_secs_f64(
-                self.proxy_min_sync_period.max(0.0),
-            ),
-        })
     }
 
     fn options(
@@ -147,7 +164,7 @@ impl NodeArgs {
             runtime,
             kubelet_listen: self.kubelet_listen,
             kubelet_token: token,
-            proxy: self.proxy(),
+            proxy: self.proxy.proxy(self.processes()),
             wired,
             ..skiff_kubelet_sim::Options::default()
         }

@@ -271,27 +271,47 @@ fn start_proxies(
     processes: bool,
 ) {
     for node in nodes {
-        let config = skiff_proxy::run::Config {
-            node: skiff_proxy::model::Node {
-                name: node.name.clone(),
-                addresses: node.host_ip.parse().into_iter().collect(),
-            },
-            mode: proxy.mode,
-            scheduler: proxy.scheduler.clone(),
-            namespace: processes.then(|| process::network::node_namespace(node)),
-            min_sync_period: proxy.min_sync_period,
-            resync_period: Duration::from_secs(3600),
-            events: Some(Recorder::new(
-                client.clone(),
-                skiff_proxy::run::COMPONENT,
-                Some(node.name.clone()),
-            )),
-        };
+        let namespace = processes.then(|| process::network::node_namespace(node));
+        let config = proxy_config(
+            client,
+            &node.name,
+            node.host_ip.parse().ok(),
+            proxy,
+            namespace,
+        );
         tokio::spawn(skiff_proxy::run::run(
             services.clone(),
             slices.clone(),
             config,
         ));
+    }
+}
+
+/// The configuration of the proxy of node `name`, whose node ports
+/// answer on `address`, programming the network namespace `namespace`
+/// (None: this process's own), recording its Events through `client`.
+pub fn proxy_config(
+    client: &Client,
+    name: &str,
+    address: Option<std::net::Ipv4Addr>,
+    proxy: &Proxy,
+    namespace: Option<String>,
+) -> skiff_proxy::run::Config {
+    skiff_proxy::run::Config {
+        node: skiff_proxy::model::Node {
+            name: name.to_owned(),
+            addresses: address.into_iter().collect(),
+        },
+        mode: proxy.mode,
+        scheduler: proxy.scheduler.clone(),
+        namespace,
+        min_sync_period: proxy.min_sync_period,
+        resync_period: Duration::from_secs(3600),
+        events: Some(Recorder::new(
+            client.clone(),
+            skiff_proxy::run::COMPONENT,
+            Some(name.to_owned()),
+        )),
     }
 }
 

@@ -1177,3 +1177,197 @@ fn pods_reach_cluster_dns_and_the_apiserver_through_their_services() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An echo server (busybox `nc`, one `cat` per connection) behind a
+/// ClusterIP: a connection that stays open while a test does something
+/// else.
+const ECHO: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cat}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: cat}}
+  template:
+    metadata: {labels: {app: cat}}
+    spec:
+      containers:
+      - name: cat
+        image: busybox
+        command: [nc, -ll, -p, "9000", -e, cat]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cat}
+spec:
+  selector: {app: cat}
+  ports: [{port: 9000}]
+"#;
+
+/// `skiff proxy run` for `node`, inside the server's machine, with its
+/// log lines on a channel.
+struct Proxy {
+    child: std::process::Child,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Proxy {
+    fn start(server: &Server, node: &str, mode: &str) -> Proxy {
+        use std::io::BufRead;
+        let mut child = server
+            .command(
+                env!("CARGO_BIN_EXE_skiff"),
+                &["proxy", "run", "--node", node, "--proxy-mode", mode],
+            )
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start skiff proxy run");
+        let (lines, log) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+        Proxy { child, log }
+    }
+
+    /// Waits for the proxy's first sync, the whole table's.
+    fn synced(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains("proxy rules synced") && line.contains("full=true") => {
+                    return
+                }
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no full sync within 30 s: {}", seen.join("\n"));
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A table's listing with its top-level blocks (chains, sets, maps) and
+/// each set's elements sorted: a table rebuilt afresh lists the same
+/// rules, though chains made as pods came up and elements in a hash come
+/// in another order.
+fn normalized(listing: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    // The table's own lines (its head and closing brace) are left out.
+    for line in listing.lines().filter(|l| l.starts_with('\t')) {
+        let top = line.starts_with('\t') && !line.starts_with("\t\t") && line.trim() != "}";
+        match blocks.last_mut() {
+            Some(block) if !top => {
+                block.push_str(line.trim());
+                block.push('\n');
+            }
+            _ => blocks.push(format!("{}\n", line.trim())),
+        }
+    }
+    for block in &mut blocks {
+        if let Some((head, rest)) = block.split_once("elements = {") {
+            let (elements, tail) = rest.split_once('}').unwrap_or((rest, ""));
+            let mut elements: Vec<&str> = elements.split(',').map(str::trim).collect();
+            elements.sort();
+            *block = format!("{head}elements = {{ {} }}{tail}", elements.join(", "));
+        }
+    }
+    blocks.sort();
+    blocks
+}
+
+/// A node's proxy killed and started again (`skiff proxy run`, as
+/// kube-proxy restarts on a node): the new one rebuilds the same table,
+/// and a connection made through a ClusterIP before goes on carrying data
+/// after, on its conntrack entry.
+#[test]
+fn a_proxy_restart_rebuilds_the_same_rules_and_keeps_an_established_connection() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--proxy-mode", "none", "--nodes", "2"];
+    let Some((machine, server)) = cluster_with(dir.path(), &flags) else {
+        return;
+    };
+    let nodes = ["skiff-node-1", "skiff-node-2"];
+    eventually(30, "both nodes registered", || {
+        (items(&server.json(&["nodes"])).len() == 2).then_some(())
+    });
+    let proxies: Vec<Proxy> = nodes
+        .iter()
+        .map(|node| Proxy::start(&server, node, "nftables"))
+        .collect();
+    proxies.iter().for_each(Proxy::synced);
+    apply(&server, dir.path(), "web", WEB);
+    apply(&server, dir.path(), "echo", ECHO);
+    server.kubectl_ok(&["rollout", "status", "deployment/cat", "--timeout=60s"]);
+    let client = pod_namespace(&pod_when(&server, "echo", "the echo pod running", ready));
+    let ip = server.json(&["service", "cat"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let table = |node: &str| {
+        normalized(&node_table(
+            &machine,
+            &format!("skiff-{node}"),
+            "skiff-proxy",
+        ))
+    };
+    let mut connection = eventually(30, "a connection through the ClusterIP", || {
+        let mut nc = machine
+            .command(
+                "ip",
+                &[
+                    "netns", "exec", &client, "timeout", "120", "busybox", "nc", &ip, "9000",
+                ],
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut answers = std::io::BufReader::new(nc.stdout.take().unwrap()).lines();
+        let echoed = writeln!(nc.stdin.as_mut().unwrap(), "before").is_ok()
+            && matches!(answers.next(), Some(Ok(line)) if line == "before");
+        if echoed {
+            return Some((nc, answers));
+        }
+        let _ = nc.kill();
+        let _ = nc.wait();
+        None
+    });
+    let before: Vec<Vec<String>> = nodes.iter().map(|n| table(n)).collect();
+    assert!(
+        before[0].iter().any(|b| b.contains("svc-default/cat/tcp/")),
+        "{before:?}"
+    );
+    // Killed: the kernel keeps the table; a new proxy rebuilds it afresh.
+    drop(proxies);
+    let proxies: Vec<Proxy> = nodes
+        .iter()
+        .map(|node| Proxy::start(&server, node, "nftables"))
+        .collect();
+    proxies.iter().for_each(Proxy::synced);
+    let after: Vec<Vec<String>> = nodes.iter().map(|n| table(n)).collect();
+    assert_eq!(before, after, "the rebuilt tables");
+    let (nc, answers) = &mut connection;
+    writeln!(nc.stdin.as_mut().unwrap(), "after").unwrap();
+    assert_eq!(
+        answers.next().unwrap().unwrap(),
+        "after",
+        "the same connection, after the restart"
+    );
+    let _ = nc.kill();
+    let _ = nc.wait();
+}
