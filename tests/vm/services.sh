@@ -1,10 +1,14 @@
 # The Services scenario in the VM (busybox sh), run by tests/e2e/vm.rs
-# with MODE set (ipvs, nftables or userspace) before this text: a real
-# `skiff server` with process-backed pods and each node's proxy in MODE,
-# WEB and SERVICES (tests/e2e/realpods.rs) applied, and traffic through
-# every kind of Service from a pod's network namespace. Each check prints
-# `OK: what` or `FAIL: what` (and exits 1); timings print as
-# `TIME: what MS ms`. Every wait has a deadline.
+# once for each proxy mode in one boot, as `sh services.sh` with MODE
+# (ipvs, nftables or userspace) and WATCHDOG_AT (the uptime, in ms, by
+# which it must be done) in its environment: a real `skiff server` with
+# process-backed pods and each node's proxy in MODE, on a data directory
+# of the mode's own, WEB and SERVICES (tests/e2e/realpods.rs) applied,
+# and traffic through every kind of Service from a pod's network
+# namespace; the IPVS-only checks are ipvs.sh's. The server is stopped at
+# the end, and the namespaces it made must be gone before the next mode
+# starts. Each check prints `OK: what` or `FAIL: what` (and exits 1);
+# timings print as `TIME: what MS ms`. Every wait has a deadline.
 
 # busybox sh runs its own applets before PATH's programs: ip is
 # iproute2's (busybox's has no netns).
@@ -18,9 +22,11 @@ ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 started=$(ms)
 ok() { echo "OK: $*"; }
 say_time() { echo "TIME: $1 $2 ms"; }
-step() { echo "STEP $(($(ms) - started)) ms: $*"; }
+step() { echo "STEP $(($(ms) - started)) ms ($(date -u +%T)): $*"; }
 fail() {
-    echo "FAIL: $*"
+    echo "FAIL: $* ($(date -u +%T))"
+    # /tmp/why: what the failed check's last try printed, if it kept it.
+    [ -e /tmp/why ] && sed 's/^/why: /' /tmp/why
     [ -e /tmp/slices ] && tail -n 5 /tmp/slices /tmp/kernel
     echo "--- server's stderr (last 40 lines) ---"
     tail -n 20 /tmp/server.err; grep -v "rules synced" /tmp/server.out | tail -n 30
@@ -51,9 +57,11 @@ within() {
 # IP hooks, so that a reply from a pod to a pod on the same bridge is
 # un-NATed (by IPVS, by conntrack) on its way.
 modprobe br_netfilter || fail "modprobe br_netfilter"
-mkdir -p /tmp/skiff
+echo "SCENARIO $MODE START"
+data=/tmp/skiff-$MODE
+mkdir -p $data
 skiff server --runtime process --proxy-mode "$MODE" \
-    --load-balancer-pool 172.18.200.0/24 --data-dir /tmp/skiff \
+    --load-balancer-pool 172.18.200.0/24 --data-dir $data \
     --listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 >/tmp/server.out 2>/tmp/server.err &
 server=$!
 trap 'kill $server 2>/dev/null' EXIT
@@ -61,7 +69,7 @@ within 30 "the server's ready line" grep -q kubeconfig: /tmp/server.out
 KUBECONFIG=$(sed -n 's/.*kubeconfig: //p' /tmp/server.out)
 export KUBECONFIG
 # Past the VM's deadline nothing would be seen: say where it stands first.
-( sleep "${WATCHDOG:-95}"; fail "the watchdog fired" ) &
+( sleep $(((${WATCHDOG_AT:-95000} - $(ms)) / 1000)); fail "the watchdog fired" ) &
 watchdog=$!
 trap 'kill $server $watchdog 2>/dev/null' EXIT
 say_time "server ready" $(($(ms) - started))
@@ -145,4 +153,12 @@ if [ "$MODE" = ipvs ]; then
     . ./ipvs.sh
 fi
 
-echo "SCENARIO DONE in $(($(ms) - started)) ms"
+# The server stops (SIGTERM), removing its namespaces and pods, so that
+# the next mode starts from a node as it booted.
+kill $server
+within 30 "the server removing its namespaces" sh -c "! ip netns list | grep -q skiff-"
+wait $server
+kill $watchdog 2>/dev/null
+trap - EXIT
+ok "the server stopped and left no namespace"
+echo "SCENARIO $MODE DONE in $(($(ms) - started)) ms"

@@ -106,9 +106,26 @@ fn enter(spec: &Spec) -> Result<(), String> {
     };
     if let Some(pid) = spec.join {
         let ns = |name: &str| PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        // The container's root, opened before its mount namespace is
+        // joined: setns puts this process at the namespace's first mount
+        // (and what is mounted over its `/`), which is the container's
+        // root only where the node's root was mounted over `/` of that
+        // first mount. Where the node runs chrooted (an initramfs bound
+        // at a subdirectory, as the VM's; a chroot), the container's
+        // pivot_root left its root mounted further down, and an exec or
+        // probe would see the node's files instead of the container's —
+        // a readiness file it touched, its resolv.conf. As `nsenter
+        // --root`, the target's root is entered after the namespace.
+        let root = ns("../root");
+        let root_dir =
+            std::fs::File::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
         join(ns("net"), CloneFlags::CLONE_NEWNET)?;
         join(ns("uts"), CloneFlags::CLONE_NEWUTS)?;
         join(ns("mnt"), CloneFlags::CLONE_NEWNS)?;
+        nix::unistd::fchdir(&root_dir)
+            .and_then(|()| nix::unistd::chroot("."))
+            .and_then(|()| nix::unistd::chdir("/"))
+            .map_err(|e| format!("cannot enter the container's root: {e}"))?;
     } else {
         if let Some(netns) = &spec.netns {
             join(netns.clone(), CloneFlags::CLONE_NEWNET)?;

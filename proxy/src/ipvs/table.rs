@@ -9,13 +9,18 @@
 //! - `masquerade-services`: virtual servers for external traffic (node
 //!   ports, external and load-balancer IPs, unless `Local`), whose
 //!   packets are marked [`nftables::MASQUERADE_MARK`] (KUBE-MARK-MASQ);
+//! - `cluster-ips`: the ClusterIP virtual servers, whose traffic from
+//!   the node itself (its processes, host-network pods) is marked too:
+//!   its source would be the virtual IP that `kube-ipvs0` holds, to which
+//!   an endpoint on another node cannot reply (KUBE-CLUSTER-IP, for
+//!   traffic not from a pod);
 //! - `hairpin`: an endpoint reaching itself through its Service is
 //!   masqueraded, or its reply would not come back through IPVS
 //!   (KUBE-LOOP-BACK).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Address, Backend, PortName, PortRules, Protocol};
+use crate::model::{Address, Backend, PortName, PortRules, Protocol, Traffic};
 use crate::nftables::{self, KEY_TYPE, MASQUERADE_MARK, TABLE};
 
 /// The sets' elements.
@@ -25,6 +30,8 @@ pub struct Sets {
     pub no_endpoints: BTreeSet<Address>,
     /// Virtual servers whose traffic is masqueraded.
     pub masquerade: BTreeSet<Address>,
+    /// ClusterIP virtual servers: masqueraded from the node itself.
+    pub cluster_ips: BTreeSet<Address>,
     /// Endpoints (with their protocol) that may reach themselves.
     pub hairpin: BTreeSet<(Backend, Protocol)>,
 }
@@ -38,6 +45,9 @@ pub fn sets(rules: &BTreeMap<PortName, PortRules>) -> Sets {
         }
         if virtual_.masquerade {
             sets.masquerade.insert(*address);
+        }
+        if virtual_.traffic == Traffic::Internal {
+            sets.cluster_ips.insert(*address);
         }
         sets.hairpin.extend(
             virtual_
@@ -59,19 +69,24 @@ pub fn base() -> Vec<String> {
     ops.push(format!(
         "add set {t} masquerade-services {{ {KEY_TYPE} ; }}"
     ));
+    ops.push(format!("add set {t} cluster-ips {{ {KEY_TYPE} ; }}"));
     ops.push(format!(
         "add set {t} hairpin {{ {KEY_TYPE} . ipv4_addr ; }}"
     ));
     ops.extend(nftables::hook_chains());
     ops.push(format!("add chain {t} masquerading"));
-    let mark = format!(
-        "ip daddr . meta l4proto . th dport @masquerade-services meta mark set meta mark | {MASQUERADE_MARK}"
-    );
+    let mark = |set: &str| {
+        format!(
+            "ip daddr . meta l4proto . th dport @{set} meta mark set meta mark | {MASQUERADE_MARK}"
+        )
+    };
+    let (external, from_node) = (mark("masquerade-services"), mark("cluster-ips"));
     for (chain, rule) in [
         ("filter-prerouting", nftables::REJECT_NO_ENDPOINTS),
         ("filter-output", nftables::REJECT_NO_ENDPOINTS),
-        ("nat-prerouting", mark.as_str()),
-        ("nat-output", mark.as_str()),
+        ("nat-prerouting", external.as_str()),
+        ("nat-output", external.as_str()),
+        ("nat-output", from_node.as_str()),
         ("nat-postrouting", "jump masquerading"),
         (
             "nat-postrouting",
@@ -120,6 +135,11 @@ pub fn diff(old: &Sets, new: &Sets) -> Vec<String> {
         keys(&new.masquerade),
     );
     set(
+        "cluster-ips",
+        keys(&old.cluster_ips),
+        keys(&new.cluster_ips),
+    );
+    set(
         "hairpin",
         old.hairpin.iter().map(hairpin_key).collect(),
         new.hairpin.iter().map(hairpin_key).collect(),
@@ -130,7 +150,7 @@ pub fn diff(old: &Sets, new: &Sets) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Traffic, Virtual};
+    use crate::model::Virtual;
     use std::net::Ipv4Addr;
 
     fn rules(backends: &[u8]) -> BTreeMap<PortName, PortRules> {
@@ -169,7 +189,8 @@ mod tests {
     }
 
     #[test]
-    fn external_traffic_is_marked_endpoints_may_hairpin_and_empty_services_reject() {
+    fn external_and_node_to_cluster_ip_traffic_is_marked_endpoints_may_hairpin_and_empty_services_reject(
+    ) {
         let with = sets(&rules(&[3]));
         assert!(with.no_endpoints.is_empty());
         assert_eq!(with.masquerade.len(), 1, "the node port, not the ClusterIP");
@@ -177,6 +198,7 @@ mod tests {
             diff(&Sets::default(), &with),
             [
                 "add element ip skiff-proxy masquerade-services { 172.18.0.2 . tcp . 30080 }",
+                "add element ip skiff-proxy cluster-ips { 10.96.0.20 . tcp . 80 }",
                 "add element ip skiff-proxy hairpin { 10.244.1.3 . tcp . 8080 . 10.244.1.3 }",
             ]
         );
